@@ -1,0 +1,32 @@
+"""The ``headshots`` command line: one module per subcommand under ``processor.commands``.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets
+``handler=callable(args) -> int``. Command modules import heavy libraries (torch, deepface)
+inside their handler, so ``headshots --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS: tuple[str, ...] = ("assets", "validate", "submit", "status", "worker", "demo", "eval")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="headshots", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"processor.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

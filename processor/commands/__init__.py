@@ -1,0 +1,1 @@
+"""Subcommands of the ``headshots`` CLI, one module each."""

@@ -1,0 +1,124 @@
+"""Service settings: ``HEADSHOTS_*`` environment variables, validated once at start-up.
+
+The same names are the Terraform outputs and the container's environment. A bad value stops
+the process with one clear line per problem (see :func:`load_settings`), never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+
+
+class SettingsError(ValueError):
+    """Raised with a human-readable list of every bad setting."""
+
+
+class Settings(BaseSettings):
+    """Everything the worker, the CLI and the local stack read from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADSHOTS_", extra="ignore", frozen=True)
+
+    # --- AWS -------------------------------------------------------------------------
+    input_bucket: str = Field("headshots-input", pattern=_BUCKET_PATTERN,
+                              description="bucket holding uploads/<job>/")
+    output_bucket: str = Field("headshots-output", pattern=_BUCKET_PATTERN,
+                               description="bucket holding jobs/<job>/ and results/<job>/")
+    queue_url: str = Field("", description="SQS job queue URL (empty: resolved by the local stack)")
+    dlq_url: str = Field("", description="dead-letter queue URL, for operators and tests")
+    aws_region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    aws_endpoint_url: str | None = Field(None, description="e.g. http://127.0.0.1:5000 for moto")
+
+    # --- queue and ownership ---------------------------------------------------------
+    visibility_timeout_s: int = Field(120, ge=10, le=43200,
+                                      description="visibility set on receive and by each heartbeat")
+    heartbeat_interval_s: float = Field(30.0, gt=0, description="how often visibility is extended")
+    wait_time_s: int = Field(10, ge=0, le=20, description="SQS long-poll wait")
+    max_receive_count: int = Field(3, ge=1, le=1000,
+                                   description="the queue's redrive maxReceiveCount (final attempt)")
+    owner_stale_after_s: float = Field(300.0, gt=0,
+                                       description="a running job whose owner heartbeat is older is taken over")
+    shutdown_grace_s: float = Field(100.0, gt=0, le=120,
+                                    description="SIGTERM -> message released and exit 0 within this")
+    health_file: Path | None = Field(None, description="touched by the worker loop; the container health check reads it")
+
+    # --- model and pipeline ----------------------------------------------------------
+    base_model: str = Field("stabilityai/stable-diffusion-xl-base-1.0",
+                            description="Hugging Face id or local path of a diffusers SDXL pipeline")
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    mixed_precision: Literal["no", "fp16", "bf16"] = "bf16"
+    train_method: Literal["lora", "full"] = "lora"
+    train_steps: int | None = Field(None, ge=1, description="override of the steps-per-photo rule")
+    train_text_encoder: bool = False
+    prior_loss_weight: float = Field(1.0, ge=0, description="beta: weight of the class-prior term")
+    instance_loss_weight: float = Field(1.0, gt=0, description="alpha: weight of the reconstruction term")
+    num_class_images: int = Field(100, ge=1, le=2000)
+    class_cache_dir: Path = Field(Path(".cache/class-images"),
+                                  description="local cache of class-prior images, keyed by model and prompt")
+    resolution: int = Field(1024, ge=64, le=2048, multiple_of=8)
+    num_images: int = Field(50, ge=1, le=200, description="headshots to deliver")
+    inference_steps: int = Field(30, ge=1, le=200)
+    guidance_scale: float = Field(5.0, ge=1.0, le=30.0)
+    generation_batch_size: int = Field(4, ge=1, le=64)
+    max_regenerations: int = Field(3, ge=0, le=20, description="K: extra attempts per prompt")
+    selection_mode: Literal["enforce", "report"] = "enforce"
+    seed: int = Field(1234, ge=0, le=2**32 - 1)
+
+    # --- faces -----------------------------------------------------------------------
+    face_detector: str = Field("opencv", description="deepface detector backend")
+    face_recognizer: str = Field("Dlib", description="deepface recognition model")
+    deepface_home: Path | None = Field(None, description="DEEPFACE_HOME; weights under .deepface/weights/")
+
+    # --- email -----------------------------------------------------------------------
+    email_backend: Literal["ses", "smtp"] = "ses"
+    email_sender: str = Field("headshots@example.com", pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    link_ttl_s: int = Field(7 * 24 * 3600, ge=60, le=7 * 24 * 3600,
+                            description="presigned-link lifetime (SigV4 allows at most 7 days)")
+
+    # --- local working space and logs ------------------------------------------------
+    work_dir: Path = Field(Path(".cache/work"), description="local scratch space for a job")
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _endpoint_is_url(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @field_validator("queue_url", "dlq_url")
+    @classmethod
+    def _queue_is_url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an SQS queue URL (http:// or https://)")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Settings":
+        if self.input_bucket == self.output_bucket:
+            raise ValueError("input_bucket and output_bucket must differ")
+        if self.heartbeat_interval_s >= self.visibility_timeout_s:
+            raise ValueError("heartbeat_interval_s must be shorter than visibility_timeout_s")
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus explicit overrides) or raise one readable SettingsError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "HEADSHOTS_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
+            lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

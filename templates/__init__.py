@@ -1,0 +1,1 @@
+"""Jinja2 email templates (data package: found from a checkout and from an installed wheel)."""

@@ -1,0 +1,23 @@
+"""Shared pytest setup. Fixtures live in ``tests/fixtures/`` (one module per area) and are
+re-exported here so every test directory sees them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CACHE = REPO_ROOT / ".cache"
+
+# Faces: deepface reads its weights from $DEEPFACE_HOME/.deepface/weights (installed by
+# `headshots assets`). Nothing may be downloaded from a hub in tests.
+os.environ.setdefault("DEEPFACE_HOME", str(CACHE / "deepface"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Two cores shared by everything: keep torch from oversubscribing them.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+from tests.fixtures.aws import *  # noqa: E402,F401,F403
+from tests.fixtures.faces import *  # noqa: E402,F401,F403
+from tests.fixtures.models import *  # noqa: E402,F401,F403
