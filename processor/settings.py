@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     face_detector: str = Field("opencv", description="deepface detector backend")
     face_recognizer: str = Field("Dlib", description="deepface recognition model")
     deepface_home: Path | None = Field(None, description="DEEPFACE_HOME; weights under .deepface/weights/")
+    eval_clip_model: Path | None = Field(None, description="`headshots eval`: local CLIP folder for CLIP-T/CLIP-I")
+    eval_dino_model: Path | None = Field(None, description="`headshots eval`: local DINO ViT folder")
 
     # --- email -----------------------------------------------------------------------
     email_backend: Literal["ses", "smtp"] = "ses"
@@ -86,6 +88,8 @@ class Settings(BaseSettings):
     work_dir: Path = Field(Path(".cache/work"), description="local scratch space for a job")
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    failpoints: str = Field("", description="fault-suite only: 'point=kill|raise|exit[@N],...' "
+                                            "(processor/failpoints.py); empty in production")
 
     @field_validator("aws_endpoint_url")
     @classmethod

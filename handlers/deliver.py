@@ -1,0 +1,148 @@
+"""Turn a selection into what the user receives: numbered JPEGs, a contact sheet, a zip and
+results.json.
+
+Why numbered files and a numbered sheet: the email links to the sheet first, and a person who
+likes tile 17 must find ``headshot-017.jpg`` without guessing. results.json keeps the prompt,
+seed and attempt of each image so any headshot can be regenerated exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from handlers.generation_records import SelectionResult
+
+JPEG_QUALITY = 95
+SHEET_TILE = 256
+SHEET_COLUMNS = 10
+SHEET_GAP = 8
+_ZIP_DATE = (2024, 1, 1, 0, 0, 0)  # fixed: the same images give a byte-identical zip
+
+
+@dataclass(frozen=True)
+class Deliverables:
+    """The files written for one job, ready to upload to ``results/<job>/``."""
+
+    out_dir: Path
+    headshots: tuple[Path, ...]
+    contact_sheet: Path | None
+    archive: Path | None
+    results_json: Path
+    summary: dict[str, Any]
+
+    def files(self) -> tuple[Path, ...]:
+        """Every file to upload, headshots first."""
+        extra = tuple(p for p in (self.contact_sheet, self.archive) if p is not None)
+        return self.headshots + extra + (self.results_json,)
+
+
+def headshot_name(number: int) -> str:
+    """``headshot-001.jpg`` for number 1: three digits keep the files sorted."""
+    return f"headshot-{number:03d}.jpg"
+
+
+def sheet_layout(count: int, columns: int = SHEET_COLUMNS) -> tuple[int, int]:
+    """(columns, rows) of a contact sheet for ``count`` tiles."""
+    if count <= 0:
+        return (0, 0)
+    cols = min(columns, count)
+    return cols, math.ceil(count / cols)
+
+
+def tile_origin(index: int, columns: int, tile: int = SHEET_TILE, gap: int = SHEET_GAP) -> tuple[int, int]:
+    """Top-left pixel of tile ``index`` (0-based) on the sheet."""
+    row, col = divmod(index, columns)
+    return gap + col * (tile + gap), gap + row * (tile + gap)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def render_contact_sheet(images: list[Image.Image], tile: int = SHEET_TILE,
+                         columns: int = SHEET_COLUMNS) -> Image.Image:
+    """A grid of ``images`` with tile k labelled ``k`` (1-based), matching the file numbers."""
+    cols, rows = sheet_layout(len(images), columns)
+    width = SHEET_GAP + cols * (tile + SHEET_GAP)
+    height = SHEET_GAP + rows * (tile + SHEET_GAP)
+    sheet = Image.new("RGB", (width, height), (245, 245, 245))
+    draw = ImageDraw.Draw(sheet)
+    font = _font(max(12, tile // 9))
+    for i, img in enumerate(images):
+        x, y = tile_origin(i, cols, tile)
+        thumb = img.convert("RGB")
+        thumb.thumbnail((tile, tile), Image.Resampling.LANCZOS)
+        sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
+        label = str(i + 1)
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        pad = max(3, tile // 64)
+        box = (x + pad, y + pad, x + pad + (right - left) + 2 * pad, y + pad + (bottom - top) + 2 * pad)
+        draw.rectangle(box, fill=(0, 0, 0))
+        draw.text((box[0] + pad - left, box[1] + pad - top), label, fill=(255, 255, 255), font=font)
+    return sheet
+
+
+def results_document(selection: SelectionResult, files: list[str]) -> dict[str, Any]:
+    """The content of results.json: per delivered image, then the run's summary."""
+    delivered_prompts = {r.prompt_index for r in selection.records}
+    abandoned = sorted({a.prompt_index for a in selection.attempts} - delivered_prompts)
+    images = []
+    for number, (name, record) in enumerate(zip(files, selection.records, strict=True), start=1):
+        images.append({
+            "number": number,
+            "file": name,
+            "prompt": record.prompt,
+            "prompt_index": record.prompt_index,
+            "seed": record.seed,
+            "attempt": record.attempt,
+            "identity_distance": record.distance,
+            "accepted": record.accepted,
+            "history": [a.to_dict() for a in record.history],
+        })
+    return {
+        "version": 1,
+        "summary": {**selection.summary(), "abandoned_prompts": abandoned},
+        "images": images,
+    }
+
+
+def build_deliverables(selection: SelectionResult, out_dir: Path) -> Deliverables:
+    """Write headshot-NNN.jpg, contact-sheet.jpg, headshots.zip and results.json to ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    headshots: list[Path] = []
+    thumbs: list[Image.Image] = []
+    for number, record in enumerate(selection.records, start=1):
+        target = out_dir / headshot_name(number)
+        with Image.open(selection.path(record)) as img:
+            rgb = img.convert("RGB")
+        rgb.save(target, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
+        thumb = rgb.copy()
+        thumb.thumbnail((SHEET_TILE, SHEET_TILE), Image.Resampling.LANCZOS)
+        thumbs.append(thumb)
+        headshots.append(target)
+
+    sheet_path: Path | None = None
+    zip_path: Path | None = None
+    if headshots:
+        sheet_path = out_dir / "contact-sheet.jpg"
+        render_contact_sheet(thumbs).save(sheet_path, "JPEG", quality=90, optimize=True)
+        zip_path = out_dir / "headshots.zip"
+        with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as zf:
+            for path in [*headshots, sheet_path]:
+                info = zipfile.ZipInfo(path.name, date_time=_ZIP_DATE)
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, path.read_bytes())
+
+    document = results_document(selection, [p.name for p in headshots])
+    results_path = out_dir / "results.json"
+    results_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return Deliverables(out_dir=out_dir, headshots=tuple(headshots), contact_sheet=sheet_path,
+                        archive=zip_path, results_json=results_path, summary=document["summary"])

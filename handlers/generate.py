@@ -1,0 +1,319 @@
+"""Generate headshots from the trained pipeline and keep those that still show the person.
+
+Why the loop looks like this: one image per hand-engineered prompt gives variety; an image
+that fails selection is regenerated from the *same* prompt with new noise (a different seed)
+up to K times, because the prompt is usually fine and the noise was unlucky; after K failures
+the prompt is abandoned for the next unused one. Images are generated in batches (the GPU is
+much faster per image that way) with one ``torch.Generator`` per image, and every seed is a
+pure function of (base seed, prompt index, attempt), so any image can be made again.
+
+The image source is injectable (:class:`ImageSource`): production wraps a diffusers pipeline
+in :class:`DiffusionSource`; tests can feed real photos through the same selection loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import structlog
+from PIL import Image
+
+from handlers.errors import Interrupted
+from handlers.generation_records import Attempt, ImageRecord, SelectionResult
+from handlers.progress import Progress, ProgressFn, StopFn, report
+from handlers.prompts import PromptSet
+from handlers.select import (
+    REASON_NEAR_DUPLICATE,
+    Analyzer,
+    SelectConfig,
+    Verdict,
+    is_near_duplicate,
+    score_image,
+    subject_faces,
+)
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Sampling settings; defaults are the service's (SDXL at 1024, 30 steps, CFG 5)."""
+
+    num_images: int = 50
+    steps: int = 30
+    guidance_scale: float = 5.0
+    resolution: int = 1024
+    batch_size: int = 4
+    seed: int = 1234
+    max_regenerations: int = 3  # K: extra attempts per prompt after the first
+
+    def __post_init__(self) -> None:
+        if self.num_images < 1 or self.steps < 1 or self.batch_size < 1:
+            raise ValueError("num_images, steps and batch_size must be at least 1")
+        if self.resolution % 8:
+            raise ValueError("resolution must be a multiple of 8 (the VAE's factor)")
+        if self.guidance_scale <= 1.0:
+            raise ValueError("guidance_scale must be above 1 (classifier-free guidance on)")
+        if self.max_regenerations < 0:
+            raise ValueError("max_regenerations must be >= 0")
+
+
+def seed_for(base_seed: int, prompt_index: int, attempt: int) -> int:
+    """The seed of one image: well mixed, stable across runs, machines and batch sizes."""
+    return int(np.random.SeedSequence([base_seed, prompt_index, attempt]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One image to make: which prompt, which attempt, the rendered text and its seed."""
+
+    prompt_index: int
+    attempt: int
+    prompt: str
+    seed: int
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    """Anything that turns a batch of requests into RGB uint8 images, in order."""
+
+    def generate_images(self, requests: Sequence[ImageRequest]) -> list[np.ndarray]: ...
+
+
+class DiffusionSource:
+    """A diffusers text-to-image pipeline as an :class:`ImageSource`.
+
+    Noise comes from CPU generators, one per image, so an image depends on its seed and not
+    on the device or on which other images shared its batch.
+    """
+
+    def __init__(self, pipeline: Any, config: GenerateConfig, negative_prompt: str) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        self.negative_prompt = negative_prompt
+        if hasattr(pipeline, "set_progress_bar_config"):
+            pipeline.set_progress_bar_config(disable=True)
+
+    def generate_images(self, requests: Sequence[ImageRequest]) -> list[np.ndarray]:
+        import torch
+
+        if not requests:
+            return []
+        size = self.config.resolution
+        out = self.pipeline(
+            prompt=[r.prompt for r in requests],
+            negative_prompt=[self.negative_prompt] * len(requests),
+            num_inference_steps=self.config.steps,
+            guidance_scale=self.config.guidance_scale,
+            height=size, width=size,
+            generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests],
+            output_type="np",
+        )
+        return [np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8) for img in out.images]
+
+
+def as_image_source(pipeline: Any, config: GenerateConfig, negative_prompt: str) -> ImageSource:
+    """``pipeline`` itself when it already is an image source, else a :class:`DiffusionSource`."""
+    if isinstance(pipeline, ImageSource):
+        return pipeline
+    return DiffusionSource(pipeline, config, negative_prompt)
+
+
+class AttemptPlanner:
+    """Which (prompt, attempt) pairs to generate next: a pure schedule over verdicts.
+
+    Retries of rejected prompts go first; fresh prompts fill the rest of a batch; nothing is
+    scheduled beyond what could still be needed to reach ``num_images``.
+    """
+
+    def __init__(self, n_prompts: int, num_images: int, max_regenerations: int,
+                 skip: Sequence[int] = (), already_accepted: int = 0) -> None:
+        self.num_images = num_images
+        self.max_regenerations = max_regenerations
+        self.accepted = already_accepted
+        self.in_flight = 0
+        self.retries: deque[tuple[int, int]] = deque()
+        skipped = set(skip)
+        self.fresh: deque[int] = deque(i for i in range(n_prompts) if i not in skipped)
+        self.abandoned: list[int] = []
+
+    def next_batch(self, size: int) -> list[tuple[int, int]]:
+        batch: list[tuple[int, int]] = []
+        while len(batch) < size and self.accepted + self.in_flight < self.num_images:
+            if self.retries:
+                batch.append(self.retries.popleft())
+            elif self.fresh:
+                batch.append((self.fresh.popleft(), 0))
+            else:
+                break
+            self.in_flight += 1
+        return batch
+
+    def record(self, prompt_index: int, attempt: int, accepted: bool) -> None:
+        self.in_flight -= 1
+        if accepted:
+            self.accepted += 1
+        elif attempt < self.max_regenerations:
+            self.retries.append((prompt_index, attempt + 1))
+        else:
+            self.abandoned.append(prompt_index)
+
+    @property
+    def finished(self) -> bool:
+        no_work = not self.retries and not self.fresh
+        return self.accepted >= self.num_images or (no_work and self.in_flight == 0)
+
+
+def image_file(prompt_index: int, attempt: int) -> str:
+    return f"p{prompt_index:03d}-a{attempt}.png"
+
+
+def _unscored(accepted: bool = True) -> Verdict:
+    return Verdict(accepted=accepted, reason=None, distance=None, faces=-1)
+
+
+def _done_embeddings(done: Sequence[ImageRecord], out_dir: Path, analyzer: Analyzer | None,
+                     min_face_ratio: float) -> list[np.ndarray]:
+    """Face embeddings of a retried job's finished images, for the near-duplicate check."""
+    if analyzer is None:
+        return []
+    embeddings = []
+    for record in done:
+        path = out_dir / record.file
+        if path.exists():
+            with Image.open(path) as img:
+                faces = subject_faces(analyzer.faces(np.asarray(img.convert("RGB"))), min_face_ratio)
+            if len(faces) == 1:
+                embeddings.append(np.asarray(faces[0].embedding, dtype=np.float32))
+    return embeddings
+
+
+def generate_and_select(
+    pipeline: Any,
+    prompts: PromptSet,
+    identifier: str,
+    references: np.ndarray | None,
+    out_dir: Path,
+    config: GenerateConfig,
+    select_config: SelectConfig,
+    analyzer: Analyzer | None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    on_image: Callable[[ImageRecord], None] | None = None,
+    done: Sequence[ImageRecord] = (),
+) -> SelectionResult:
+    """Generate until ``config.num_images`` images pass selection or the prompt budget ends.
+
+    ``pipeline`` is a diffusers pipeline or any :class:`ImageSource`. Every accepted image is
+    written to ``out_dir`` and passed to ``on_image`` at once; ``done`` holds the records of a
+    retried job (their files in ``out_dir``), which count and are not generated again. Without
+    an ``analyzer`` (no face model installed) only ``mode="report"`` is allowed: images are
+    kept unscored.
+    """
+    if analyzer is None and select_config.mode == "enforce":
+        raise ValueError("enforce mode needs a face analyzer")
+    if analyzer is not None and (references is None or len(references) == 0):
+        raise ValueError("scoring needs the embeddings of the user's accepted photos")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = as_image_source(pipeline, config, prompts.negative_prompt)
+    rendered = prompts.render(identifier)
+    enforce = select_config.mode == "enforce"
+    threshold = select_config.threshold_for(analyzer.threshold) if analyzer is not None else None
+    duplicate_distance = select_config.duplicate_for(analyzer.threshold) if analyzer is not None else 0.0
+
+    planner = AttemptPlanner(len(rendered), config.num_images,
+                             config.max_regenerations if enforce else 0,
+                             skip=[r.prompt_index for r in done], already_accepted=len(done))
+    kept_embeddings = _done_embeddings(done, out_dir, analyzer, select_config.min_face_ratio)
+    records: list[ImageRecord] = list(done)
+    attempts: list[Attempt] = [a for r in done for a in r.history]
+    history: dict[int, list[Attempt]] = {}
+    generated = 0
+    started = time.perf_counter()
+
+    while not planner.finished:
+        batch = planner.next_batch(config.batch_size)
+        requests = [ImageRequest(p, a, rendered[p], seed_for(config.seed, p, a)) for p, a in batch]
+        t0 = time.perf_counter()
+        images = source.generate_images(requests)
+        if len(images) != len(requests):
+            raise RuntimeError(f"image source returned {len(images)} images for {len(requests)} requests")
+        for request, image in zip(requests, images, strict=True):
+            verdict = (score_image(image, analyzer, references, select_config)
+                       if analyzer is not None else _unscored())
+            if (verdict.accepted and enforce and verdict.embedding is not None
+                    and is_near_duplicate(verdict.embedding, kept_embeddings, duplicate_distance)):
+                verdict = Verdict(False, REASON_NEAR_DUPLICATE, verdict.distance, verdict.faces, verdict.embedding)
+            keep = verdict.accepted or not enforce
+            history.setdefault(request.prompt_index, [])
+            attempt = Attempt(request.prompt_index, request.attempt, request.seed, verdict.accepted,
+                              verdict.reason, verdict.distance,
+                              verdict.faces if verdict.faces >= 0 else None, 0.0, tuple(batch))
+            history[request.prompt_index].append(attempt)
+            planner.record(request.prompt_index, request.attempt, keep)
+            if keep:
+                if verdict.embedding is not None and verdict.accepted:
+                    kept_embeddings.append(verdict.embedding)
+                name = image_file(request.prompt_index, request.attempt)
+                Image.fromarray(image).save(out_dir / name)
+                record = ImageRecord(request.prompt_index, request.prompt, request.seed, request.attempt,
+                                     name, verdict.accepted, verdict.distance,
+                                     tuple(history[request.prompt_index]))
+                records.append(record)
+                if on_image is not None:
+                    on_image(record)
+        seconds = round((time.perf_counter() - t0) / len(requests), 4)
+        for request in requests:  # each image's share of its batch's wall time
+            h = history[request.prompt_index]
+            i = next(k for k, a in enumerate(h) if a.attempt == request.attempt)
+            h[i] = replace(h[i], seconds=seconds)
+            attempts.append(h[i])
+        generated += len(requests)
+        log.info("generate.batch", images=len(requests), kept=len(records), target=config.num_images,
+                 seconds_per_image=round(seconds, 3))
+        report(progress, Progress("generate", len(records), config.num_images,
+                                  extra={"generated": generated, "rejected": sum(not a.accepted for a in attempts)}))
+        if should_stop is not None and should_stop() and not planner.finished:
+            raise Interrupted(f"generation stopped with {len(records)} of {config.num_images} images")
+
+    by_prompt = {r.prompt_index: r for r in records}
+    final = tuple(_with_history(by_prompt[p], history.get(p)) for p in sorted(by_prompt))
+    return SelectionResult(
+        image_dir=out_dir, records=final, attempts=tuple(attempts), requested=config.num_images,
+        mode=select_config.mode, threshold=threshold, seconds=time.perf_counter() - started,
+        generated=generated,
+        extra={"base_seed": config.seed, "steps": config.steps, "guidance_scale": config.guidance_scale,
+               "resolution": config.resolution, "batch_size": config.batch_size,
+               "max_regenerations": config.max_regenerations, "scored": analyzer is not None},
+    )
+
+
+def _with_history(record: ImageRecord, history: list[Attempt] | None) -> ImageRecord:
+    """The record with its attempts' final timings (records handed to on_image had none yet)."""
+    if not history:
+        return record
+    return ImageRecord(record.prompt_index, record.prompt, record.seed, record.attempt, record.file,
+                       record.accepted, record.distance, tuple(history))
+
+
+def regenerate(pipeline: Any, prompts: PromptSet, identifier: str, attempt: Attempt,
+               config: GenerateConfig) -> np.ndarray:
+    """Make one recorded image again, bit for bit, by re-running its recorded batch.
+
+    The seed alone fixes the noise; re-running the same batch also fixes the arithmetic
+    (batched kernels round differently from single-image ones in the last float bits).
+    """
+    if seed_for(config.seed, attempt.prompt_index, attempt.attempt) != attempt.seed:
+        raise ValueError("the record's seed does not follow from config.seed: wrong base seed")
+    source = as_image_source(pipeline, config, prompts.negative_prompt)
+    rendered = prompts.render(identifier)
+    batch = attempt.batch or ((attempt.prompt_index, attempt.attempt),)
+    requests = [ImageRequest(p, a, rendered[p], seed_for(config.seed, p, a)) for p, a in batch]
+    return source.generate_images(requests)[batch.index((attempt.prompt_index, attempt.attempt))]

@@ -1,0 +1,64 @@
+"""``headshots eval RESULTS_DIR --photos DIR``: offline quality metrics of a delivered job.
+
+Prints identity similarity, diversity and faces found; CLIP-T / CLIP-I / DINO when local
+weights are given (``--clip-model`` / ``--dino-model`` or ``HEADSHOTS_EVAL_CLIP_MODEL`` /
+``HEADSHOTS_EVAL_DINO_MODEL``). ``--json`` prints the figures as one JSON object instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="offline metrics of a results folder against the user's photos",
+                                   description=__doc__)
+    parser.add_argument("results_dir", type=Path, help="folder with headshot-NNN.jpg and results.json")
+    parser.add_argument("--photos", type=Path, required=True, help="folder with the user's photos")
+    parser.add_argument("--clip-model", type=Path, default=None, help="local CLIP model folder")
+    parser.add_argument("--dino-model", type=Path, default=None, help="local DINO ViT model folder")
+    parser.add_argument("--no-faces", action="store_true", help="skip the face-recognition metrics")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from handlers.evaluate import EvalConfig, evaluate, format_report, list_photos, read_results
+    from handlers.images import ImageError, load_image
+    from processor.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    files, prompts = read_results(args.results_dir)
+    photo_paths = list_photos(args.photos) if args.photos.is_dir() else []
+    if not files:
+        print(f"no headshot-*.jpg in {args.results_dir}", file=sys.stderr)
+        return 2
+    if not photo_paths:
+        print(f"no photos in {args.photos}", file=sys.stderr)
+        return 2
+    photos = []
+    for path in photo_paths:
+        try:
+            photos.append(load_image(path, max_side=2048))
+        except ImageError as exc:
+            print(f"skipping {path.name}: {exc.message}", file=sys.stderr)
+    headshots = [load_image(p) for p in files]
+    analyzer = None
+    if not args.no_faces:
+        from handlers.faces import FaceAnalyzer, FaceModelConfig
+
+        analyzer = FaceAnalyzer(FaceModelConfig(detector=settings.face_detector,
+                                                recognizer=settings.face_recognizer,
+                                                weights_home=settings.deepface_home))
+    config = EvalConfig(clip_model=args.clip_model or settings.eval_clip_model,
+                        dino_model=args.dino_model or settings.eval_dino_model)
+    report = evaluate(headshots, photos, prompts, analyzer, config)
+    print(json.dumps(report.to_dict()) if args.json else format_report(report))
+    return 0

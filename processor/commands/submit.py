@@ -1,0 +1,116 @@
+"""``headshots submit DIR --email ADDR``: upload a folder of photos as a client would.
+
+Photos first, ``manifest.json`` last: the manifest's arrival is what starts the job (the S3
+notification fires on it), so it must never arrive before the photos it lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"})
+
+
+@dataclass(frozen=True)
+class Upload:
+    """What ``submit`` will put under ``uploads/<job>/``, in order (manifest last)."""
+
+    job_id: str
+    photos: tuple[Path, ...]
+    manifest: bytes
+
+
+def photo_files(folder: Path) -> list[Path]:
+    """The photos of a folder (by extension), sorted by name; sub-folders are not looked into."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+
+
+def new_job_id(name: str | None = None) -> str:
+    """A fresh job id, readable when a name is given (``ada-1f2e3d4c``)."""
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", (name or "job").lower()).strip("-")[:40] or "job"
+    return f"{slug}-{uuid.uuid4().hex[:8]}"
+
+
+def plan_upload(folder: Path, email: str, name: str | None = None, job_id: str | None = None) -> Upload:
+    """Check everything before the first byte goes out: job id, manifest schema, photos present."""
+    from processor.manifest import parse_manifest, validate_job_id
+
+    photos = photo_files(folder)
+    if not photos:
+        raise ValueError(f"no photos ({', '.join(sorted(PHOTO_SUFFIXES))}) in {folder}")
+    job = validate_job_id(job_id) if job_id else new_job_id(name)
+    doc: dict[str, object] = {"version": 1, "email": email, "photos": [p.name for p in photos]}
+    if name:
+        doc["name"] = name
+    body = json.dumps(doc, indent=2).encode()
+    parse_manifest(body)  # raises ManifestError with the reason
+    return Upload(job_id=job, photos=tuple(photos), manifest=body)
+
+
+async def upload(plan: Upload, settings: object, show_progress: bool = True) -> str:
+    """Put the photos (with a progress bar), then the manifest; returns the manifest's key."""
+    from tqdm import tqdm
+
+    from processor.manifest import MANIFEST_NAME, uploads_prefix
+    from processor.settings import Settings
+    from processor.storage import ObjectStore
+
+    assert isinstance(settings, Settings)
+    prefix = uploads_prefix(plan.job_id)
+    total = sum(p.stat().st_size for p in plan.photos)
+    async with ObjectStore(settings) as store:
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"upload {plan.job_id}",
+                  disable=not show_progress, file=sys.stderr) as bar:
+            for path in plan.photos:
+                await store.upload_file(settings.input_bucket, prefix + path.name, path,
+                                        content_type=_content_type(path))
+                bar.update(path.stat().st_size)
+        await store.put_bytes(settings.input_bucket, prefix + MANIFEST_NAME, plan.manifest,
+                              content_type="application/json")
+    return prefix + MANIFEST_NAME
+
+
+def _content_type(path: Path) -> str:
+    return {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
+            ".heic": "image/heic", ".heif": "image/heif"}.get(path.suffix.lower(), "application/octet-stream")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from processor.logging import configure_logging
+    from processor.manifest import InvalidJobId, ManifestError
+    from processor.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    try:
+        plan = plan_upload(Path(args.folder), args.email, args.name, args.job_id)
+    except (ValueError, ManifestError, InvalidJobId, OSError) as exc:
+        print(f"headshots submit: {exc}", file=sys.stderr)
+        return 2
+    key = asyncio.run(upload(plan, settings, show_progress=not args.quiet))
+    print(plan.job_id)
+    print(f"uploaded {len(plan.photos)} photos and s3://{settings.input_bucket}/{key}", file=sys.stderr)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("submit", help="upload a folder of photos and its manifest (manifest last)",
+                              description=__doc__)
+    p.add_argument("folder", help="folder of JPEG/PNG/WebP photos")
+    p.add_argument("--email", required=True, help="where the headshots are sent")
+    p.add_argument("--name", help="the person's first name, for the email")
+    p.add_argument("--job-id", help="job id (default: generated); A-Z a-z 0-9 . _ -, 1-128 chars")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run)

@@ -1,0 +1,263 @@
+"""The notify edge: render the emails from ``templates/`` and send them, once.
+
+Templates are Jinja2 files found with ``importlib.resources`` (checkout, wheel or image alike):
+``<kind>.txt`` (first line ``Subject: ...``) and ``<kind>.html`` (autoescaped: a user's name
+is data, never markup). Each kind's context is a pydantic model, so a missing field fails at
+render time instead of mailing a blank. Sending goes through SES or SMTP; :func:`send_once`
+writes the job's send-once marker before sending so a retried job never mails twice. The
+recipient address is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid
+from importlib.resources import files
+from typing import Any, Literal, Protocol
+
+import aioboto3
+import jinja2
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from processor.aws_clients import client_kwargs, new_session
+from processor.job_store import JobStore
+from processor.retry import DEFAULT_POLICY, RetryPolicy, aws_retrying, is_transient
+from processor.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+EmailKind = Literal["ready", "rejected", "failed"]
+KINDS: tuple[str, ...] = ("ready", "rejected", "failed")
+
+#: Plain-words advice per validation gate code; unknown codes get the generic line.
+ADVICE: dict[str, str] = {
+    "unreadable": "The file could not be opened. Export it again as a JPEG or PNG.",
+    "unsupported_format": "Send it as a JPEG, PNG or WebP.",
+    "too_large": "Send a smaller version (under 25 MB), e.g. as exported by your phone.",
+    "no_face": "Use a photo where your face is clearly visible and facing the camera.",
+    "multiple_faces": "Use a photo with only you in it, or crop the others out.",
+    "face_too_small": "Use a closer photo where your face fills more of the picture.",
+    "blurry": "Use a sharp photo: hold the camera steady and focus on your face.",
+    "exposure": "Use a photo in good, even light: not too dark and not washed out.",
+    "duplicate": "Use a different photo: this one is almost the same as another you sent.",
+    "different_person": "Use only photos of yourself: this one looks like someone else.",
+}
+GENERIC_ADVICE = "Replace it with a different, clear photo of just you."
+
+
+def advice_for(code: str | None) -> str:
+    """What to do about a photo rejected with gate ``code``, in plain words."""
+    return ADVICE.get(code or "", GENERIC_ADVICE)
+
+
+# --- contexts ---------------------------------------------------------------------------
+class _Context(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    name: str | None = None
+
+
+class Link(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    url: str
+
+
+class ReadyContext(_Context):
+    headshots: list[Link] = Field(min_length=1)
+    contact_sheet_url: str
+    zip_url: str
+    link_ttl_s: int = Field(gt=0)
+    selection_note: str | None = None
+
+    @property
+    def link_ttl_text(self) -> str:
+        days, hours = self.link_ttl_s / 86400, self.link_ttl_s / 3600
+        if days >= 1:
+            return f"{days:g} day{'s' if days != 1 else ''}" if days == int(days) else f"{days:.1f} days"
+        return f"{hours:.0f} hour{'s' if round(hours) != 1 else ''}" if hours >= 1 else \
+            f"{self.link_ttl_s // 60} minutes"
+
+
+class RejectedPhoto(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    reason: str
+    advice: str = GENERIC_ADVICE
+
+
+class RejectedContext(_Context):
+    bad_photos: list[RejectedPhoto] = Field(default_factory=list)
+    usable: int = Field(0, ge=0)
+    required: int = Field(10, ge=1)
+    problem: str | None = None  # a reason not tied to one photo (e.g. a bad manifest)
+
+    @property
+    def needed(self) -> int:
+        return max(0, self.required - self.usable)
+
+
+class FailedContext(_Context):
+    reason: str
+    attempts: int = Field(1, ge=1)
+
+
+CONTEXTS: dict[str, type[_Context]] = {"ready": ReadyContext, "rejected": RejectedContext,
+                                       "failed": FailedContext}
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def _load_template(name: str) -> str | None:
+    resource = files("templates").joinpath(name)
+    return resource.read_text(encoding="utf-8") if resource.is_file() else None
+
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FunctionLoader(_load_template),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+
+def render_email(kind: str, context: _Context | Mapping[str, Any]) -> RenderedEmail:
+    """Render the ``kind`` email (ready, rejected, failed) from its context model or a dict."""
+    if kind not in CONTEXTS:
+        raise ValueError(f"unknown email kind {kind!r}; expected one of {', '.join(KINDS)}")
+    model = CONTEXTS[kind]
+    ctx = context if isinstance(context, model) else model.model_validate(
+        context.model_dump() if isinstance(context, BaseModel) else dict(context))
+    values = {**ctx.model_dump(), **{p: getattr(ctx, p) for p in ("link_ttl_text", "needed")
+                                     if hasattr(ctx, p)}}
+    text = _ENV.get_template(f"{kind}.txt").render(values)
+    html = _ENV.get_template(f"{kind}.html").render(values)
+    first, _, body = text.partition("\n")
+    if not first.startswith("Subject: "):
+        raise ValueError(f"templates/{kind}.txt must start with a 'Subject: ' line")
+    return RenderedEmail(subject=first[len("Subject: "):].strip(), text=body.lstrip("\n"), html=html)
+
+
+def build_message(rendered: RenderedEmail, sender: str, recipient: str, *, job_id: str | None = None,
+                  recipient_name: str | None = None) -> EmailMessage:
+    """A multipart/alternative MIME message: plain text first, HTML preferred by clients."""
+    msg = EmailMessage()
+    msg["Subject"] = rendered.subject
+    msg["From"] = sender
+    msg["To"] = formataddr((recipient_name or "", recipient))
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    if job_id:
+        msg["X-Headshots-Job"] = job_id
+    msg.set_content(rendered.text)
+    msg.add_alternative(rendered.html, subtype="html")
+    return msg
+
+
+# --- backends ---------------------------------------------------------------------------
+class EmailSender(Protocol):
+    """Sends one MIME message; returns the provider's message id."""
+
+    backend: str
+
+    async def send(self, message: EmailMessage) -> str: ...
+
+
+class SesSender:
+    """Amazon SES ``SendRawEmail`` (the sender identity must be verified)."""
+
+    backend = "ses"
+
+    def __init__(self, settings: Settings, session: aioboto3.Session | None = None,
+                 policy: RetryPolicy = DEFAULT_POLICY) -> None:
+        self.settings = settings
+        self._session = session or new_session()
+        self._policy = policy
+
+    async def send(self, message: EmailMessage) -> str:
+        raw = message.as_bytes()
+        async with self._session.client("ses", **client_kwargs(self.settings, "ses")) as ses:
+            async for attempt in aws_retrying(self._policy):
+                with attempt:
+                    resp = await ses.send_raw_email(Source=str(message["From"]),
+                                                    Destinations=[str(message["To"])],
+                                                    RawMessage={"Data": raw})
+        return str(resp["MessageId"])
+
+
+def smtp_transient(exc: BaseException) -> bool:
+    """SMTP failures worth retrying: connection trouble and 4xx (temporary) replies."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    if isinstance(exc, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError)):
+        return True
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(400 <= code < 500 for code, _ in exc.recipients.values())
+    return isinstance(exc, (ConnectionError, TimeoutError)) or is_transient(exc)
+
+
+class SmtpSender:
+    """Plain SMTP (the local sink, or a relay); blocking smtplib runs in a thread."""
+
+    backend = "smtp"
+
+    def __init__(self, host: str, port: int, timeout_s: float = 30.0,
+                 policy: RetryPolicy = DEFAULT_POLICY) -> None:
+        self.host, self.port, self.timeout_s = host, port, timeout_s
+        self._policy = policy
+
+    def _send_blocking(self, message: EmailMessage) -> None:
+        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
+            smtp.send_message(message)
+
+    async def send(self, message: EmailMessage) -> str:
+        async for attempt in aws_retrying(self._policy, transient=smtp_transient):
+            with attempt:
+                await asyncio.to_thread(self._send_blocking, message)
+        return str(message["Message-ID"])
+
+
+def make_sender(settings: Settings) -> EmailSender:
+    """The backend ``HEADSHOTS_EMAIL_BACKEND`` names."""
+    if settings.email_backend == "ses":
+        return SesSender(settings)
+    return SmtpSender(settings.smtp_host, settings.smtp_port)
+
+
+async def send_once(jobs: JobStore, job_id: str, sender: EmailSender, message: EmailMessage,
+                    kind: str) -> bool:
+    """Send ``message`` unless this job's email went out already; True when sent now.
+
+    The marker ``jobs/<job>/email-sent`` is written (If-None-Match) before sending. If the
+    send then fails, the marker is removed so a later attempt can still notify; a crash
+    between marker and send loses that email rather than ever sending two.
+    """
+    if not await jobs.claim_email(job_id, kind):
+        log.info("email_already_sent", job_id=job_id, kind=kind)
+        return False
+    started = time.monotonic()
+    try:
+        message_id = await sender.send(message)
+    except Exception:
+        await jobs.store.delete(jobs.bucket, jobs.email_marker_key(job_id))
+        log.exception("email_send_failed", job_id=job_id, kind=kind, backend=sender.backend)
+        raise
+    log.info("email_sent", job_id=job_id, kind=kind, backend=sender.backend, message_id=message_id,
+             seconds=round(time.monotonic() - started, 3))
+    return True

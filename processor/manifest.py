@@ -1,0 +1,170 @@
+"""The job contract at the door: job ids, ``manifest.json`` and the S3 event in an SQS body.
+
+Everything here is a pure function of values, so the worker can decide what a message means
+before it touches S3. A job id becomes part of S3 keys and local paths, so it is checked
+against one strict rule (:data:`JOB_ID_PATTERN`) before it is used for anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote_plus
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
+
+#: Allowed job ids: the folder name under ``uploads/``. ``.`` and ``..`` are refused separately.
+JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+UPLOADS_PREFIX = "uploads/"
+MANIFEST_NAME = "manifest.json"
+MAX_MANIFEST_BYTES = 64 * 1024
+
+
+class InvalidJobId(ValueError):
+    """The job id cannot be used: it would escape its folder or break the key layout."""
+
+
+class MalformedMessage(ValueError):
+    """An SQS body that is not an S3 event notification; it belongs in the dead-letter queue."""
+
+
+class ManifestError(ValueError):
+    """``manifest.json`` is unreadable or breaks the schema; ``email`` is set when readable."""
+
+    def __init__(self, reason: str, email: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.email = email
+
+
+def validate_job_id(job_id: str) -> str:
+    """Return ``job_id`` unchanged, or raise :class:`InvalidJobId` saying why it is refused."""
+    if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
+        raise InvalidJobId("job id must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+    if job_id in (".", ".."):
+        raise InvalidJobId("job id must not be '.' or '..'")
+    return job_id
+
+
+def job_id_from_key(key: str) -> str:
+    """The job id of an ``uploads/<job>/manifest.json`` key, validated."""
+    if not key.startswith(UPLOADS_PREFIX) or not key.endswith("/" + MANIFEST_NAME):
+        raise InvalidJobId(f"not an {UPLOADS_PREFIX}<job>/{MANIFEST_NAME} key")
+    return validate_job_id(key[len(UPLOADS_PREFIX):-len("/" + MANIFEST_NAME)])
+
+
+def uploads_prefix(job_id: str) -> str:
+    """``uploads/<job>/`` for a valid job id."""
+    return f"{UPLOADS_PREFIX}{validate_job_id(job_id)}/"
+
+
+class Manifest(BaseModel):
+    """``manifest.json``: who to email and, optionally, which uploaded files are the photos."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    version: Literal[1]
+    email: EmailStr
+    name: str | None = Field(None, min_length=1, max_length=100)
+    photos: list[str] | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("photos")
+    @classmethod
+    def _plain_file_names(cls, photos: list[str] | None) -> list[str] | None:
+        if photos is None:
+            return None
+        for name in photos:
+            if not name or len(name) > 255:
+                raise ValueError("each photo must be a file name of 1-255 characters")
+            if "/" in name or "\\" in name or name in (".", "..") or name == MANIFEST_NAME:
+                raise ValueError(f"photo {name!r} must be a plain file name, not a path")
+            if any(ord(ch) < 32 for ch in name):
+                raise ValueError("photo names must not contain control characters")
+        if len(set(photos)) != len(photos):
+            raise ValueError("photo names must be unique")
+        return photos
+
+
+def parse_manifest(data: bytes | str) -> Manifest:
+    """Parse and validate manifest bytes; :class:`ManifestError` carries a readable reason."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"manifest is larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"manifest is not valid JSON: {exc.__class__.__name__}") from None
+    if not isinstance(raw, dict):
+        raise ManifestError("manifest must be a JSON object")
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'manifest'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ManifestError(reasons, email=_readable_email(raw)) from None
+
+
+def _readable_email(raw: dict[str, Any]) -> str | None:
+    email = raw.get("email")
+    if not isinstance(email, str):
+        return None
+    try:
+        Manifest.model_validate({"version": 1, "email": email})
+    except ValidationError:
+        return None
+    return email.strip()
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One object an S3 event names: bucket and the decoded key."""
+
+    bucket: str
+    key: str
+    size: int | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class S3Event:
+    """A parsed SQS body: the created objects, or the ``s3:TestEvent`` S3 sends on setup."""
+
+    objects: tuple[ObjectRef, ...]
+    is_test: bool = False
+
+
+def parse_s3_event(body: str) -> S3Event:
+    """Parse an S3 notification as S3 puts it on SQS; raise :class:`MalformedMessage` otherwise."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, TypeError):
+        raise MalformedMessage("message body is not JSON") from None
+    if not isinstance(doc, dict):
+        raise MalformedMessage("message body is not a JSON object")
+    if doc.get("Event") == "s3:TestEvent":
+        return S3Event(objects=(), is_test=True)
+    records = doc.get("Records")
+    if not isinstance(records, list) or not records:
+        raise MalformedMessage("message has no Records list")
+    refs = []
+    for i, record in enumerate(records):
+        try:
+            s3 = record["s3"]
+            bucket = s3["bucket"]["name"]
+            raw_key = s3["object"]["key"]
+        except (KeyError, TypeError):
+            raise MalformedMessage(f"record {i} lacks s3.bucket.name or s3.object.key") from None
+        if not isinstance(bucket, str) or not isinstance(raw_key, str) or not bucket or not raw_key:
+            raise MalformedMessage(f"record {i} has an empty or non-string bucket or key")
+        obj = s3["object"]
+        size = obj.get("size")
+        etag = obj.get("eTag")
+        refs.append(ObjectRef(
+            bucket=bucket,
+            key=unquote_plus(raw_key),
+            size=size if isinstance(size, int) else None,
+            etag=etag if isinstance(etag, str) else None,
+        ))
+    return S3Event(objects=tuple(refs))

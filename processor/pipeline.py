@@ -1,0 +1,461 @@
+"""One job, start to finish: validate -> prepare -> train -> generate+select -> deliver -> notify.
+
+The pipeline decides when each stage runs and what it may skip; :mod:`processor.stages` says
+how a stage is called. Every heavy stage runs off the event loop (``asyncio.to_thread``), so
+the visibility and ownership heartbeats keep beating while a GPU step runs. Each stage's
+outputs are checkpointed under ``jobs/<job>/work/`` as they appear (:mod:`processor.checkpoints`),
+and a stage with a done record is skipped on the next attempt: a worker that dies loses at
+most the stage in progress (and, inside training and generation, at most one checkpoint
+interval or one image). Every status change goes through the job store's compare-and-swap
+and first checks that this worker still owns the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from handlers.errors import Interrupted, StageError
+from handlers.progress import Progress
+from processor import stages
+from processor.checkpoints import JobCheckpoints, selection_from_dict, selection_to_dict
+from processor.failpoints import Failpoints
+from processor.job_store import JobStore, LostOwnership
+from processor.manifest import MANIFEST_NAME, Manifest, ManifestError, parse_manifest, uploads_prefix
+from processor.notify import Notifier, ready_links, selection_note
+from processor.settings import Settings
+from processor.state import TERMINAL, InvalidTransition, JobState, JobStatus, ProgressInfo
+from processor.storage import NotFound, ObjectStore
+from processor.validation import ValidationSummary, summarize
+from processor.worker import JobResult, JobRun, JobRunner
+
+log = structlog.get_logger(__name__)
+
+#: status.json is rewritten at most this often for progress (S3 PUTs cost money and time).
+PROGRESS_INTERVAL_S = 2.0
+#: At most this many uploaded files are looked at (the manifest schema allows 200).
+_MAX_PHOTOS = 200
+
+
+@dataclass
+class _Job:
+    """What one attempt at a job carries around."""
+
+    run: JobRun
+    root: Path
+    ckpt: JobCheckpoints
+    manifest: Manifest | None = None
+    log: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def job_id(self) -> str:
+        return self.run.job_id
+
+    def dir(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def check_stop(self) -> None:
+        if self.run.should_stop():
+            raise Interrupted("stop requested between stages")
+
+
+class Pipeline(JobRunner):
+    """Runs attempts at jobs for one worker process (face models are loaded once and reused)."""
+
+    def __init__(self, settings: Settings, store: ObjectStore, jobs: JobStore,
+                 notifier: Notifier | None = None, failpoints: Failpoints | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.jobs = jobs
+        self.notifier = notifier or Notifier(settings, store, jobs)
+        self.failpoints = failpoints or Failpoints(settings.failpoints)
+        self.faces = stages.FaceModels(settings)
+
+    # --- the worker's entry points ------------------------------------------------------
+    async def run(self, run: JobRun) -> JobResult:
+        root = self.settings.work_dir / run.job_id
+        job = _Job(run=run, root=root, ckpt=JobCheckpoints(self.jobs, run.job_id),
+                   log=log.bind(job_id=run.job_id, attempt=run.attempt))
+        _fresh_dir(root, keep=("train-full",))
+        try:
+            return await self._run(job)
+        except Interrupted as exc:
+            job.log.info("job_interrupted", reason=str(exc))
+            return JobResult.INTERRUPTED
+        except LostOwnership:
+            return JobResult.LOST
+        except StageError as exc:
+            job.log.warning("job_stage_error", code=exc.code, reason=exc.message)
+            await self._end(job, JobState.FAILED, error=exc.message)
+            return JobResult.TERMINAL
+        finally:
+            if not run.should_stop():
+                shutil.rmtree(root, ignore_errors=True)
+
+    async def fail(self, run: JobRun, reason: str) -> None:
+        """The worker's last word on a job that kept crashing: failed, and one email."""
+        job = _Job(run=run, root=self.settings.work_dir / run.job_id,
+                   ckpt=JobCheckpoints(self.jobs, run.job_id), log=log.bind(job_id=run.job_id))
+        try:
+            job.manifest = await self._load_manifest(job)
+        except (ManifestError, NotFound):
+            job.manifest = None
+        await self._end(job, JobState.FAILED, error=reason)
+
+    # --- the stages -----------------------------------------------------------------
+    async def _run(self, job: _Job) -> JobResult:
+        try:
+            job.manifest = await self._load_manifest(job)
+        except NotFound:
+            await self._end(job, JobState.FAILED, error="manifest.json is missing from the upload")
+            return JobResult.TERMINAL
+        except ManifestError as exc:
+            job.manifest = None
+            await self._end(job, JobState.FAILED, error=f"manifest.json is invalid: {exc.reason}",
+                            email_to=exc.email)
+            return JobResult.TERMINAL
+
+        summary = await self._validate(job)
+        if not summary.accepted:
+            await self._end(job, JobState.REJECTED, error=summary.problem, validation=summary)
+            return JobResult.TERMINAL
+        job.check_stop()
+        dataset, identifier = await self._prepare(job, summary)
+        job.check_stop()
+        class_dir = await self._class_images(job, dataset.class_prompt)
+        job.check_stop()
+        weights_dir = await self._train(job, dataset, class_dir)
+        job.check_stop()
+        selection = await self._generate(job, summary, weights_dir, identifier)
+        job.check_stop()
+        delivered = await self._deliver(job, selection)
+        job.check_stop()
+        await self._notify_ready(job, delivered)
+        await self._end(job, JobState.DELIVERED, result=delivered)
+        return JobResult.TERMINAL
+
+    async def _load_manifest(self, job: _Job) -> Manifest:
+        """The job's manifest: from its checkpoint (uploads may be gone), else from the upload."""
+        saved = await job.ckpt.get_bytes("manifest", MANIFEST_NAME)
+        if saved is not None:
+            return parse_manifest(saved)
+        obj = await self.store.get_bytes(self.settings.input_bucket,
+                                         uploads_prefix(job.job_id) + MANIFEST_NAME)
+        manifest = parse_manifest(obj.body)
+        await job.ckpt.put_bytes("manifest", MANIFEST_NAME, obj.body)
+        return manifest
+
+    async def _download_photos(self, job: _Job, names: list[str] | None = None) -> list[Path]:
+        """The uploaded photos (the manifest's list, or every file beside it) in upload order."""
+        prefix = uploads_prefix(job.job_id)
+        keys = await self.store.list_keys(self.settings.input_bucket, prefix)
+        available = [k[len(prefix):] for k in keys]
+        available = [n for n in available if n != MANIFEST_NAME and "/" not in n and n not in (".", "..")]
+        wanted = names if names is not None else (
+            list(job.manifest.photos) if job.manifest and job.manifest.photos else sorted(available))
+        folder = job.dir("photos")
+        paths = []
+        for name in wanted[:_MAX_PHOTOS]:
+            target = folder / name
+            if name in available:
+                await self.store.download_file(self.settings.input_bucket, prefix + name, target)
+            paths.append(target)  # a listed photo that was never uploaded stays missing
+        return paths
+
+    async def _validate(self, job: _Job) -> ValidationSummary:
+        done = await job.ckpt.done("validate")
+        if done is not None:
+            job.log.info("stage_skipped", stage="validate")
+            return ValidationSummary.from_dict(done["summary"])
+        await self._enter(job, "validate", JobState.VALIDATING)
+        photos = await self._download_photos(job)
+        self.failpoints.hit("validate.running")
+        report = await asyncio.to_thread(stages.run_validate, photos, self.settings, self.faces)
+        summary = summarize(report)
+        if summary.references is not None:
+            await job.ckpt.put_bytes("validate", "references.npy", summary.references_bytes())
+        await job.ckpt.put_json("validate", "report.json", summary.to_dict())
+        self.failpoints.hit("validate.checkpointed")
+        await job.ckpt.mark_done("validate", {"summary": summary.to_dict()})
+        await self._leave(job, "validate", validation=summary)
+        return summary
+
+    async def _prepare(self, job: _Job, summary: ValidationSummary) -> tuple[Any, str]:
+        from handlers.prepare import PreparedDataset
+
+        folder = job.dir("prepare")
+        done = await job.ckpt.done("prepare")
+        if done is not None:
+            job.log.info("stage_skipped", stage="prepare")
+            await job.ckpt.download_tree("prepare", folder, "dataset")
+            return PreparedDataset.load(folder), str(done["identifier"])
+        await self._enter(job, "prepare", JobState.TRAINING)
+        photos = await self._download_photos(job, list(summary.accepted_files))
+        identifier = await asyncio.to_thread(stages.choose_job_identifier, self.settings.base_model)
+        dataset = await asyncio.to_thread(stages.run_prepare, photos, list(summary.boxes), folder,
+                                          self.settings, identifier)
+        await job.ckpt.upload_tree("prepare", folder, "dataset")
+        await job.ckpt.mark_done("prepare", {"identifier": identifier, "images": len(dataset.images)})
+        await self._leave(job, "prepare")
+        return dataset, identifier
+
+    async def _class_images(self, job: _Job, class_prompt: str) -> Path | None:
+        """The shared class-prior cache, mirrored to ``class-images/<key>/`` in the output bucket."""
+        if self.settings.prior_loss_weight <= 0:
+            return None
+        key = stages.class_images_key(self.settings, class_prompt)
+        local = self.settings.class_cache_dir / key
+        prefix = f"class-images/{key}/"
+        remote = set(await self.store.list_keys(self.settings.output_bucket, prefix))
+        for obj_key in sorted(remote):
+            target = local / obj_key[len(prefix):]
+            if "/" not in obj_key[len(prefix):] and not target.exists():
+                await self.store.download_file(self.settings.output_bucket, obj_key, target)
+        progress = self._progress_fn(job, "class_images")
+        folder = await asyncio.to_thread(stages.run_class_images, self.settings, class_prompt, progress)
+        if folder is not None:
+            for path in sorted(folder.iterdir()):
+                if path.is_file() and not path.name.endswith(".partial") and prefix + path.name not in remote:
+                    await self.store.upload_file(self.settings.output_bucket, prefix + path.name, path)
+        return folder
+
+    async def _train(self, job: _Job, dataset: Any, class_dir: Path | None) -> Path:
+        full = self.settings.train_method == "full"
+        out_dir = job.dir("train-full" if full else "train")
+        weights_dir = out_dir / "weights"
+        done = await job.ckpt.done("train")
+        if done is not None and (not full or (weights_dir / "train_result.json").exists()):
+            job.log.info("stage_skipped", stage="train")
+            if not full:
+                await job.ckpt.download_tree("train", weights_dir, "weights")
+            return weights_dir
+        await self._enter(job, "train", JobState.TRAINING)
+        resume = None
+        if full:  # a full fine-tune's checkpoints are gigabytes: local disk only
+            from handlers.train_checkpoint import latest_checkpoint
+
+            resume = latest_checkpoint(out_dir)
+        else:
+            resume = await job.ckpt.latest_train_checkpoint(out_dir / "checkpoints")
+        if resume is not None:
+            job.log.info("train_resuming", checkpoint=resume.name)
+
+        loop = asyncio.get_running_loop()
+
+        def on_checkpoint(path: Path) -> None:
+            if full:
+                return
+            # Wait for the upload: a checkpoint counts only once it is in S3.
+            asyncio.run_coroutine_threadsafe(
+                job.ckpt.upload_tree("train", path, f"checkpoints/{path.name}"), loop).result()
+            self.failpoints.hit("train.checkpointed")
+
+        def should_stop() -> bool:
+            self.failpoints.hit("train.step")
+            return job.run.should_stop()
+
+        result = await asyncio.to_thread(
+            stages.run_train, dataset, class_dir, out_dir, self.settings,
+            self._progress_fn(job, "train"), should_stop, on_checkpoint, resume)
+        if not full:
+            await job.ckpt.upload_tree("train", result.weights_dir, "weights")
+        await job.ckpt.mark_done("train", {"steps": result.steps, "final_loss": result.final_loss,
+                                           "method": result.method, "local_only": full})
+        await self._leave(job, "train")
+        return result.weights_dir
+
+    async def _generate(self, job: _Job, summary: ValidationSummary, weights_dir: Path,
+                        identifier: str) -> Any:
+        image_dir = job.dir("generated")
+        done = await job.ckpt.done("generate")
+        if done is not None:
+            job.log.info("stage_skipped", stage="generate")
+            await job.ckpt.load_images(image_dir)
+            return selection_from_dict(done["selection"], image_dir)
+        await self._enter(job, "generate", JobState.GENERATING)
+        finished = await job.ckpt.load_images(image_dir)
+        if finished:
+            job.log.info("generate_resuming", images=len(finished))
+        references = await self._references(job, summary)
+        loop = asyncio.get_running_loop()
+
+        def on_image(record: Any) -> None:
+            asyncio.run_coroutine_threadsafe(job.ckpt.save_image(record, image_dir), loop).result()
+            self.failpoints.hit("generate.image")
+
+        selection = await asyncio.to_thread(
+            stages.run_generate, weights_dir, identifier, references, image_dir, self.settings,
+            self.faces, self._progress_fn(job, "generate"), job.run.should_stop, on_image, finished)
+        await job.ckpt.mark_done("generate", {"selection": selection_to_dict(selection)})
+        await self._leave(job, "generate")
+        return selection
+
+    async def _references(self, job: _Job, summary: ValidationSummary) -> Any:
+        saved = await job.ckpt.get_bytes("validate", "references.npy")
+        if saved is not None:
+            return ValidationSummary.references_from_bytes(saved)
+        photos = await self._download_photos(job, list(summary.accepted_files))
+        return await asyncio.to_thread(stages.reference_embeddings, photos, self.faces)
+
+    async def _deliver(self, job: _Job, selection: Any) -> dict[str, Any]:
+        """Results under ``results/<job>/``: fixed names, so a repeat overwrites, never duplicates."""
+        from handlers.deliver import build_deliverables
+
+        done = await job.ckpt.done("deliver")
+        if done is not None:
+            job.log.info("stage_skipped", stage="deliver")
+            return done
+        await self._enter(job, "deliver", JobState.DELIVERING)
+        out = job.dir("results")
+        deliverables = await asyncio.to_thread(build_deliverables, selection, out)
+        prefix = results_prefix(job.job_id)
+        types = {".jpg": "image/jpeg", ".zip": "application/zip", ".json": "application/json"}
+        files = []
+        for path in deliverables.files():
+            await self.store.upload_file(self.settings.output_bucket, prefix + path.name, path,
+                                         content_type=types.get(path.suffix))
+            files.append(path.name)
+            self.failpoints.hit("deliver.uploaded")
+        meta = {"prefix": prefix, "files": files,
+                "headshots": [p.name for p in deliverables.headshots],
+                "contact_sheet": deliverables.contact_sheet.name if deliverables.contact_sheet else None,
+                "archive": deliverables.archive.name if deliverables.archive else None,
+                "summary": _json_safe(deliverables.summary)}
+        await job.ckpt.mark_done("deliver", meta)
+        await self._leave(job, "deliver")
+        return meta
+
+    async def _notify_ready(self, job: _Job, delivered: dict[str, Any]) -> None:
+        await self._enter(job, "notify", JobState.DELIVERING)
+        assert job.manifest is not None
+        links = await ready_links(self.store, self.settings, delivered)
+        await self.notifier.ready(job.job_id, job.manifest, links,
+                                  note=selection_note(delivered["summary"], self.settings),
+                                  hit=self.failpoints.hit)
+        await self._leave(job, "notify")
+
+    # --- status.json ----------------------------------------------------------------
+    async def _update(self, job: _Job, change: Callable[[JobStatus], JobStatus]) -> JobStatus:
+        """Change status.json only while this worker owns the job."""
+        worker_id = job.run.worker_id
+
+        def owned(status: JobStatus) -> JobStatus:
+            if status.owner != worker_id:
+                raise LostOwnership(f"job {job.job_id} is owned by {status.owner}")
+            return change(status)
+        return (await self.jobs.update(job.job_id, owned))[0]
+
+    async def _enter(self, job: _Job, stage: str, state: JobState) -> None:
+        job.check_stop()
+        self.failpoints.hit(f"{stage}.start")
+        now = time.time()
+        job.timings[stage] = time.perf_counter()
+        job.log.info("stage_started", stage=stage, state=state.value)
+        await self._update(job, lambda s: s.transition(state, now).start_stage(stage, now))
+
+    async def _leave(self, job: _Job, stage: str, validation: ValidationSummary | None = None) -> None:
+        now = time.time()
+        seconds = time.perf_counter() - job.timings.get(stage, time.perf_counter())
+        job.log.info("stage_finished", stage=stage, seconds=round(seconds, 3))
+
+        def change(s: JobStatus) -> JobStatus:
+            s = s.finish_stage(stage, now).with_progress(None, now)
+            if validation is not None:
+                s = s.model_copy(update={"validation": validation.public_dict()})
+            return s
+        await self._update(job, change)
+
+    def _progress_fn(self, job: _Job, stage: str) -> Callable[[Progress], None]:
+        """A thread-safe progress callback that writes status.json at most every few seconds."""
+        loop = asyncio.get_running_loop()
+        last = [0.0]
+
+        def report(p: Progress) -> None:
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_INTERVAL_S and p.step < p.total:
+                return
+            last[0] = now
+            info = ProgressInfo(stage=p.stage or stage, step=max(0, p.step), total=max(0, p.total),
+                                loss=p.loss)
+            wall = time.time()
+            fut = asyncio.run_coroutine_threadsafe(
+                self._update(job, lambda s: s.with_progress(info, wall)), loop)
+            fut.add_done_callback(_log_progress_error)
+        return report
+
+    async def _end(self, job: _Job, state: JobState, *, error: str | None = None,
+                   validation: ValidationSummary | None = None, result: dict[str, Any] | None = None,
+                   email_to: str | None = None) -> None:
+        """Terminal state: one email (send-once), status, then the person's data is removed."""
+        assert state in TERMINAL
+        if state is JobState.REJECTED and job.manifest is not None and validation is not None:
+            await self.notifier.rejected(job.job_id, job.manifest, validation, hit=self.failpoints.hit)
+        elif state is JobState.FAILED:
+            current = await self.jobs.get(job.job_id)
+            attempts = current[0].attempts if current else job.run.attempt
+            to = job.manifest.email if job.manifest is not None else email_to
+            if to:
+                await self.notifier.failed(job.job_id, str(to), job.manifest.name if job.manifest else None,
+                                           error or "unknown error", attempts, hit=self.failpoints.hit)
+        now = time.time()
+
+        def finish(s: JobStatus) -> JobStatus:
+            if s.state is state:
+                return s
+            if s.is_terminal:
+                raise InvalidTransition(f"job already ended as {s.state.value}")
+            updates: dict[str, Any] = {}
+            if validation is not None:
+                updates["validation"] = validation.public_dict()
+            if result is not None:
+                updates["result"] = {k: result[k] for k in ("prefix", "files", "summary") if k in result}
+            return s.model_copy(update=updates).transition(state, now, error=error).with_owner(None, now)
+        await self._update(job, finish)
+        job.log.info("job_ended", state=state.value, error=error)
+        await self._cleanup(job)
+
+    async def _cleanup(self, job: _Job) -> None:
+        """Privacy: uploads and work files go once the job has ended (a lifecycle rule is the backstop)."""
+        removed = await self.store.delete_prefix(self.settings.input_bucket, uploads_prefix(job.job_id))
+        work = await job.ckpt.delete_all()
+        job.log.info("job_data_removed", uploads=removed, work_objects=work)
+
+
+def results_prefix(job_id: str) -> str:
+    return f"results/{job_id}/"
+
+
+def _fresh_dir(root: Path, keep: tuple[str, ...] = ()) -> None:
+    """Start an attempt from S3's checkpoints, not from leftovers of a dead attempt."""
+    if root.exists():
+        for child in root.iterdir():
+            if child.name in keep:
+                continue
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+
+
+def _json_safe(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+def _log_progress_error(fut: Any) -> None:
+    exc = fut.exception()
+    if exc is not None and not isinstance(exc, LostOwnership):
+        log.warning("progress_update_failed", error=type(exc).__name__)
+

@@ -1,0 +1,51 @@
+"""Named sets of settings for running the whole service on a laptop CPU with the tiny model.
+
+Why: the demo, the end-to-end tests, the fault suite and the throughput bench all run the real
+pipeline on the tiny SDXL-architecture model; they must agree on what "a quick job" is, and
+the values belong next to each other, not scattered over four files. Production never uses a
+profile: its settings come from the environment alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def tiny_model_settings(model_dir: Path, cache_dir: Path, *, num_images: int = 50,
+                        train_steps: int = 8) -> dict[str, Any]:
+    """Settings overrides for a job on the tiny model (128 px, a few steps, report mode).
+
+    Selection runs in ``report`` mode: a randomly initialised model draws no faces, so
+    ``enforce`` would reject everything; ``report`` scores each image and keeps it, and the
+    email and status say so.
+    """
+    return {
+        "base_model": str(model_dir),
+        "device": "cpu",
+        "mixed_precision": "no",
+        "train_method": "lora",
+        "train_steps": train_steps,
+        "num_class_images": 4,
+        "class_cache_dir": cache_dir / "class-images",
+        "work_dir": cache_dir / "work",
+        "resolution": 128,
+        "num_images": num_images,
+        "inference_steps": 3,
+        "generation_batch_size": 10,
+        "max_regenerations": 0,
+        "selection_mode": "report",
+    }
+
+
+def fast_queue_settings(*, visibility_timeout_s: int = 30, heartbeat_interval_s: float = 5.0,
+                        wait_time_s: int = 1, owner_stale_after_s: float = 20.0,
+                        shutdown_grace_s: float = 30.0) -> dict[str, Any]:
+    """Queue timings for local runs: short polls and heartbeats so tests and demos react fast."""
+    return {
+        "visibility_timeout_s": visibility_timeout_s,
+        "heartbeat_interval_s": heartbeat_interval_s,
+        "wait_time_s": wait_time_s,
+        "owner_stale_after_s": owner_stale_after_s,
+        "shutdown_grace_s": shutdown_grace_s,
+    }

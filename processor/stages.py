@@ -1,0 +1,199 @@
+"""The stages as the runtime calls them: ``Settings`` mapped to each handler's config, and the
+blocking work of each stage as one function over local folders.
+
+Why a module of its own: the pipeline (``processor/pipeline.py``) decides *when* a stage runs,
+what it skips and where its checkpoints go; this module decides *how* a stage is called. Every
+function here is synchronous and runs off the event loop (``asyncio.to_thread``), so nothing
+here touches S3, SQS or email; callbacks carry progress and checkpoints back to the runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from processor.settings import Settings
+
+if TYPE_CHECKING:  # heavy imports stay out of the worker's start-up
+    from handlers.class_prior import PipelineLoader
+    from handlers.faces import FaceAnalyzer, FaceModelConfig
+    from handlers.generate import GenerateConfig
+    from handlers.generation_records import ImageRecord, SelectionResult
+    from handlers.prepare import PrepareConfig, PreparedDataset
+    from handlers.progress import ProgressFn, StopFn
+    from handlers.select import SelectConfig
+    from handlers.train import TrainConfig
+    from handlers.trained_model import TrainResult
+    from handlers.validate import ValidateConfig, ValidationReport
+
+#: Class images are drawn with fewer steps than the headshots: they only anchor the prior.
+CLASS_IMAGE_STEP_FRACTION = 1.0
+
+
+# --- Settings -> handler configs (pure) ----------------------------------------------
+def face_model_config(settings: Settings) -> FaceModelConfig:
+    from handlers.faces import FaceModelConfig
+
+    return FaceModelConfig(detector=settings.face_detector, recognizer=settings.face_recognizer,
+                           weights_home=settings.deepface_home)
+
+
+def validate_config(settings: Settings) -> ValidateConfig:
+    from handlers.validate import ValidateConfig
+
+    return ValidateConfig()
+
+
+def prepare_config(settings: Settings, identifier: str) -> PrepareConfig:
+    from handlers.prepare import PrepareConfig
+
+    return PrepareConfig(identifier=identifier, resolution=settings.resolution, seed=settings.seed)
+
+
+def train_config(settings: Settings) -> TrainConfig:
+    from handlers.train import TrainConfig
+
+    return TrainConfig(
+        base_model=settings.base_model, method=settings.train_method, steps=settings.train_steps,
+        instance_loss_weight=settings.instance_loss_weight,
+        prior_loss_weight=settings.prior_loss_weight, num_class_images=settings.num_class_images,
+        resolution=settings.resolution, mixed_precision=settings.mixed_precision,
+        device=settings.device, seed=settings.seed, train_text_encoder=settings.train_text_encoder,
+        checkpoint_every=checkpoint_every(settings),
+    )
+
+
+def checkpoint_every(settings: Settings) -> int:
+    """Training checkpoints: about ten per run, so a kill loses at most a tenth of training."""
+    steps = settings.train_steps or 1000
+    return max(1, steps // 10)
+
+
+def generate_config(settings: Settings) -> GenerateConfig:
+    from handlers.generate import GenerateConfig
+
+    return GenerateConfig(
+        num_images=settings.num_images, steps=settings.inference_steps,
+        guidance_scale=settings.guidance_scale, resolution=settings.resolution,
+        batch_size=settings.generation_batch_size, seed=settings.seed,
+        max_regenerations=settings.max_regenerations,
+    )
+
+
+def select_config(settings: Settings) -> SelectConfig:
+    from handlers.select import SelectConfig
+
+    return SelectConfig(mode=settings.selection_mode)
+
+
+# --- the blocking work of each stage ---------------------------------------------------
+@dataclass
+class FaceModels:
+    """One face analyzer per worker process: loading deepface costs seconds, so it is reused."""
+
+    settings: Settings
+    _analyzer: FaceAnalyzer | None = None
+
+    def analyzer(self) -> FaceAnalyzer:
+        if self._analyzer is None:
+            from handlers.faces import FaceAnalyzer
+
+            self._analyzer = FaceAnalyzer(face_model_config(self.settings))
+        return self._analyzer
+
+
+def run_validate(photos: Sequence[Path], settings: Settings, faces: FaceModels) -> ValidationReport:
+    from handlers.validate import validate_photos
+
+    return validate_photos(list(photos), validate_config(settings), analyzer=faces.analyzer())
+
+
+def choose_job_identifier(base_model: str) -> str:
+    """The rare token for this base model (a pure function of its two tokenizers)."""
+    from transformers import CLIPTokenizer
+
+    from handlers.identifier import choose_identifier
+
+    tok = CLIPTokenizer.from_pretrained(base_model, subfolder="tokenizer")
+    tok2 = CLIPTokenizer.from_pretrained(base_model, subfolder="tokenizer_2")
+    return choose_identifier(tok, tok2)
+
+
+def run_prepare(photos: Sequence[Path], boxes: Sequence[tuple[int, int, int, int]], out_dir: Path,
+                settings: Settings, identifier: str) -> PreparedDataset:
+    from handlers.prepare import prepare_instance_images
+
+    return prepare_instance_images(list(photos), list(boxes), out_dir, prepare_config(settings, identifier))
+
+
+def class_images_key(settings: Settings, class_prompt: str) -> str:
+    from handlers.class_prior import class_cache_key
+
+    return class_cache_key(settings.base_model, class_prompt, settings.resolution,
+                           **class_sampler(settings))
+
+
+def class_sampler(settings: Settings) -> dict[str, Any]:
+    return {"inference_steps": settings.inference_steps, "guidance_scale": settings.guidance_scale,
+            "seed": settings.seed}
+
+
+def run_class_images(settings: Settings, class_prompt: str, progress: ProgressFn | None,
+                     loader: PipelineLoader | None = None) -> Path | None:
+    """The class-prior folder (generated only where the cache lacks images); None without prior."""
+    if settings.prior_loss_weight <= 0:
+        return None
+    from handlers.class_prior import ensure_class_images
+
+    return ensure_class_images(settings.class_cache_dir, settings.base_model, class_prompt,
+                               settings.num_class_images, resolution=settings.resolution,
+                               pipeline_loader=loader, batch_size=settings.generation_batch_size,
+                               progress=progress, **class_sampler(settings))
+
+
+def run_train(dataset: PreparedDataset, class_dir: Path | None, out_dir: Path, settings: Settings,
+              progress: ProgressFn | None, should_stop: StopFn | None,
+              on_checkpoint: Callable[[Path], None] | None, resume_from: Path | None) -> TrainResult:
+    from handlers.train import train_dreambooth
+
+    return train_dreambooth(dataset, class_dir, out_dir, train_config(settings), progress=progress,
+                            should_stop=should_stop, on_checkpoint=on_checkpoint, resume_from=resume_from)
+
+
+def reference_embeddings(photos: Sequence[Path], faces: FaceModels) -> Any:
+    """Embeddings of the user's accepted photos: what every generated face is compared with."""
+    import numpy as np
+
+    from handlers.images import load_image
+
+    analyzer = faces.analyzer()
+    refs = []
+    for path in photos:
+        found = analyzer.faces(load_image(path))
+        if found and found[0].embedding is not None:
+            refs.append(np.asarray(found[0].embedding, dtype=np.float32))
+    if not refs:
+        raise ValueError("none of the accepted photos gave a face embedding")
+    return np.stack(refs)
+
+
+def run_generate(weights_dir: Path, identifier: str, references: Any, out_dir: Path,
+                 settings: Settings, faces: FaceModels, progress: ProgressFn | None,
+                 should_stop: StopFn | None, on_image: Callable[[ImageRecord], None],
+                 done: Sequence[ImageRecord]) -> SelectionResult:
+    from handlers.generate import generate_and_select
+    from handlers.prompts import load_prompt_set
+    from handlers.sdxl_loading import torch_dtype
+    from handlers.train import resolve_device, resolve_precision
+    from handlers.trained_model import load_trained_pipeline
+
+    device = resolve_device(settings.device)
+    dtype = torch_dtype(resolve_precision(device, settings.mixed_precision))
+    pipe = load_trained_pipeline(settings.base_model, weights_dir, device, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return generate_and_select(pipe, load_prompt_set(), identifier, references, out_dir,
+                               generate_config(settings), select_config(settings),
+                               faces.analyzer(), progress=progress, should_stop=should_stop,
+                               on_image=on_image, done=list(done))

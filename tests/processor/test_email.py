@@ -1,0 +1,205 @@
+"""Email rendering, MIME building, the SES and SMTP backends on the local stack, send-once."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import smtplib
+from pathlib import Path
+
+import pytest
+import structlog
+
+from processor.email import (
+    GENERIC_ADVICE,
+    FailedContext,
+    Link,
+    ReadyContext,
+    RejectedContext,
+    RejectedPhoto,
+    SesSender,
+    SmtpSender,
+    advice_for,
+    build_message,
+    make_sender,
+    render_email,
+    send_once,
+    smtp_transient,
+)
+from processor.job_store import JobStore
+from processor.local_stack import LocalStack
+from processor.settings import Settings
+from processor.storage import ObjectStore
+
+ADDRESS = "ada.lovelace@example.com"
+
+
+def ready(name: str | None = "Ada", n: int = 3) -> ReadyContext:
+    return ReadyContext(
+        job_id="job-1", name=name,
+        headshots=[Link(label=f"Headshot {i}", url=f"http://h/results/job-1/headshot-{i:03d}.jpg?a=1&b=2")
+                   for i in range(1, n + 1)],
+        contact_sheet_url="http://h/results/job-1/contact-sheet.jpg", zip_url="http://h/results/job-1/headshots.zip",
+        link_ttl_s=7 * 86400)
+
+
+def rejected() -> RejectedContext:
+    return RejectedContext(job_id="job-2", name="Ada", usable=3, required=10, bad_photos=[
+        RejectedPhoto(name="IMG_0001.jpg", reason="We could not find a face in it.", advice=advice_for("no_face")),
+        RejectedPhoto(name="IMG_0002.jpg", reason="It is blurry.", advice=advice_for("blurry")),
+        RejectedPhoto(name="IMG_0003.jpg", reason="Something odd."),
+    ])
+
+
+# --- rendering -------------------------------------------------------------------------
+def test_ready_email_links_every_headshot_the_contact_sheet_and_the_zip() -> None:
+    out = render_email("ready", ready())
+    assert out.subject == "Your 3 headshots are ready"
+    for body in (out.text, out.html):
+        for i in (1, 2, 3):
+            assert f"headshot-{i:03d}.jpg" in body
+        assert "contact-sheet.jpg" in body and "headshots.zip" in body and "7 days" in body
+    assert 'href="http://h/results/job-1/headshot-001.jpg?a=1&amp;b=2"' in out.html
+    assert "headshot-001.jpg?a=1&b=2" in out.text
+    assert render_email("ready", ready(n=1)).subject == "Your 1 headshot is ready"
+
+
+def test_html_autoescapes_a_name_with_markup_but_text_keeps_it_literal() -> None:
+    out = render_email("ready", ready(name="<script>alert('x')</script>"))
+    assert "<script>" not in out.html
+    assert "&lt;script&gt;" in out.html
+    assert "Hi <script>alert('x')</script>," in out.text
+
+
+def test_rejected_email_names_each_bad_photo_with_reason_advice_and_how_many_more() -> None:
+    out = render_email("rejected", rejected())
+    assert out.subject == "We need 7 more good photos to make your headshots"
+    for body in (out.text, out.html):
+        assert "IMG_0001.jpg" in body and "We could not find a face in it." in body
+        assert advice_for("no_face") in body and advice_for("blurry") in body
+        assert GENERIC_ADVICE in body  # photo without a specific code still gets advice
+        assert "upload 7 more good photos" in body and "need at least 10" in body
+
+
+def test_rejected_email_for_a_bad_manifest_states_the_problem() -> None:
+    ctx = RejectedContext(job_id="j", usable=12, problem="Your manifest.json lists a photo path, not a file name.")
+    out = render_email("rejected", ctx)
+    assert "manifest.json lists a photo path" in out.text and "more good photo" not in out.text
+    assert "a fix" in out.subject
+
+
+def test_failed_email_says_what_happened_in_plain_words() -> None:
+    out = render_email("failed", FailedContext(job_id="j", reason="The image generator ran out of memory.",
+                                               attempts=3))
+    assert out.subject == "We could not finish your headshots"
+    assert "ran out of memory" in out.text and "3 attempts" in out.html
+
+
+def test_render_accepts_dicts_and_refuses_unknown_kinds_or_missing_fields() -> None:
+    out = render_email("failed", {"job_id": "j", "reason": "x"})
+    assert "after 1 attempt." in out.text
+    with pytest.raises(ValueError):
+        render_email("welcome", {"job_id": "j"})
+    with pytest.raises(ValueError):
+        render_email("ready", {"job_id": "j"})  # no links: refused, not mailed blank
+
+
+def test_advice_has_a_generic_fallback_for_unknown_codes() -> None:
+    assert advice_for("no_face") != GENERIC_ADVICE
+    assert advice_for("some_new_gate") == GENERIC_ADVICE and advice_for(None) == GENERIC_ADVICE
+
+
+def test_message_is_multipart_alternative_with_text_and_html() -> None:
+    msg = build_message(render_email("ready", ready()), "headshots@example.com", ADDRESS,
+                        job_id="job-1", recipient_name="Ada")
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+    assert parsed["To"] == f"Ada <{ADDRESS}>" and parsed["X-Headshots-Job"] == "job-1"
+    assert parsed["Message-ID"].endswith("@example.com>")
+    assert "headshot-002.jpg" in parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_templates_are_found_as_package_resources() -> None:
+    from importlib.resources import files
+
+    names = {p.name for p in files("templates").iterdir()}
+    assert {"ready.html", "ready.txt", "rejected.html", "rejected.txt", "failed.html", "failed.txt"} <= names
+
+
+# --- backends on the local stack ---------------------------------------------------------
+async def test_smtp_sender_delivers_to_the_sink_which_writes_an_eml(local_stack: LocalStack) -> None:
+    before = set(local_stack.outbox_messages())
+    s = local_stack.settings
+    msg = build_message(render_email("failed", {"job_id": "smtp-1", "reason": "x"}), s.email_sender, ADDRESS,
+                        job_id="smtp-1")
+    await SmtpSender(s.smtp_host, s.smtp_port).send(msg)
+    [new] = sorted(set(local_stack.outbox_messages()) - before)
+    assert new.name.endswith("-we-could-not-finish-your-headshots.eml")
+    parsed = email.message_from_bytes(new.read_bytes(), policy=email.policy.default)
+    assert parsed["X-Headshots-Job"] == "smtp-1" and parsed["To"] == ADDRESS
+
+
+async def test_ses_sender_is_recorded_by_the_local_ses(local_stack: LocalStack, aws_settings: Settings) -> None:
+    settings = aws_settings.model_copy(update={"email_backend": "ses"})
+    sender = make_sender(settings)
+    assert isinstance(sender, SesSender)
+    msg = build_message(render_email("ready", ready()), settings.email_sender, ADDRESS, job_id="ses-1")
+    message_id = await sender.send(msg)
+    [sent] = [m for m in local_stack.ses_sent_messages() if m.message_id == message_id]
+    assert sent.source == settings.email_sender and ADDRESS in sent.destinations[0]
+    assert sent.parsed()["Subject"] == "Your 3 headshots are ready"
+
+
+async def test_ses_refuses_an_unverified_sender(aws_settings: Settings) -> None:
+    from botocore.exceptions import ClientError
+
+    settings = aws_settings.model_copy(update={"email_backend": "ses", "email_sender": "x@unverified.example"})
+    msg = build_message(render_email("failed", {"job_id": "j", "reason": "x"}), settings.email_sender, ADDRESS)
+    with pytest.raises(ClientError):
+        await SesSender(settings).send(msg)
+
+
+def test_smtp_temporary_failures_are_retried_and_permanent_ones_are_not() -> None:
+    assert smtp_transient(smtplib.SMTPServerDisconnected())
+    assert smtp_transient(smtplib.SMTPResponseException(451, b"try later"))
+    assert smtp_transient(ConnectionRefusedError())
+    assert not smtp_transient(smtplib.SMTPResponseException(550, b"no such user"))
+    assert not smtp_transient(smtplib.SMTPRecipientsRefused({ADDRESS: (550, b"no")}))
+
+
+# --- send once ---------------------------------------------------------------------------
+async def test_send_once_sends_a_single_email_however_often_it_is_called(
+        local_stack: LocalStack, aws_settings: Settings, job_id: str) -> None:
+    before = set(local_stack.outbox_messages())
+    sender = SmtpSender(local_stack.settings.smtp_host, local_stack.settings.smtp_port)
+    msg = build_message(render_email("failed", {"job_id": job_id, "reason": "x"}),
+                        aws_settings.email_sender, ADDRESS, job_id=job_id)
+    async with ObjectStore(aws_settings) as store:
+        jobs = JobStore(store, aws_settings.output_bucket, owner_stale_after_s=60)
+        with structlog.testing.capture_logs() as logs:
+            results = [await send_once(jobs, job_id, sender, msg, "failed") for _ in range(3)]
+        assert await jobs.email_sent(job_id)
+    assert results == [True, False, False]
+    new = [p for p in set(local_stack.outbox_messages()) - before
+           if email.message_from_bytes(p.read_bytes())["X-Headshots-Job"] == job_id]
+    assert len(new) == 1
+    assert ADDRESS not in repr(logs) and [e["event"] for e in logs].count("email_sent") == 1
+
+
+async def test_failed_send_removes_the_marker_so_a_retry_can_notify(
+        local_stack: LocalStack, aws_settings: Settings, job_id: str, tmp_path: Path) -> None:
+    from processor.local_stack import free_port
+    from processor.retry import RetryPolicy
+
+    dead = SmtpSender("127.0.0.1", free_port(), timeout_s=1,
+                      policy=RetryPolicy(attempts=2, initial_s=0.01, max_wait_s=0.01, jitter_s=0.01))
+    live = SmtpSender(local_stack.settings.smtp_host, local_stack.settings.smtp_port)
+    msg = build_message(render_email("failed", {"job_id": job_id, "reason": "x"}),
+                        aws_settings.email_sender, ADDRESS, job_id=job_id)
+    async with ObjectStore(aws_settings) as store:
+        jobs = JobStore(store, aws_settings.output_bucket, owner_stale_after_s=60)
+        with pytest.raises(ConnectionRefusedError):
+            await send_once(jobs, job_id, dead, msg, "failed")
+        assert not await jobs.email_sent(job_id)
+        assert await send_once(jobs, job_id, live, msg, "failed")

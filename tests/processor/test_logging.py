@@ -1,0 +1,102 @@
+"""Log redaction and configuration: no email address, photo bytes or embedding gets out."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import structlog
+
+from processor.logging import configure_logging, redact_sensitive, scrub
+from processor.settings import Settings
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+def test_processor_masks_email_addresses_anywhere_in_values() -> None:
+    event = {"event": "sent to ada.l+x@example.co.uk", "to": "bob@b.io",
+             "nested": {"list": ["ok", "c@d.ef"], "tuple": ("e@f.gh",)}, "n": 3}
+    out = redact_sensitive(None, "info", dict(event))
+    text = json.dumps(out)
+    assert "@" not in text
+    assert out["event"] == "sent to <email>" and out["n"] == 3
+    assert out["nested"]["list"] == ["ok", "<email>"]
+
+
+def test_processor_replaces_bytes_with_their_length() -> None:
+    out = redact_sensitive(None, "info", {"event": "x", "photo": b"\xff\xd8" * 10,
+                                          "buf": bytearray(b"abc")})
+    assert out["photo"] == "<20 bytes>" and out["buf"] == "<3 bytes>"
+
+
+def test_processor_replaces_embedding_like_float_vectors() -> None:
+    emb = np.random.default_rng(0).normal(size=128).astype(np.float32)
+    out = redact_sensitive(None, "info", {"event": "x", "emb": emb, "as_list": emb.tolist(),
+                                          "batch": np.zeros((2, 64)), "small": [0.1, 0.2, 0.3],
+                                          "ids": list(range(100))})
+    assert out["emb"] == "<embedding 128>" and out["as_list"] == "<embedding 128>"
+    assert out["batch"] == "<embedding 2x64>"
+    assert out["small"] == [0.1, 0.2, 0.3]       # a few numbers (scores, timings) stay
+    assert out["ids"] == list(range(100))        # ints are not embeddings
+
+
+def test_scrub_masks_emails_in_exceptions_and_arbitrary_objects() -> None:
+    class Thing:
+        def __str__(self) -> str:
+            return "Thing(owner: ada@example.com)"
+
+    assert scrub(ValueError("bad address ada@example.com")) == "ValueError: bad address <email>"
+    assert scrub(Thing()) == "Thing(owner: <email>)"
+
+
+def test_json_logs_are_redacted_end_to_end(capsys: pytest.CaptureFixture[str], restore_logging: None) -> None:
+    configure_logging(Settings(log_format="json", log_level="INFO"))
+    log = structlog.get_logger("test")
+    log.info("email_sent", to="ada@example.com", body=b"secret", embedding=[0.5] * 128, job_id="j1")
+    log.debug("hidden", x=1)
+    try:
+        raise RuntimeError("smtp refused ada@example.com")
+    except RuntimeError:
+        log.exception("send_failed")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["event"] for line in lines] == ["email_sent", "send_failed"]
+    assert lines[0]["to"] == "<email>" and lines[0]["body"] == "<6 bytes>"
+    assert lines[0]["embedding"] == "<embedding 128>" and lines[0]["job_id"] == "j1"
+    assert lines[0]["level"] == "info" and "timestamp" in lines[0]
+    assert "RuntimeError" in lines[1]["exception"] and "ada@example.com" not in lines[1]["exception"]
+
+
+def test_stdlib_log_records_are_redacted_too(capsys: pytest.CaptureFixture[str], restore_logging: None) -> None:
+    configure_logging("json", "INFO")
+    logging.getLogger("some.library").warning("delivery to %s failed", "ada@example.com")
+    [line] = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+    assert line["event"] == "delivery to <email> failed" and line["logger"] == "some.library"
+
+
+def test_console_format_is_human_readable(capsys: pytest.CaptureFixture[str], restore_logging: None) -> None:
+    configure_logging("console", "DEBUG")
+    structlog.get_logger().debug("stage_done", stage="train", to="ada@example.com")
+    err = capsys.readouterr().err
+    assert "stage_done" in err and "stage=train" in err and "ada@example.com" not in err
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(err.splitlines()[0])
+
+
+def test_bad_format_or_level_is_refused(restore_logging: None) -> None:
+    with pytest.raises(ValueError):
+        configure_logging("xml")
+    with pytest.raises(ValueError):
+        configure_logging("json", "LOUD")

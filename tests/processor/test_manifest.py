@@ -1,0 +1,120 @@
+"""Job ids, manifest.json and S3 event parsing: the contract at the door."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote_plus
+
+import pytest
+
+from processor.manifest import (
+    InvalidJobId,
+    MalformedMessage,
+    Manifest,
+    ManifestError,
+    job_id_from_key,
+    parse_manifest,
+    parse_s3_event,
+    uploads_prefix,
+    validate_job_id,
+)
+
+
+def s3_event(*keys: str, bucket: str = "headshots-input") -> str:
+    """An SQS body shaped as S3 sends it: keys URL-encoded with quote_plus."""
+    return json.dumps({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+               "object": {"key": quote_plus(k), "size": 12, "eTag": "abc"}},
+    } for k in keys]})
+
+
+@pytest.mark.parametrize("good", ["a", "job-1", "A.b_c-9", "x" * 128, "..a", "a.."])
+def test_validate_job_id_accepts_allowed_characters(good: str) -> None:
+    assert validate_job_id(good) == good
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "../x", "a/b", "a b", "x" * 129, "é", "a\x00", "a%2Fb"])
+def test_validate_job_id_rejects_paths_and_odd_characters(bad: str) -> None:
+    with pytest.raises(InvalidJobId):
+        validate_job_id(bad)
+
+
+def test_job_id_from_key_extracts_the_folder_under_uploads() -> None:
+    assert job_id_from_key("uploads/ada-2024/manifest.json") == "ada-2024"
+    assert uploads_prefix("ada-2024") == "uploads/ada-2024/"
+
+
+@pytest.mark.parametrize("key", ["uploads/../x/manifest.json", "uploads/a/b/manifest.json",
+                                 "uploads/manifest.json", "other/a/manifest.json",
+                                 "uploads/a/photo.jpg", "uploads//manifest.json"])
+def test_job_id_from_key_rejects_keys_outside_the_layout(key: str) -> None:
+    with pytest.raises(InvalidJobId):
+        job_id_from_key(key)
+
+
+def test_manifest_accepts_the_documented_shape() -> None:
+    m = parse_manifest(b'{"version": 1, "email": "ada@example.com", "name": "Ada", "photos": ["a.jpg"]}')
+    assert (m.email, m.name, m.photos) == ("ada@example.com", "Ada", ["a.jpg"])
+    assert parse_manifest('{"version": 1, "email": "a@b.c"}').photos is None
+
+
+@pytest.mark.parametrize("doc, fragment", [
+    ({"version": 1, "email": "not-an-email"}, "email"),
+    ({"version": 2, "email": "a@b.co"}, "version"),
+    ({"email": "a@b.co"}, "version"),
+    ({"version": 1}, "email"),
+    ({"version": 1, "email": "a@b.co", "photos": ["../x.jpg"]}, "plain file name"),
+    ({"version": 1, "email": "a@b.co", "photos": ["a/b.jpg"]}, "plain file name"),
+    ({"version": 1, "email": "a@b.co", "photos": []}, "photos"),
+    ({"version": 1, "email": "a@b.co", "photos": ["a.jpg", "a.jpg"]}, "unique"),
+    ({"version": 1, "email": "a@b.co", "phots": ["a.jpg"]}, "phots"),
+])
+def test_manifest_rejects_bad_fields_with_a_reason_naming_them(doc: dict, fragment: str) -> None:
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(json.dumps(doc))
+    assert fragment in info.value.reason
+
+
+def test_manifest_error_keeps_a_readable_email_so_the_user_can_be_told() -> None:
+    with pytest.raises(ManifestError) as info:
+        parse_manifest('{"version": 1, "email": "ada@example.com", "photos": ["a/b.jpg"]}')
+    assert info.value.email == "ada@example.com"
+    with pytest.raises(ManifestError) as info:
+        parse_manifest('{"version": 1, "email": "nope"}')
+    assert info.value.email is None
+
+
+@pytest.mark.parametrize("data", [b"not json", b"[1, 2]", b"\xff\xfe", b"{" * 70000])
+def test_manifest_that_is_not_a_json_object_is_rejected(data: bytes) -> None:
+    with pytest.raises(ManifestError):
+        parse_manifest(data)
+
+
+def test_manifest_model_is_immutable() -> None:
+    m = Manifest(version=1, email="a@b.co")
+    with pytest.raises(Exception):
+        m.email = "x@y.zz"  # type: ignore[misc]
+
+
+def test_parse_s3_event_decodes_url_encoded_keys() -> None:
+    event = parse_s3_event(s3_event("uploads/job 1+x/manifest.json", "uploads/é/manifest.json"))
+    assert not event.is_test
+    assert [o.key for o in event.objects] == ["uploads/job 1+x/manifest.json", "uploads/é/manifest.json"]
+    assert event.objects[0].bucket == "headshots-input"
+    assert event.objects[0].size == 12
+
+
+def test_parse_s3_event_recognises_the_test_event() -> None:
+    body = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b",
+                       "Time": "2024-01-01T00:00:00Z"})
+    event = parse_s3_event(body)
+    assert event.is_test and event.objects == ()
+
+
+@pytest.mark.parametrize("body", ["not json at all", "", "[]", "null", '{"Records": []}',
+                                  '{"Records": [{"s3": {}}]}', '{"foo": 1}',
+                                  '{"Records": [{"s3": {"bucket": {"name": "b"}, "object": {"key": 5}}}]}'])
+def test_parse_s3_event_raises_malformed_for_anything_else(body: str) -> None:
+    with pytest.raises(MalformedMessage):
+        parse_s3_event(body)
