@@ -89,12 +89,17 @@ def face_scoring(resolution: int, photos: int = 8) -> dict[str, Any]:
         from handlers.faces import FaceAnalyzer
         from handlers.images import load_image
         from handlers.select import score_image
-        from processor.samples import sample_photo_set
+        from processor.samples import SampleSources, build_person_set, default_cache_dir
     except ImportError as exc:
         return {"status": f"skipped: {exc.name or exc} not installed"}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            paths = sample_photo_set(Path(tmp))[: photos + 3]
+            # only cached photos: a GPU machine has no network for `headshots assets` to use
+            sources = SampleSources(default_cache_dir() / "images")
+            paths = build_person_set(Path(tmp), n=photos + 3, sources=sources)
+            from handlers.faces import install_weights
+
+            install_weights(Path(os.environ.setdefault("DEEPFACE_HOME", str(REPO / ".cache" / "deepface"))))
             analyzer = FaceAnalyzer()
             images = [load_image(p) for p in paths]
             refs = np.stack([analyzer.faces(img)[0].embedding for img in images[:3]])

@@ -6,9 +6,10 @@ the GPU (speed does not depend on weight values) and trains at 1024 px.
 
 Variants, each in its own subprocess (clean peak-memory figures, fresh accelerate state):
   optimized  the TrainConfig defaults: bf16 mixed precision on GPU, cached VAE latents and
-             text embeddings, gradient checkpointing as ``--gradient-checkpointing`` says
-  naive      fp32, every step re-encodes its images through the VAE and its captions through
-             both text encoders (what a straightforward DreamBooth loop does)
+             text embeddings, TF32, channels-last UNet (``--channels-last``)
+  naive      fp32 (no TF32), every step re-encodes its images through the VAE and its captions
+             through both text encoders (what a straightforward DreamBooth loop does)
+Both use the same ``--gradient-checkpointing`` (default off, as TrainConfig).
 Prints ONE JSON line: per method and variant steps/s, setup seconds, peak memory; the
 optimized/naive speed ratio; and the projected training time of a 15-photo job under the
 default step rule (prior batch included).
@@ -77,6 +78,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
         resolution=spec["resolution"], mixed_precision=precision, device=device.type,
         cache_latents=not naive, cache_text_embeddings=not naive,
         gradient_checkpointing=spec["gradient_checkpointing"], checkpoint_every=0,
+        channels_last=not naive and spec["channels_last"], allow_tf32=not naive,
         num_class_images=spec["class_images"],
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", type=int, default=15)
     p.add_argument("--copies", type=int, default=2, help="augmented copies per photo")
     p.add_argument("--class-images", type=int, default=None)
-    p.add_argument("--gradient-checkpointing", choices=["on", "off"], default="on")
+    p.add_argument("--gradient-checkpointing", choices=["on", "off"], default="off")
+    p.add_argument("--channels-last", choices=["on", "off"], default="on")
     p.add_argument("--device", default="auto")
     p.add_argument("--timeout", type=float, default=290.0, help="seconds per variant")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -169,11 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     spec = {"sdxl_shaped": args.sdxl_shaped, "base_model": base_model, "resolution": resolution,
             "steps": steps, "warmup": args.warmup, "photos": args.photos, "copies": args.copies,
             "class_images": args.class_images or (100 if args.sdxl_shaped else 20),
-            "gradient_checkpointing": args.gradient_checkpointing == "on", "device": args.device}
+            "gradient_checkpointing": args.gradient_checkpointing == "on",
+            "channels_last": args.channels_last == "on", "device": args.device}
     job_steps = steps_for(15, TrainConfig())
     report: dict[str, Any] = {"bench": "train", "model": "sdxl-shaped" if args.sdxl_shaped else "tiny",
                               "resolution": resolution, "timed_steps": steps - args.warmup,
                               "gradient_checkpointing": spec["gradient_checkpointing"],
+                              "channels_last": spec["channels_last"],
                               "job_steps_15_photos": job_steps, "results": {}}
     try:
         import torch

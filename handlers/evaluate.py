@@ -28,6 +28,7 @@ class EvalConfig:
 
     clip_model: Path | None = None
     dino_model: Path | None = None
+    threshold: float | None = None  # identity pass/fail line; None: the recognizer's own
     min_face_ratio: float = 0.5
     device: str = "cpu"
 
@@ -94,7 +95,8 @@ def thumbnail_vectors(images: Sequence[np.ndarray], side: int = 32) -> np.ndarra
 
 
 def face_metrics(headshots: Sequence[np.ndarray], photos: Sequence[np.ndarray], analyzer: Analyzer,
-                 min_face_ratio: float) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
+                 min_face_ratio: float, threshold: float | None = None,
+                 ) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
     """(faces found, identity similarity distribution, headshot face embeddings)."""
     from handlers.faces import identity_distance
 
@@ -117,8 +119,9 @@ def face_metrics(headshots: Sequence[np.ndarray], photos: Sequence[np.ndarray], 
     if refs and embeddings:
         distances = [identity_distance(e, np.stack(refs)) for e in embeddings]
         identity = distribution([1.0 - d for d in distances])
-        identity["threshold_similarity"] = round(1.0 - analyzer.threshold, 4)
-        identity["pass_rate"] = round(sum(d <= analyzer.threshold for d in distances) / len(distances), 4)
+        line = threshold if threshold is not None else analyzer.threshold
+        identity["threshold_similarity"] = round(1.0 - line, 4)
+        identity["pass_rate"] = round(sum(d <= line for d in distances) / len(distances), 4)
     return faces, identity, np.stack(embeddings) if embeddings else np.zeros((0, 0))
 
 
@@ -192,7 +195,8 @@ def evaluate(headshots: Sequence[np.ndarray], photos: Sequence[np.ndarray], prom
     pixel = pairwise_cosine_distances(thumbnail_vectors(headshots))
     report.diversity["pixel"] = distribution(pixel.tolist())
     if analyzer is not None:
-        faces, identity, embeddings = face_metrics(headshots, photos, analyzer, config.min_face_ratio)
+        faces, identity, embeddings = face_metrics(headshots, photos, analyzer, config.min_face_ratio,
+                                                   config.threshold)
         report.faces_found, report.identity_similarity = faces, identity
         report.diversity["face"] = distribution(pairwise_cosine_distances(embeddings).tolist()) \
             if len(embeddings) > 1 else {"count": 0}

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import structlog
@@ -26,6 +26,7 @@ from PIL import Image
 
 from handlers.errors import Interrupted
 from handlers.generation_records import Attempt, ImageRecord, SelectionResult
+from handlers.image_source import DiffusionSource, ImageRequest, ImageSource, as_image_source
 from handlers.progress import Progress, ProgressFn, StopFn, report
 from handlers.prompts import PromptSet
 from handlers.select import (
@@ -67,62 +68,6 @@ class GenerateConfig:
 def seed_for(base_seed: int, prompt_index: int, attempt: int) -> int:
     """The seed of one image: well mixed, stable across runs, machines and batch sizes."""
     return int(np.random.SeedSequence([base_seed, prompt_index, attempt]).generate_state(1)[0])
-
-
-@dataclass(frozen=True)
-class ImageRequest:
-    """One image to make: which prompt, which attempt, the rendered text and its seed."""
-
-    prompt_index: int
-    attempt: int
-    prompt: str
-    seed: int
-
-
-@runtime_checkable
-class ImageSource(Protocol):
-    """Anything that turns a batch of requests into RGB uint8 images, in order."""
-
-    def generate_images(self, requests: Sequence[ImageRequest]) -> list[np.ndarray]: ...
-
-
-class DiffusionSource:
-    """A diffusers text-to-image pipeline as an :class:`ImageSource`.
-
-    Noise comes from CPU generators, one per image, so an image depends on its seed and not
-    on the device or on which other images shared its batch.
-    """
-
-    def __init__(self, pipeline: Any, config: GenerateConfig, negative_prompt: str) -> None:
-        self.pipeline = pipeline
-        self.config = config
-        self.negative_prompt = negative_prompt
-        if hasattr(pipeline, "set_progress_bar_config"):
-            pipeline.set_progress_bar_config(disable=True)
-
-    def generate_images(self, requests: Sequence[ImageRequest]) -> list[np.ndarray]:
-        import torch
-
-        if not requests:
-            return []
-        size = self.config.resolution
-        out = self.pipeline(
-            prompt=[r.prompt for r in requests],
-            negative_prompt=[self.negative_prompt] * len(requests),
-            num_inference_steps=self.config.steps,
-            guidance_scale=self.config.guidance_scale,
-            height=size, width=size,
-            generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests],
-            output_type="np",
-        )
-        return [np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8) for img in out.images]
-
-
-def as_image_source(pipeline: Any, config: GenerateConfig, negative_prompt: str) -> ImageSource:
-    """``pipeline`` itself when it already is an image source, else a :class:`DiffusionSource`."""
-    if isinstance(pipeline, ImageSource):
-        return pipeline
-    return DiffusionSource(pipeline, config, negative_prompt)
 
 
 class AttemptPlanner:
@@ -262,7 +207,7 @@ def generate_and_select(
                 if verdict.embedding is not None and verdict.accepted:
                     kept_embeddings.append(verdict.embedding)
                 name = image_file(request.prompt_index, request.attempt)
-                Image.fromarray(image).save(out_dir / name)
+                Image.fromarray(image).save(out_dir / name, compress_level=1)  # lossless, fast
                 record = ImageRecord(request.prompt_index, request.prompt, request.seed, request.attempt,
                                      name, verdict.accepted, verdict.distance,
                                      tuple(history[request.prompt_index]))
@@ -317,3 +262,9 @@ def regenerate(pipeline: Any, prompts: PromptSet, identifier: str, attempt: Atte
     batch = attempt.batch or ((attempt.prompt_index, attempt.attempt),)
     requests = [ImageRequest(p, a, rendered[p], seed_for(config.seed, p, a)) for p, a in batch]
     return source.generate_images(requests)[batch.index((attempt.prompt_index, attempt.attempt))]
+
+
+__all__ = [
+    "AttemptPlanner", "DiffusionSource", "GenerateConfig", "ImageRequest", "ImageSource",
+    "as_image_source", "generate_and_select", "image_file", "regenerate", "seed_for",
+]

@@ -27,6 +27,9 @@ TOO_LARGE = "too_large"
 _SWAPS_AXES = frozenset({5, 6, 7, 8})
 # ISO-BMFF brands of HEIF/AVIF files: recognised even when no decoder is installed.
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif")
+# Magic numbers of real image formats we do not take, for files PIL cannot even open
+# (e.g. a JPEG-compressed TIFF): they are "unsupported", not "unreadable".
+_OTHER_IMAGE_MAGIC = (b"II*\x00", b"MM\x00*", b"GIF87a", b"GIF89a", b"BM", b"\x00\x00\x00\x0cjP  ")
 
 
 def _heif_available() -> bool:
@@ -81,10 +84,15 @@ class DecodedImage:
         return self.pixels.shape[1] / float(self.info.width)
 
 
-def _sniff_heif(path: Path) -> bool:
+def _sniff_format(path: Path) -> str | None:
+    """Name of a known image format we cannot decode here, from the first bytes."""
     with path.open("rb") as fh:
-        head = fh.read(12)
-    return len(head) == 12 and head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+        head = fh.read(16)
+    if len(head) >= 12 and head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "HEIC/HEIF (no decoder installed)"
+    if any(head.startswith(m) for m in _OTHER_IMAGE_MAGIC):
+        return "this image format"
+    return None
 
 
 def _open(path: Path, limits: ImageLimits) -> tuple[Image.Image, ImageInfo]:
@@ -103,8 +111,9 @@ def _open(path: Path, limits: ImageLimits) -> tuple[Image.Image, ImageInfo]:
     except Image.DecompressionBombError:
         raise ImageError(TOO_LARGE, "image dimensions are far over the pixel limit") from None
     except UnidentifiedImageError:
-        if _sniff_heif(path):
-            raise ImageError(UNSUPPORTED_FORMAT, "HEIC/HEIF photo and no HEIC decoder here") from None
+        known = _sniff_format(path)
+        if known:
+            raise ImageError(UNSUPPORTED_FORMAT, f"{known} is not accepted") from None
         raise ImageError(UNREADABLE, "not an image file we can recognise") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(UNREADABLE, f"corrupt image header ({exc})") from None

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from handlers.images import load_image
 
 Box = tuple[int, int, int, int]  # x, y, w, h in the EXIF-rotated photo's pixels
 DATASET_FILE = "dataset.json"
@@ -110,8 +112,7 @@ class PreparedDataset:
 
 def decode_photo(path: Path) -> np.ndarray:
     """RGB uint8 pixels with EXIF orientation applied (the frame the face boxes refer to)."""
-    with Image.open(path) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    return load_image(Path(path))
 
 
 def crop_square(box: Box, width: int, height: int, config: PrepareConfig) -> tuple[float, float, float]:

@@ -25,10 +25,11 @@ from handlers.errors import Interrupted
 from handlers.prepare import PreparedDataset
 from handlers.progress import Progress, ProgressFn, StopFn, report
 from handlers.sdxl_configs import SDXLComponents
-from handlers.sdxl_loading import load_sdxl_components, torch_dtype
+from handlers.sdxl_loading import torch_dtype
 from handlers.train_checkpoint import load_checkpoint, save_checkpoint
-from handlers.train_data import LatentSource, StepBatches, TextSource, image_files, step_generator, time_ids
-from handlers.train_models import make_optimizer, prepare_trainable, trainable_state
+from handlers.train_data import step_generator, time_ids
+from handlers.train_models import make_optimizer, trainable_state
+from handlers.train_setup import build_training
 from handlers.trained_model import TrainResult, save_trained_weights
 
 log = structlog.get_logger(__name__)
@@ -55,7 +56,9 @@ class TrainConfig:
     mixed_precision: Literal["no", "fp16", "bf16"] = "bf16"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     seed: int = 0
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool = False  # on for 24 GB cards; costs ~40% speed (bench/train.py)
+    channels_last: bool = True  # UNet memory format on CUDA (faster convolutions)
+    allow_tf32: bool = True  # TF32 for the fp32 matmuls left under mixed precision (CUDA)
     use_8bit_adam: bool = False
     train_text_encoder: bool = False
     cache_latents: bool = True
@@ -106,9 +109,12 @@ def resolve_precision(device: torch.device, requested: str) -> str:
     return "no" if device.type == "cpu" else requested
 
 
-def _loss(unet: Any, scheduler: Any, batch: Any, gen: torch.Generator, res: int,
+def dreambooth_loss(unet: Any, scheduler: Any, batch: Any, gen: torch.Generator, res: int,
           alpha: float, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """alpha * instance MSE + beta * prior MSE on one batch; returns (total, instance, prior)."""
+    """alpha * instance MSE + beta * prior MSE on one batch; returns (total, instance, prior).
+
+    Noise and timesteps come from ``gen``: the same generator state gives the same loss.
+    """
     latents = batch.latents
     noise = torch.randn(latents.shape, generator=gen, device=latents.device)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],),
@@ -144,7 +150,6 @@ def train_dreambooth(dataset: PreparedDataset, class_dir: Path | None, out_dir: 
     when it returns True a checkpoint is written and :class:`Interrupted` is raised.
     """
     from accelerate import Accelerator
-    from diffusers import DDPMScheduler
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -153,34 +158,14 @@ def train_dreambooth(dataset: PreparedDataset, class_dir: Path | None, out_dir: 
     accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
     device = accelerator.device
     weight_dtype = torch_dtype(precision)
-    parts = components or load_sdxl_components(config.base_model, weight_dtype)
-    scheduler = DDPMScheduler.from_config(parts.scheduler_config)
+    if device.type == "cuda":  # process-wide switches; the worker runs one job at a time
+        torch.backends.cuda.matmul.allow_tf32 = config.allow_tf32
+        torch.backends.cudnn.allow_tf32 = config.allow_tf32
     total = steps_for(dataset.n_photos, config)
-    use_prior = config.prior_loss_weight > 0
-    if use_prior and class_dir is None:
-        raise ValueError("prior_loss_weight > 0 needs class images")
-
-    trainable = prepare_trainable(parts, config, device, weight_dtype)
-    cache_text = config.cache_text_embeddings and not config.train_text_encoder
-    text = TextSource([parts.text_encoder, parts.text_encoder_2], [parts.tokenizer, parts.tokenizer_2],
-                      device, cache=cache_text)
-    with accelerator.autocast():
-        text.precompute(sorted({i.caption for i in dataset.images} | {dataset.class_prompt}))
-    if cache_text:  # the encoders are no longer needed on the device
-        parts.text_encoder.to("cpu")
-        parts.text_encoder_2.to("cpu")
-    parts.vae.to(device)
-    instances = LatentSource([i.path for i in dataset.images], parts.vae, dataset.resolution, device,
-                             cache=config.cache_latents)
-    classes = (LatentSource(image_files(class_dir, config.num_class_images), parts.vae,
-                            dataset.resolution, device, cache=config.cache_latents)
-               if use_prior and class_dir is not None else None)
-    if classes is not None and len(classes) == 0:
-        raise ValueError(f"no class images in {class_dir}")
-    if config.cache_latents:
-        parts.vae.to("cpu")
-    batches = StepBatches(instances, [i.caption for i in dataset.images], classes,
-                          dataset.class_prompt, text, config.batch_size, config.seed)
+    setup = build_training(dataset, class_dir, config, device, weight_dtype, components,
+                           autocast=accelerator.autocast)
+    parts, trainable, batches, scheduler = setup.parts, setup.trainable, setup.batches, setup.scheduler
+    instances, classes = batches.instances, batches.classes
 
     optimizer = make_optimizer(trainable.params, config, device)
     models = accelerator.prepare(*trainable.modules, optimizer)
@@ -216,7 +201,7 @@ def train_dreambooth(dataset: PreparedDataset, class_dir: Path | None, out_dir: 
         gen = step_generator(config.seed, step, device)
         with accelerator.autocast():
             batch = batches.batch(step, gen)
-            loss, inst, prior = _loss(trainable.unet, scheduler, batch, gen, dataset.resolution,
+            loss, inst, prior = dreambooth_loss(trainable.unet, scheduler, batch, gen, dataset.resolution,
                                       config.instance_loss_weight, config.prior_loss_weight)
         accelerator.backward(loss)
         if config.max_grad_norm > 0:

@@ -80,6 +80,8 @@ def prepare_trainable(parts: SDXLComponents, config: "TrainConfig", device: torc
                 m.enable_gradient_checkpointing()
             else:
                 m.gradient_checkpointing_enable()
+    if config.channels_last and device.type == "cuda":
+        unet.to(memory_format=torch.channels_last)
     named = {f"{name}.{n}": p for name, m in trained for n, p in m.named_parameters() if p.requires_grad}
     return Trainable(unet=unet, modules=[m for _, m in trained], named=named)
 

@@ -42,9 +42,21 @@ def face_patch(image_rgb: np.ndarray, box: Box, size: int = FACE_PATCH) -> np.nd
     return cv2.resize(grey, (size, size), interpolation=interp)
 
 
+CONTRAST_STD = 48.0  # the face patch is stretched to this standard deviation before measuring
+
+
 def sharpness(patch: np.ndarray) -> float:
-    """Variance of the Laplacian of a normalised face patch: high for crisp edges."""
-    return float(cv2.Laplacian(patch, cv2.CV_64F, ksize=3).var())
+    """Variance of the Laplacian of a normalised face patch: high for crisp edges.
+
+    The patch is first brought to a fixed contrast (standard deviation ``CONTRAST_STD``), so
+    a dark or flat-lit face is judged on its focus, not on its exposure (exposure has its
+    own check and its own advice)."""
+    p = patch.astype(np.float64)
+    std = float(p.std())
+    if std < 1e-6:
+        return 0.0
+    p = (p - p.mean()) * (CONTRAST_STD / std)
+    return float(cv2.Laplacian(p, cv2.CV_64F, ksize=3).var())
 
 
 def inner(patch: np.ndarray) -> np.ndarray:

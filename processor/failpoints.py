@@ -6,8 +6,8 @@ fail-rs): ``HEADSHOTS_FAILPOINTS="deliver.uploaded=kill"`` makes the worker send
 SIGKILL at that point. The default is empty, and an empty spec costs one dict lookup.
 
 Spec grammar: comma-separated ``point=action``; action is ``kill`` (SIGKILL this process),
-``raise`` (an unexpected exception, as a bug would) or ``exit`` (``os._exit(137)``), optionally
-``@N`` to fire only on the N-th time the point is reached (1-based).
+``raise`` (an unexpected exception, as a bug would) or ``exit`` (``os._exit(137)``). It fires
+every time the point is reached, or with ``@N`` only the N-th time (1-based).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class FailpointError(RuntimeError):
 class Failpoint:
     point: str
     action: Action
-    nth: int = 1
+    nth: int | None = None  # None: every time
 
 
 def parse_failpoints(spec: str) -> dict[str, Failpoint]:
@@ -38,7 +38,7 @@ def parse_failpoints(spec: str) -> dict[str, Failpoint]:
     points: dict[str, Failpoint] = {}
     for entry in filter(None, (e.strip() for e in spec.split(","))):
         name, sep, action = entry.partition("=")
-        nth = 1
+        nth: int | None = None
         if "@" in action:
             action, _, count = action.partition("@")
             if not count.isdigit() or int(count) < 1:
@@ -67,7 +67,7 @@ class Failpoints:
             return
         with self._lock:
             self._counts[point] = self._counts.get(point, 0) + 1
-            if self._counts[point] != fp.nth:
+            if fp.nth is not None and self._counts[point] != fp.nth:
                 return
         if fp.action == "raise":
             raise FailpointError(f"failpoint {point} fired")

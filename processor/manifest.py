@@ -106,6 +106,28 @@ def parse_manifest(data: bytes | str) -> Manifest:
         raise ManifestError(reasons, email=_readable_email(raw)) from None
 
 
+@dataclass(frozen=True)
+class PhotoSelection:
+    """Which uploaded files are the job's photos, and which listed ones never arrived."""
+
+    found: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+def resolve_photos(manifest: Manifest, uploaded: list[str]) -> PhotoSelection:
+    """The manifest's photo list checked against the uploaded file names (or all of them).
+
+    ``uploaded`` are names relative to ``uploads/<job>/``; nested names and the manifest
+    itself are never photos.
+    """
+    present = [n for n in uploaded if n != MANIFEST_NAME and "/" not in n and n not in (".", "..")]
+    if manifest.photos is None:
+        return PhotoSelection(found=tuple(sorted(present)), missing=())
+    have = set(present)
+    return PhotoSelection(found=tuple(n for n in manifest.photos if n in have),
+                          missing=tuple(n for n in manifest.photos if n not in have))
+
+
 def _readable_email(raw: dict[str, Any]) -> str | None:
     email = raw.get("email")
     if not isinstance(email, str):

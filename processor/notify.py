@@ -8,6 +8,7 @@ and guarantees the one-email promise through the send-once marker.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -57,7 +58,16 @@ def selection_note(summary: dict[str, Any], settings: Settings) -> str | None:
     return text[0].upper() + text[1:] + "."
 
 
-async def ready_links(store: ObjectStore, settings: Settings, delivered: dict[str, Any]) -> ReadyContextLinks:
+@dataclass(frozen=True)
+class ReadyLinks:
+    """The link part of a ready email: presigned GETs, valid for ``link_ttl_s``."""
+
+    headshots: list[Link]
+    contact_sheet_url: str
+    zip_url: str
+
+
+async def ready_links(store: ObjectStore, settings: Settings, delivered: dict[str, Any]) -> ReadyLinks:
     """Presigned GET links for every delivered headshot, the contact sheet and the zip."""
     prefix = delivered["prefix"]
     ttl = settings.link_ttl_s
@@ -67,16 +77,7 @@ async def ready_links(store: ObjectStore, settings: Settings, delivered: dict[st
     headshots = [Link(label=name, url=await url(name)) for name in delivered["headshots"]]
     sheet = await url(delivered["contact_sheet"]) if delivered.get("contact_sheet") else ""
     archive = await url(delivered["archive"]) if delivered.get("archive") else ""
-    return ReadyContextLinks(headshots=headshots, contact_sheet_url=sheet, zip_url=archive)
-
-
-class ReadyContextLinks:
-    """The link part of a ready email."""
-
-    def __init__(self, headshots: list[Link], contact_sheet_url: str, zip_url: str) -> None:
-        self.headshots = headshots
-        self.contact_sheet_url = contact_sheet_url
-        self.zip_url = zip_url
+    return ReadyLinks(headshots=headshots, contact_sheet_url=sheet, zip_url=archive)
 
 
 class Notifier:
@@ -96,7 +97,7 @@ class Notifier:
         hit("notify.sent")
         return sent
 
-    async def ready(self, job_id: str, manifest: Manifest, links: ReadyContextLinks,
+    async def ready(self, job_id: str, manifest: Manifest, links: ReadyLinks,
                     note: str | None, hit: Hit = _no_hit) -> bool:
         ctx = ReadyContext(job_id=job_id, name=manifest.name, headshots=links.headshots,
                            contact_sheet_url=links.contact_sheet_url, zip_url=links.zip_url,

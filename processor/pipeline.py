@@ -80,6 +80,7 @@ class Pipeline(JobRunner):
         self.notifier = notifier or Notifier(settings, store, jobs)
         self.failpoints = failpoints or Failpoints(settings.failpoints)
         self.faces = stages.FaceModels(settings)
+        stages.quiet_library_progress()
 
     # --- the worker's entry points ------------------------------------------------------
     async def run(self, run: JobRun) -> JobResult:
@@ -181,9 +182,7 @@ class Pipeline(JobRunner):
         photos = await self._download_photos(job)
         self.failpoints.hit("validate.running")
         report = await asyncio.to_thread(stages.run_validate, photos, self.settings, self.faces)
-        summary = summarize(report)
-        if summary.references is not None:
-            await job.ckpt.put_bytes("validate", "references.npy", summary.references_bytes())
+        summary = summarize(report, stages.validate_config(self.settings).min_usable)
         await job.ckpt.put_json("validate", "report.json", summary.to_dict())
         self.failpoints.hit("validate.checkpointed")
         await job.ckpt.mark_done("validate", {"summary": summary.to_dict()})
@@ -301,9 +300,7 @@ class Pipeline(JobRunner):
         return selection
 
     async def _references(self, job: _Job, summary: ValidationSummary) -> Any:
-        saved = await job.ckpt.get_bytes("validate", "references.npy")
-        if saved is not None:
-            return ValidationSummary.references_from_bytes(saved)
+        """Embeddings of the training photos (recomputed: embeddings are never stored)."""
         photos = await self._download_photos(job, list(summary.accepted_files))
         return await asyncio.to_thread(stages.reference_embeddings, photos, self.faces)
 

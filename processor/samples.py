@@ -37,7 +37,7 @@ _SOURCES: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
         "skimage/data/astronaut.png": "astronaut.png",
         "skimage/data/retina.jpg": "retina.jpg",
         "skimage/data/no_time_for_that_tiny.gif": "animation.gif",
-        "skimage/data/multipage_rgb.tif": "multipage.tif",
+        "skimage/data/multipage.tif": "multipage.tif",
     }),
     ("matplotlib", ("--only-binary", ":all:"), {
         "matplotlib/mpl-data/sample_data/grace_hopper.jpg": "grace_hopper.jpg",

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(None, description="e.g. http://127.0.0.1:5000 for moto")
 
     # --- queue and ownership ---------------------------------------------------------
-    visibility_timeout_s: int = Field(120, ge=10, le=43200,
+    visibility_timeout_s: int = Field(120, ge=2, le=43200,
                                       description="visibility set on receive and by each heartbeat")
     heartbeat_interval_s: float = Field(30.0, gt=0, description="how often visibility is extended")
     wait_time_s: int = Field(10, ge=0, le=20, description="SQS long-poll wait")
@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     generation_batch_size: int = Field(4, ge=1, le=64)
     max_regenerations: int = Field(3, ge=0, le=20, description="K: extra attempts per prompt")
     selection_mode: Literal["enforce", "report"] = "enforce"
+    selection_threshold: float | None = Field(None, gt=0, lt=2,
+                                              description="identity cosine distance to the user's photo set; "
+                                                          "empty: the recognizer's threshold")
     seed: int = Field(1234, ge=0, le=2**32 - 1)
 
     # --- faces -----------------------------------------------------------------------

@@ -28,8 +28,13 @@ if TYPE_CHECKING:  # heavy imports stay out of the worker's start-up
     from handlers.trained_model import TrainResult
     from handlers.validate import ValidateConfig, ValidationReport
 
-#: Class images are drawn with fewer steps than the headshots: they only anchor the prior.
-CLASS_IMAGE_STEP_FRACTION = 1.0
+def quiet_library_progress() -> None:
+    """diffusers/transformers draw tqdm bars on stderr per call; a worker reports progress itself."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
 
 
 # --- Settings -> handler configs (pure) ----------------------------------------------
@@ -43,7 +48,7 @@ def face_model_config(settings: Settings) -> FaceModelConfig:
 def validate_config(settings: Settings) -> ValidateConfig:
     from handlers.validate import ValidateConfig
 
-    return ValidateConfig()
+    return ValidateConfig(face=face_model_config(settings))
 
 
 def prepare_config(settings: Settings, identifier: str) -> PrepareConfig:

@@ -208,10 +208,10 @@ class Worker:
                 log.info("worker_idle_exit", worker=self.worker_id)
                 break
             messages = await self._receive()
-            if messages:
-                idle_since = time.monotonic()
             for message in messages:
                 await self.handle(message)
+            if messages:
+                idle_since = time.monotonic()
         log.info("worker_stopped", worker=self.worker_id, jobs=self.jobs_finished)
         return 0
 

@@ -20,4 +20,5 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 from tests.fixtures.aws import *  # noqa: E402,F401,F403
 from tests.fixtures.faces import *  # noqa: E402,F401,F403
+from tests.fixtures.jobs import *  # noqa: E402,F401,F403
 from tests.fixtures.models import *  # noqa: E402,F401,F403

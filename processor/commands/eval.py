@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--photos", type=Path, required=True, help="folder with the user's photos")
     parser.add_argument("--clip-model", type=Path, default=None, help="local CLIP model folder")
     parser.add_argument("--dino-model", type=Path, default=None, help="local DINO ViT model folder")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="identity cosine-distance line (default HEADSHOTS_SELECTION_THRESHOLD, "
+                             "else the recognizer's)")
     parser.add_argument("--no-faces", action="store_true", help="skip the face-recognition metrics")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
@@ -57,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
         analyzer = FaceAnalyzer(FaceModelConfig(detector=settings.face_detector,
                                                 recognizer=settings.face_recognizer,
                                                 weights_home=settings.deepface_home))
+    threshold = args.threshold if args.threshold is not None else settings.selection_threshold
     config = EvalConfig(clip_model=args.clip_model or settings.eval_clip_model,
-                        dino_model=args.dino_model or settings.eval_dino_model)
+                        dino_model=args.dino_model or settings.eval_dino_model, threshold=threshold)
     report = evaluate(headshots, photos, prompts, analyzer, config)
     print(json.dumps(report.to_dict()) if args.json else format_report(report))
     return 0

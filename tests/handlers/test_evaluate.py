@@ -17,6 +17,8 @@ from handlers.evaluate import (
     pairwise_cosine_distances,
     thumbnail_vectors,
 )
+from tests.fixtures.selection_photos import SELECTION_THRESHOLD as THRESHOLD
+from tests.fixtures.selection_photos import selection_analyzer, selection_photos  # noqa: F401  (fixtures)
 
 
 def _pictures(n: int, seed: int, side: int = 96) -> list[np.ndarray]:
@@ -127,15 +129,18 @@ def test_missing_model_folders_are_skipped_with_a_reason(tmp_path: Path) -> None
     assert "skipped clip" in text and "pairwise diversity (pixel)" in text
 
 
-def test_face_metrics_on_real_photos_separate_the_person_from_a_stranger(face_analyzer, person_photos,
-                                                                        other_person_photo, no_face_image) -> None:
-    references, held_out = person_photos[:-1], person_photos[-1]
-    report = evaluate([held_out, other_person_photo, no_face_image], references, None, face_analyzer)
-    assert report.faces_found["exactly_one"] == 2 and report.faces_found["none"] == 1
+def test_face_metrics_on_real_photos_separate_the_person_from_a_stranger(
+        selection_analyzer, selection_photos) -> None:
+    p = selection_photos
+    headshots = [p.shots[0], p.shots[1], p.strangers["biden"], p.no_face]
+    report = evaluate(headshots, p.references, None, selection_analyzer, EvalConfig(threshold=THRESHOLD))
+    assert report.faces_found["exactly_one"] == 3 and report.faces_found["none"] == 1
+    assert report.faces_found["reference_photos_with_one_face"] == 6
     ident = report.identity_similarity
-    assert ident["count"] == 2
-    # the user's own held-out photo passes, the stranger does not
-    assert ident["max"] >= ident["threshold_similarity"] > ident["min"]
-    assert ident["pass_rate"] == 0.5
-    assert report.diversity["face"]["count"] == 1
+    assert ident["count"] == 3 and ident["threshold_similarity"] == 1 - THRESHOLD
+    # the user's own new shots pass, the stranger does not
+    assert ident["max"] > 0.95 and ident["min"] < 1 - THRESHOLD
+    assert ident["pass_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    face_div = report.diversity["face"]
+    assert face_div["count"] == 3 and face_div["max"] > 0.1 > face_div["min"]
     assert "identity similarity" in format_report(report)

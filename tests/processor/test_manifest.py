@@ -15,6 +15,7 @@ from processor.manifest import (
     job_id_from_key,
     parse_manifest,
     parse_s3_event,
+    resolve_photos,
     uploads_prefix,
     validate_job_id,
 )
@@ -89,6 +90,18 @@ def test_manifest_error_keeps_a_readable_email_so_the_user_can_be_told() -> None
 def test_manifest_that_is_not_a_json_object_is_rejected(data: bytes) -> None:
     with pytest.raises(ManifestError):
         parse_manifest(data)
+
+
+def test_resolve_photos_reports_listed_photos_that_were_never_uploaded() -> None:
+    m = Manifest(version=1, email="a@b.co", photos=["a.jpg", "gone.jpg", "b.png"])
+    sel = resolve_photos(m, ["b.png", "a.jpg", "extra.jpg", "manifest.json"])
+    assert sel.found == ("a.jpg", "b.png") and sel.missing == ("gone.jpg",)
+
+
+def test_resolve_photos_defaults_to_every_uploaded_file_but_the_manifest() -> None:
+    m = Manifest(version=1, email="a@b.co")
+    sel = resolve_photos(m, ["b.jpg", "manifest.json", "a.jpg", "sub/c.jpg"])
+    assert sel.found == ("a.jpg", "b.jpg") and sel.missing == ()
 
 
 def test_manifest_model_is_immutable() -> None:

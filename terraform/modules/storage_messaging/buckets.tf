@@ -82,7 +82,7 @@ locals {
     for k, b in local.all_buckets : k => {
       Sid       = "DenyInsecureTransport"
       Effect    = "Deny"
-      Principal = "*"
+      Principal = { AWS = "*" }
       Action    = "s3:*"
       Resource  = [b.arn, "${b.arn}/*"]
       Condition = { Bool = { "aws:SecureTransport" = "false" } }

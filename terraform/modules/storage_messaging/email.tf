@@ -1,34 +1,26 @@
-# SES sending identity (a domain with DKIM, or the single sender address) and a
-# configuration set that requires TLS and tracks reputation.
-
-resource "aws_ses_domain_identity" "sender" {
-  count  = var.ses_domain == null ? 0 : 1
-  domain = var.ses_domain
-}
-
-resource "aws_ses_domain_dkim" "sender" {
-  count  = var.ses_domain == null ? 0 : 1
-  domain = aws_ses_domain_identity.sender[0].domain
-}
-
-resource "aws_ses_email_identity" "sender" {
-  count = var.ses_domain == null ? 1 : 0
-  email = var.email_sender
-}
+# SES sending identity (a domain, verified with Easy DKIM, or the single sender address) and a
+# configuration set that requires TLS and tracks reputation. The identity names the set as its
+# default, so every email the worker sends from it goes through the set without a setting.
 
 resource "aws_ses_configuration_set" "mail" {
   name                       = "${var.name_prefix}-mail"
   reputation_metrics_enabled = true
   sending_enabled            = true
-  delivery_options {
-    tls_policy = "Require"
+  dynamic "delivery_options" {
+    # Always on in AWS; see var.local_endpoint_compat.
+    for_each = var.local_endpoint_compat ? [] : ["Require"]
+    content {
+      tls_policy = delivery_options.value
+    }
   }
 }
 
+resource "aws_sesv2_email_identity" "sender" {
+  email_identity         = coalesce(var.ses_domain, var.email_sender)
+  configuration_set_name = aws_ses_configuration_set.mail.name
+  tags                   = local.tags
+}
+
 locals {
-  ses_identity_arn = (
-    var.ses_domain == null
-    ? "arn:${local.partition}:ses:${local.region}:${local.account_id}:identity/${var.email_sender}"
-    : "arn:${local.partition}:ses:${local.region}:${local.account_id}:identity/${var.ses_domain}"
-  )
+  ses_identity_arn = aws_sesv2_email_identity.sender.arn
 }

@@ -101,13 +101,13 @@ output "ses_identity_arn" {
 }
 
 output "ses_configuration_set" {
-  description = "SES configuration set for the worker's emails."
+  description = "SES configuration set (the identity's default) for the worker's emails."
   value       = aws_ses_configuration_set.mail.name
 }
 
 output "ses_dkim_tokens" {
   description = "CNAME tokens to publish for DKIM when ses_domain is set."
-  value       = var.ses_domain == null ? [] : aws_ses_domain_dkim.sender[0].dkim_tokens
+  value       = var.ses_domain == null ? [] : aws_sesv2_email_identity.sender.dkim_signing_attributes[0].tokens
 }
 
 output "uploads_prefix" {

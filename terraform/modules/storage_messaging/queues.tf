@@ -27,8 +27,9 @@ resource "aws_sqs_queue" "jobs" {
 }
 
 # Only the job queue may dead-letter into the DLQ (a separate resource: the two queues refer
-# to each other).
+# to each other). Always present in AWS; see var.local_endpoint_compat.
 resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
+  count     = var.local_endpoint_compat ? 0 : 1
   queue_url = aws_sqs_queue.dlq.id
   redrive_allow_policy = jsonencode({
     redrivePermission = "byQueue"

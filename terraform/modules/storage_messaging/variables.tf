@@ -192,3 +192,9 @@ variable "access_log_expiry_days" {
     error_message = "access_log_expiry_days must be between 1 and 3650."
   }
 }
+
+variable "local_endpoint_compat" {
+  description = "Set only when applying to the offline moto endpoint (tests/terraform/test_apply_local.py): leaves out the two settings moto cannot store and would make apply wait forever, the configuration set's TLS requirement and the DLQ's redrive-allow policy. Never set it for AWS."
+  type        = bool
+  default     = false
+}

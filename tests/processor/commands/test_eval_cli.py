@@ -1,0 +1,72 @@
+"""``headshots eval RESULTS_DIR --photos DIR`` on a results folder built by the real deliver step."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from handlers.deliver import build_deliverables
+from handlers.generate import GenerateConfig, ImageRequest, generate_and_select
+from handlers.prompts import load_prompt_set
+from handlers.select import SelectConfig
+from processor.cli import main
+from tests.fixtures.selection_photos import SELECTION_THRESHOLD
+from tests.fixtures.selection_photos import selection_analyzer, selection_photos  # noqa: F401  (fixtures)
+
+
+class Photos:
+    """Image source handing back the given photos in order (stand-ins for generated images)."""
+
+    def __init__(self, images: list[np.ndarray]) -> None:
+        self.images = images
+
+    def generate_images(self, requests: Sequence[ImageRequest]) -> list[np.ndarray]:
+        return [self.images[r.prompt_index] for r in requests]
+
+
+@pytest.fixture(scope="module")
+def job_dirs(tmp_path_factory: pytest.TempPathFactory, selection_photos) -> tuple[Path, Path]:
+    p = selection_photos
+    root = tmp_path_factory.mktemp("eval")
+    images = [p.shots[0], p.shots[1], p.strangers["biden"]]
+    selection = generate_and_select(Photos(images), load_prompt_set(), "sks", None, root / "gen",
+                                    GenerateConfig(num_images=3, resolution=128), SelectConfig(mode="report"),
+                                    analyzer=None)
+    results = build_deliverables(selection, root / "results").out_dir
+    photos = root / "photos"
+    photos.mkdir()
+    for i, img in enumerate(p.references):
+        Image.fromarray(img).save(photos / f"me-{i}.jpg", quality=92)
+    (photos / "notes.txt").write_text("not a photo")
+    return results, photos
+
+
+def test_eval_prints_identity_diversity_and_faces_as_json(job_dirs, capsys, monkeypatch) -> None:
+    results, photos = job_dirs
+    monkeypatch.setenv("HEADSHOTS_EVAL_CLIP_MODEL", str(results / "no-clip-here"))
+    rc = main(["eval", str(results), "--photos", str(photos), "--json", "--threshold", str(SELECTION_THRESHOLD)])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["headshots"] == 3 and report["photos"] == 6
+    assert report["faces_found"]["exactly_one"] == 3
+    assert report["identity_similarity"]["pass_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    assert report["diversity"]["face"]["count"] == 3 and report["diversity"]["pixel"]["count"] == 3
+    assert "no-clip-here" in report["skipped"]["clip"]
+
+
+def test_eval_prints_readable_lines_by_default(job_dirs, capsys) -> None:
+    results, photos = job_dirs
+    assert main(["eval", str(results), "--photos", str(photos), "--no-faces"]) == 0
+    out = capsys.readouterr().out
+    assert "headshots: 3" in out and "pairwise diversity (pixel)" in out and "skipped faces" in out
+
+
+def test_eval_fails_cleanly_on_an_empty_results_folder(tmp_path: Path, job_dirs, capsys) -> None:
+    _, photos = job_dirs
+    assert main(["eval", str(tmp_path), "--photos", str(photos)]) == 2
+    assert "no headshot" in capsys.readouterr().err

@@ -1,0 +1,202 @@
+"""The queue worker: what each message means (pure), and what the worker does with it against
+the local stack (moto over HTTP, the real pipeline on the tiny model)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from processor.job_store import JobStore
+from processor.local_stack import LocalStack
+from processor.queue import JobQueue
+from processor.settings import Settings
+from processor.state import JobState, JobStatus
+from processor.storage import ObjectStore
+from processor.worker import (
+    MessageAction,
+    QueueAction,
+    busy_action,
+    crash_action,
+    health_max_age_s,
+    is_final_attempt,
+    is_healthy,
+    plan_message,
+    serve,
+)
+from tests.integration.harness import (
+    REPO_ROOT,
+    dlq_count,
+    emails_for,
+    job_status,
+    keys,
+    queue_counts,
+    s3_event_body,
+    send_raw,
+    submit,
+    text_body,
+)
+
+# --- pure decisions ----------------------------------------------------------------
+
+
+def test_plan_runs_the_job_named_by_an_url_encoded_manifest_key() -> None:
+    body = s3_event_body("in-bucket", "uploads/ada+lovelace_1/manifest.json")
+    assert "ada%2Blovelace_1" in body
+    plan = plan_message(body, "in-bucket")
+    assert plan.action is MessageAction.RUN and plan.job_ids == ("ada+lovelace_1",)
+
+
+def test_plan_acknowledges_the_s3_test_event() -> None:
+    body = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "in-bucket"})
+    assert plan_message(body, "in-bucket").action is MessageAction.ACK
+
+
+@pytest.mark.parametrize("body", ["not json {", "[]", '{"Records": []}', '{"Records": [{"s3": {}}]}'])
+def test_plan_dead_letters_a_body_that_is_not_an_s3_event(body: str) -> None:
+    plan = plan_message(body, "in-bucket")
+    assert plan.action is MessageAction.DEAD_LETTER and plan.reason
+
+
+@pytest.mark.parametrize("key", ["uploads/../x/manifest.json", "uploads/a/b/manifest.json",
+                                 "uploads/bad id!/manifest.json", "elsewhere/job/manifest.json"])
+def test_plan_dead_letters_a_bad_job_id_with_a_reason_and_no_job(key: str) -> None:
+    plan = plan_message(s3_event_body("in-bucket", key), "in-bucket")
+    assert plan.action is MessageAction.DEAD_LETTER and plan.job_ids == ()
+    assert "job id" in (plan.reason or "")
+
+
+def test_plan_dead_letters_an_event_from_another_bucket() -> None:
+    plan = plan_message(s3_event_body("other-bucket", "uploads/job/manifest.json"), "in-bucket")
+    assert plan.action is MessageAction.DEAD_LETTER
+
+
+def test_final_attempt_is_the_receive_that_reaches_max_receive_count() -> None:
+    assert not is_final_attempt(2, 3) and is_final_attempt(3, 3) and is_final_attempt(4, 3)
+
+
+def test_busy_duplicate_goes_back_with_a_delay_but_is_dropped_on_its_last_receive() -> None:
+    s = Settings(heartbeat_interval_s=5, visibility_timeout_s=60, max_receive_count=3)
+    assert busy_action(1, s) == QueueAction(delete=False, delay_s=10)
+    assert busy_action(3, s) == QueueAction(delete=True)
+
+
+def test_crash_backs_off_exponentially_until_the_last_attempt() -> None:
+    s = Settings(visibility_timeout_s=60, heartbeat_interval_s=5, max_receive_count=3)
+    assert crash_action(1, s) == QueueAction(delete=False, delay_s=2)
+    assert crash_action(2, s) == QueueAction(delete=False, delay_s=4)
+    assert crash_action(3, s) == QueueAction(delete=True)
+
+
+def test_health_file_is_healthy_only_while_fresh(tmp_path: Path) -> None:
+    path = tmp_path / "health"
+    assert not is_healthy(path, 30, time.time())
+    path.touch()
+    assert is_healthy(path, 30, time.time())
+    assert not is_healthy(path, 30, time.time() + 31)
+
+
+# --- against the local stack ----------------------------------------------------------------
+
+
+async def _status(settings: Settings, job_id: str, status: JobStatus) -> None:
+    async with ObjectStore(settings) as store:
+        await JobStore(store, settings.output_bucket, settings.owner_stale_after_s).create(status)
+
+
+def _delivered(job_id: str) -> JobStatus:
+    now = time.time()
+    s = JobStatus.new(job_id, now)
+    for state in (JobState.VALIDATING, JobState.TRAINING, JobState.GENERATING, JobState.DELIVERING,
+                  JobState.DELIVERED):
+        s = s.transition(state, now)
+    return s.model_copy(update={"attempts": 1})
+
+
+async def test_test_event_is_deleted_without_creating_a_job(job_settings: Settings,
+                                                            local_stack: LocalStack) -> None:
+    send_raw(local_stack, job_settings, json.dumps({"Event": "s3:TestEvent", "Service": "Amazon S3"}))
+    await serve(job_settings, idle_exit_s=1.5, install_signals=False)
+    assert queue_counts(local_stack, job_settings) == (0, 0)
+    assert keys(local_stack, job_settings.output_bucket, "jobs/", job_settings) == []
+
+
+async def test_bad_job_id_never_becomes_a_path_and_the_message_reaches_the_dlq(
+        job_settings: Settings, local_stack: LocalStack) -> None:
+    body = s3_event_body(job_settings.input_bucket, "uploads/../etc/manifest.json")
+    send_raw(local_stack, job_settings, body)
+    await serve(job_settings, idle_exit_s=2, install_signals=False)
+    assert [m.body for m in local_stack.dlq_messages(job_settings)] == [body]
+    assert queue_counts(local_stack, job_settings) == (0, 0)
+    assert keys(local_stack, job_settings.output_bucket, "", job_settings) == []
+
+
+async def test_duplicate_for_a_finished_job_is_acknowledged_with_no_work_and_no_email(
+        job_settings: Settings, local_stack: LocalStack, job_id: str) -> None:
+    await _status(job_settings, job_id, _delivered(job_id))
+    send_raw(local_stack, job_settings, s3_event_body(job_settings.input_bucket, f"uploads/{job_id}/manifest.json"))
+    await serve(job_settings, idle_exit_s=1.5, install_signals=False)
+    status = job_status(local_stack, job_settings, job_id)
+    assert status is not None and status["state"] == "delivered" and status["attempts"] == 1
+    assert status["stages"] == {}
+    assert emails_for(local_stack.outbox, job_id) == []
+    assert queue_counts(local_stack, job_settings) == (0, 0) and dlq_count(local_stack, job_settings) == 0
+
+
+async def test_duplicate_of_a_job_a_live_worker_owns_goes_back_with_a_delay(
+        job_settings: Settings, local_stack: LocalStack, job_id: str) -> None:
+    now = time.time()
+    await _status(job_settings, job_id, JobStatus.new(job_id, now).with_owner("other-worker", now))
+    send_raw(local_stack, job_settings, s3_event_body(job_settings.input_bucket, f"uploads/{job_id}/manifest.json"))
+    async with ObjectStore(job_settings) as store, JobQueue(job_settings) as queue:
+        from processor.pipeline import Pipeline
+        from processor.worker import Worker
+
+        jobs = JobStore(store, job_settings.output_bucket, job_settings.owner_stale_after_s)
+        worker = Worker(job_settings, queue, jobs, Pipeline(job_settings, store, jobs))
+        [message] = await queue.receive(wait_time_s=1)
+        await worker.handle(message)
+        assert await queue.approximate_counts() == (0, 1)  # hidden for the delay, not deleted
+        delay = busy_action(1, job_settings).delay_s
+        await asyncio.sleep(delay + 0.5)
+        [again] = await queue.receive(wait_time_s=1)
+        assert again.message_id == message.message_id and again.receive_count == 2
+    status = job_status(local_stack, job_settings, job_id)
+    assert status is not None and status["owner"] == "other-worker" and status["attempts"] == 0
+
+
+async def test_a_job_that_crashes_on_every_attempt_ends_failed_with_one_failed_email(
+        make_job_settings, local_stack: LocalStack, job_photos: Path, job_id: str) -> None:  # noqa: ANN001
+    settings = make_job_settings(failpoints="validate.start=raise")
+    submit(settings, job_photos, "eve@example.com", job_id)
+    await serve(settings, idle_exit_s=6, install_signals=False)
+    status = job_status(local_stack, settings, job_id)
+    assert status is not None and status["state"] == "failed"
+    assert status["attempts"] == settings.max_receive_count
+    [mail] = emails_for(local_stack.outbox, job_id)
+    assert "could not finish" in str(mail["Subject"]) and "internal error" in text_body(mail)
+    assert queue_counts(local_stack, settings) == (0, 0) and dlq_count(local_stack, settings) == 0
+    assert keys(local_stack, settings.input_bucket, f"uploads/{job_id}/", settings) == []
+
+
+async def test_health_file_is_kept_fresh_by_the_loop_and_read_by_check_health(
+        make_job_settings, tmp_path: Path) -> None:  # noqa: ANN001
+    health = tmp_path / "health"
+    settings = make_job_settings(health_file=health)
+    await serve(settings, idle_exit_s=1.5, install_signals=False)
+    assert is_healthy(health, health_max_age_s(settings), time.time())
+
+    def check() -> int:
+        env = {**os.environ, "HEADSHOTS_HEALTH_FILE": str(health)}
+        return subprocess.run([sys.executable, "-m", "processor.cli", "worker", "--check-health"],
+                              cwd=REPO_ROOT, env=env, timeout=60).returncode
+    assert check() == 0
+    old = time.time() - 10 * health_max_age_s(Settings())
+    os.utime(health, (old, old))
+    assert check() == 1
