@@ -74,7 +74,7 @@ def pairwise_cosine_distances(vectors: np.ndarray) -> np.ndarray:
     if len(v) < 2:
         return np.zeros(0)
     sims = v @ v.T
-    return 1.0 - sims[np.triu_indices(len(v), k=1)]
+    return np.clip(1.0 - sims[np.triu_indices(len(v), k=1)], 0.0, 2.0)  # no -0.0 from rounding
 
 
 def mean_cross_similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -70,7 +70,7 @@ class FaceModelConfig:
     detector: str = "opencv"
     recognizer: str = "Dlib"
     weights_home: Path | None = None
-    detect_max_side: int | None = 1024
+    detect_max_side: int | None = 640
     crop_margin: float = 0.0
 
 

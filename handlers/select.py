@@ -1,9 +1,9 @@
 """Selection: does a generated image show the user, alone, and is it new?
 
-Why against the photo *set*: one selfie can be badly lit or turned away; the distance of a
-headshot to the user's closest accepted photo (``identity_distance``) is what the recognizer's
-threshold was tuned for (verification of one pair), and it does not punish a headshot for
-resembling only some of the photos. Why near-duplicates by face embedding: two images whose
+Why against the photo *set*: one selfie can be badly lit or turned away, so a headshot is
+measured against the identity of all the user's accepted photos together
+(``handlers.faces.identity_distance``: cosine distance to their normalised centroid), never
+against one photo. Why near-duplicates by face embedding: two images whose
 faces embed almost identically are the same pose and expression, so the user would receive
 the same headshot twice.
 
@@ -29,7 +29,8 @@ REASON_NEAR_DUPLICATE = "near_duplicate"
 # recognizer. Measured with Dlib (threshold 0.18) on face-recognition's test photos: the same
 # photo re-encoded, shifted, resized or brightened is 0.0013-0.0015 from the original, its
 # mirror image 0.0056, while different photos of the same person are 0.029-0.050 apart.
-# 0.06 * 0.18 = 0.011 sits between the two groups.
+# 0.06 * 0.18 = 0.011 (or 0.06 * 0.12 = 0.007 with a stricter identity line) sits between
+# the two groups.
 DUPLICATE_FRACTION = 0.06
 
 

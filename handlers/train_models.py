@@ -39,11 +39,15 @@ class Trainable:
         return list(self.named.values())
 
 
-def _add_lora(module: Any, rank: int, targets: list[str]) -> None:
+def _add_lora(module: Any, rank: int, targets: list[str], seed: int) -> None:
+    """Add rank-``rank`` adapters; their random init is drawn from ``seed`` (reproducible runs)."""
     from peft import LoraConfig
 
-    module.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                  target_modules=targets, lora_dropout=0.0))
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        module.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                                      target_modules=targets, lora_dropout=0.0))
 
 
 def _to(module: Any, device: torch.device | None, dtype: torch.dtype) -> None:
@@ -67,7 +71,8 @@ def prepare_trainable(parts: SDXLComponents, config: "TrainConfig", device: torc
         _to(m, device, weight_dtype)
     for name, m in trained:
         if config.method == "lora":
-            _add_lora(m, config.lora_rank, UNET_LORA_TARGETS if name == "unet" else TEXT_LORA_TARGETS)
+            _add_lora(m, config.lora_rank, UNET_LORA_TARGETS if name == "unet" else TEXT_LORA_TARGETS,
+                      config.seed)
             for n, p in m.named_parameters():
                 if "lora_" in n:
                     p.data = p.data.float()  # fp32 master copy of the adapters only

@@ -9,6 +9,7 @@ folders the demo uploads and the labelled sets the quality-gate tests assert on.
 
 from __future__ import annotations
 
+import functools
 import io
 import shutil
 import subprocess
@@ -107,26 +108,32 @@ def fetch_sample_sources(cache_dir: Path) -> SampleSources:
 
 
 # --- photos of one person ------------------------------------------------------------
-# Each variant: (mirror, rotation degrees, zoom = crop side / image side, (cx, cy) of the
-# crop as a fraction of the image, output shorter side). Different framings, mirror,
-# rotation and scale: each is a distinct shot to the gate (not a "duplicate").
-_VARIANTS: tuple[tuple[bool, float, float, tuple[float, float], int], ...] = (
-    (False, 0.0, 1.00, (0.50, 0.50), 720),
-    (True, 0.0, 0.85, (0.50, 0.45), 800),
-    (False, 6.0, 0.80, (0.45, 0.45), 900),
-    (True, -6.0, 0.90, (0.55, 0.50), 760),
-    (False, -5.0, 0.75, (0.50, 0.40), 680),
-    (True, 5.0, 0.70, (0.50, 0.45), 840),
-    (False, 3.0, 0.65, (0.50, 0.40), 1000),
-    (True, -3.0, 0.95, (0.50, 0.55), 640),
+# Each variant: (mirror, rotation degrees, zoom = crop height / image's shorter side,
+# (cx, cy) of the crop as a fraction of the crop, aspect = crop width / height, output
+# shorter side). Different framings, aspect ratios, mirror, rotation and scale: each is a
+# distinct shot to the gate (never a "duplicate" of another variant).
+_VARIANTS: tuple[tuple[bool, float, float, tuple[float, float], float, int], ...] = (
+    (False, 0.0, 1.00, (0.50, 0.50), 1.00, 720),
+    (True, 0.0, 0.85, (0.50, 0.45), 0.80, 800),
+    (False, 6.0, 0.80, (0.45, 0.45), 1.25, 900),
+    (True, -6.0, 0.90, (0.55, 0.50), 1.00, 760),
+    (False, -5.0, 0.75, (0.50, 0.40), 0.80, 680),
+    (True, 5.0, 0.70, (0.50, 0.45), 1.25, 840),
+    (False, 3.0, 0.65, (0.50, 0.40), 1.50, 1000),
+    (True, -3.0, 0.95, (0.50, 0.55), 0.67, 640),
 )
 
 
-def _face_centre(img: Image.Image) -> tuple[float, float, float]:
-    """(cx, cy, side) of the largest Haar face as image fractions; centre if none."""
+@functools.lru_cache(maxsize=32)
+def _face_centre(src: Path) -> tuple[float, float, float]:
+    """(cx, cy, side) of the largest Haar face as image fractions; centre if none.
+    Found on a <= 640 px copy, once per source photo."""
     import cv2
 
-    gray = np.asarray(img.convert("L"))
+    with Image.open(src) as raw:
+        img = raw.convert("L")
+    img.thumbnail((640, 640))
+    gray = np.asarray(img)
     cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades)
                                         / "haarcascade_frontalface_default.xml"))
     found = cascade.detectMultiScale(gray, 1.1, 8)
@@ -138,25 +145,27 @@ def _face_centre(img: Image.Image) -> tuple[float, float, float]:
 
 def variant(src: Path, index: int) -> Image.Image:
     """The ``index``-th framing of one photo, deterministic. Crops stay around the face."""
-    mirror, angle, zoom, (fx, fy), short = _VARIANTS[index % len(_VARIANTS)]
+    mirror, angle, zoom, (fx, fy), aspect, short = _VARIANTS[index % len(_VARIANTS)]
     with Image.open(src) as raw:
         img = raw.convert("RGB")
-    cx, cy, face = _face_centre(img)
+    cx, cy, face = _face_centre(Path(src))
     side = min(img.size)
     # keep the face at most ~60% of the crop so it never becomes "face only"
-    crop = max(zoom * side, min(side, face * side / 0.6))
+    crop_h = min(img.height, max(zoom * side, min(side, face * side / 0.6)))
+    crop_w = min(img.width, crop_h * aspect)
     # move the crop's centre towards (fx, fy) of the crop while it still holds the face
-    ox = cx * img.width + (fx - 0.5) * crop * 0.5
-    oy = cy * img.height + (fy - 0.5) * crop * 0.5
-    left = min(max(0.0, ox - crop / 2), img.width - crop)
-    top = min(max(0.0, oy - crop / 2), img.height - crop)
+    ox = cx * img.width + (fx - 0.5) * crop_w * 0.5
+    oy = cy * img.height + (fy - 0.5) * crop_h * 0.5
+    left = min(max(0.0, ox - crop_w / 2), img.width - crop_w)
+    top = min(max(0.0, oy - crop_h / 2), img.height - crop_h)
     if angle:
         img = img.rotate(angle, resample=Image.Resampling.BICUBIC,
                          center=(cx * img.width, cy * img.height), fillcolor=(128, 128, 128))
-    img = img.crop((round(left), round(top), round(left + crop), round(top + crop)))
+    img = img.crop((round(left), round(top), round(left + crop_w), round(top + crop_h)))
     if mirror:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return img.resize((short, short), Image.Resampling.LANCZOS)
+    s = short / min(img.size)
+    return img.resize((round(img.width * s), round(img.height * s)), Image.Resampling.LANCZOS)
 
 
 def build_person_set(dest: Path, n: int = 12, person: str = "obama", seed: int = 0,

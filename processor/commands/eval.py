@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from handlers.evaluate import EvalConfig, evaluate, format_report, list_photos, read_results
     from handlers.images import ImageError, load_image
+    from processor.commands.assets import resolve_deepface_home
+    from processor.logging import configure_logging
     from processor.settings import SettingsError, load_settings
 
     try:
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    configure_logging("console", "WARNING")  # logs -> stderr; stdout holds the figures
     files, prompts = read_results(args.results_dir)
     photo_paths = list_photos(args.photos) if args.photos.is_dir() else []
     if not files:
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
         analyzer = FaceAnalyzer(FaceModelConfig(detector=settings.face_detector,
                                                 recognizer=settings.face_recognizer,
-                                                weights_home=settings.deepface_home))
+                                                weights_home=resolve_deepface_home(settings.deepface_home)))
     threshold = args.threshold if args.threshold is not None else settings.selection_threshold
     config = EvalConfig(clip_model=args.clip_model or settings.eval_clip_model,
                         dino_model=args.dino_model or settings.eval_dino_model, threshold=threshold)

@@ -18,7 +18,6 @@ from handlers.evaluate import (
     thumbnail_vectors,
 )
 from tests.fixtures.selection_photos import SELECTION_THRESHOLD as THRESHOLD
-from tests.fixtures.selection_photos import selection_analyzer, selection_photos  # noqa: F401  (fixtures)
 
 
 def _pictures(n: int, seed: int, side: int = 96) -> list[np.ndarray]:
@@ -130,10 +129,10 @@ def test_missing_model_folders_are_skipped_with_a_reason(tmp_path: Path) -> None
 
 
 def test_face_metrics_on_real_photos_separate_the_person_from_a_stranger(
-        selection_analyzer, selection_photos) -> None:
+        face_analyzer, selection_photos) -> None:
     p = selection_photos
     headshots = [p.shots[0], p.shots[1], p.strangers["biden"], p.no_face]
-    report = evaluate(headshots, p.references, None, selection_analyzer, EvalConfig(threshold=THRESHOLD))
+    report = evaluate(headshots, p.references, None, face_analyzer, EvalConfig(threshold=THRESHOLD))
     assert report.faces_found["exactly_one"] == 3 and report.faces_found["none"] == 1
     assert report.faces_found["reference_photos_with_one_face"] == 6
     ident = report.identity_similarity

@@ -47,10 +47,10 @@ from tests.integration.harness import (
 
 
 def test_plan_runs_the_job_named_by_an_url_encoded_manifest_key() -> None:
-    body = s3_event_body("in-bucket", "uploads/ada+lovelace_1/manifest.json")
-    assert "ada%2Blovelace_1" in body
+    body = json.dumps({"Records": [{"s3": {"bucket": {"name": "in-bucket"},
+                                           "object": {"key": "uploads%2Fada.lovelace_1%2Fmanifest.json"}}}]})
     plan = plan_message(body, "in-bucket")
-    assert plan.action is MessageAction.RUN and plan.job_ids == ("ada+lovelace_1",)
+    assert plan.action is MessageAction.RUN and plan.job_ids == ("ada.lovelace_1",)
 
 
 def test_plan_acknowledges_the_s3_test_event() -> None:

@@ -91,7 +91,8 @@ locals {
 }
 
 resource "aws_s3_bucket_policy" "data" {
-  for_each = local.data_buckets
+  # Always present in AWS; see var.local_endpoint_compat.
+  for_each = var.local_endpoint_compat ? {} : local.data_buckets
   bucket   = aws_s3_bucket.data[each.key].id
   policy = jsonencode({
     Version   = "2012-10-17"

@@ -19,6 +19,9 @@ locals {
   output_bucket_arn = "arn:${local.partition}:s3:::${local.output_bucket_name}"
   logs_bucket_arn   = "arn:${local.partition}:s3:::${local.logs_bucket_name}"
 
+  jobs_queue_name = "${var.name_prefix}-jobs"
+  jobs_queue_arn  = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.jobs_queue_name}"
+
   # Prefixes of the job contract (DESIGN.md): the notification, lifecycle and IAM all use these.
   uploads_prefix = "uploads/"
   results_prefix = "results/"

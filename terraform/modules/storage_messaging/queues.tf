@@ -11,7 +11,7 @@ resource "aws_sqs_queue" "dlq" {
 }
 
 resource "aws_sqs_queue" "jobs" {
-  name                       = "${var.name_prefix}-jobs"
+  name                       = local.jobs_queue_name
   visibility_timeout_seconds = var.visibility_timeout_s
   message_retention_seconds  = var.message_retention_s
   # S3 event records are a few KB; the SQS maximum leaves room for batched records.
@@ -22,6 +22,24 @@ resource "aws_sqs_queue" "jobs" {
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.dlq.arn
     maxReceiveCount     = var.max_receive_count
+  })
+  # The queue policy, set at creation so S3's test event is accepted as soon as the
+  # notification exists: only the input bucket of this account may send.
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "InputBucketEventsOnly"
+        Effect    = "Allow"
+        Principal = { Service = "s3.amazonaws.com" }
+        Action    = "sqs:SendMessage"
+        Resource  = local.jobs_queue_arn
+        Condition = {
+          ArnEquals    = { "aws:SourceArn" = local.input_bucket_arn }
+          StringEquals = { "aws:SourceAccount" = local.account_id }
+        }
+      },
+    ]
   })
   tags = local.tags
 }
@@ -37,26 +55,6 @@ resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
   })
 }
 
-resource "aws_sqs_queue_policy" "jobs" {
-  queue_url = aws_sqs_queue.jobs.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "InputBucketEventsOnly"
-        Effect    = "Allow"
-        Principal = { Service = "s3.amazonaws.com" }
-        Action    = "sqs:SendMessage"
-        Resource  = aws_sqs_queue.jobs.arn
-        Condition = {
-          ArnEquals    = { "aws:SourceArn" = local.input_bucket_arn }
-          StringEquals = { "aws:SourceAccount" = local.account_id }
-        }
-      },
-    ]
-  })
-}
-
 resource "aws_s3_bucket_notification" "input" {
   bucket = aws_s3_bucket.data["input"].id
   queue {
@@ -66,6 +64,7 @@ resource "aws_s3_bucket_notification" "input" {
     filter_prefix = local.uploads_prefix
     filter_suffix = local.trigger_suffix
   }
-  # S3 sends a test event when the notification is created: the queue must accept it first.
-  depends_on = [aws_sqs_queue_policy.jobs, aws_kms_key.data]
+  # S3 sends a test event when the notification is created: the queue (with its policy) and
+  # the key policy letting S3 encrypt for it must exist first.
+  depends_on = [aws_sqs_queue.jobs, aws_kms_key.data]
 }

@@ -16,7 +16,6 @@ from handlers.prompts import load_prompt_set
 from handlers.select import SelectConfig
 from processor.cli import main
 from tests.fixtures.selection_photos import SELECTION_THRESHOLD
-from tests.fixtures.selection_photos import selection_analyzer, selection_photos  # noqa: F401  (fixtures)
 
 
 class Photos:

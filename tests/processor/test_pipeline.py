@@ -1,0 +1,128 @@
+"""One job's pipeline against the local stack: terminal states for bad input, checkpoints, resume
+without redoing finished stages or images, stop requests. Real stages on the tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import structlog.testing
+
+from processor.failpoints import FailpointError, parse_failpoints
+from processor.job_store import JobStore
+from processor.local_stack import LocalStack
+from processor.pipeline import Pipeline
+from processor.settings import Settings
+from processor.storage import ObjectStore
+from processor.worker import JobResult, JobRun
+from tests.integration.harness import emails_for, job_status, keys, stage_runs, submit, text_body
+
+
+async def _attempt(settings: Settings, job_id: str, worker_id: str,
+                   should_stop: Callable[[], bool] = lambda: False) -> JobResult:
+    """Claim the job as ``worker_id`` and run one attempt (what the worker does, minus SQS)."""
+    async with ObjectStore(settings) as store:
+        jobs = JobStore(store, settings.output_bucket, settings.owner_stale_after_s)
+        claim = await jobs.claim(job_id, worker_id, time.time())
+        assert claim.runnable, claim.outcome
+        run = JobRun(job_id, worker_id, claim.status.attempts, False, should_stop)
+        try:
+            return await Pipeline(settings, store, jobs).run(run)
+        except BaseException:
+            await jobs.release(job_id, worker_id, time.time())  # as the worker does after a crash
+            raise
+
+
+def _upload_manifest(local_stack: LocalStack, settings: Settings, job_id: str, doc: object) -> None:
+    local_stack.client("s3", settings).put_object(
+        Bucket=settings.input_bucket, Key=f"uploads/{job_id}/manifest.json", Body=json.dumps(doc).encode())
+
+
+def test_failpoint_spec_parses_and_rejects_unknown_actions() -> None:
+    points = parse_failpoints("train.step=kill@3, notify.sent=raise")
+    assert points["train.step"].nth == 3 and points["notify.sent"].nth is None
+    with pytest.raises(ValueError):
+        parse_failpoints("train.step=explode")
+
+
+async def test_missing_manifest_fails_the_job_with_a_reason_and_no_email(
+        job_settings: Settings, local_stack: LocalStack, job_id: str) -> None:
+    assert await _attempt(job_settings, job_id, "w1") is JobResult.TERMINAL
+    status = job_status(local_stack, job_settings, job_id)
+    assert status is not None and status["state"] == "failed" and "manifest" in status["error"]
+    assert emails_for(local_stack.outbox, job_id) == []
+
+
+async def test_invalid_manifest_with_a_readable_email_fails_the_job_and_emails_the_reason(
+        job_settings: Settings, local_stack: LocalStack, job_id: str) -> None:
+    _upload_manifest(local_stack, job_settings, job_id, {"version": 2, "email": "fay@example.com"})
+    assert await _attempt(job_settings, job_id, "w1") is JobResult.TERMINAL
+    status = job_status(local_stack, job_settings, job_id)
+    assert status is not None and status["state"] == "failed" and "version" in status["error"]
+    [mail] = emails_for(local_stack.outbox, job_id)
+    assert mail["To"].addresses[0].addr_spec == "fay@example.com" and "version" in text_body(mail)
+
+
+async def test_crash_mid_generation_resumes_without_redoing_finished_stages_or_images(
+        make_job_settings, local_stack: LocalStack, job_photos: Path, job_id: str) -> None:  # noqa: ANN001
+    settings = make_job_settings(num_images=4, generation_batch_size=1)
+    submit(settings, job_photos, "gus@example.com", job_id)
+    crashing = settings.model_copy(update={"failpoints": "generate.image=raise@2"})
+    with pytest.raises(FailpointError):
+        await _attempt(crashing, job_id, "w1")
+    records = keys(local_stack, settings.output_bucket, f"jobs/{job_id}/work/generate/records/", settings)
+    assert len(records) == 2  # each accepted image was checkpointed the moment it existed
+
+    assert await _attempt(settings, job_id, "w2") is JobResult.TERMINAL
+    status = job_status(local_stack, settings, job_id)
+    assert status is not None and status["state"] == "delivered"
+    assert stage_runs(status) == {"validate": 1, "prepare": 1, "train": 1, "generate": 2,
+                                  "deliver": 1, "notify": 1}
+    summary = status["result"]["summary"]
+    assert summary["delivered"] == 4 and summary["generated"] == 2  # only the missing two were made
+    assert len(emails_for(local_stack.outbox, job_id)) == 1
+
+
+async def test_stop_request_in_training_checkpoints_and_the_next_attempt_resumes_from_it(
+        make_job_settings, local_stack: LocalStack, job_photos: Path, job_id: str) -> None:  # noqa: ANN001
+    settings = make_job_settings(train_steps=40)  # a checkpoint every 4 steps
+    submit(settings, job_photos, "hal@example.com", job_id)
+    stop = threading.Event()
+    seen_progress: list[dict] = []
+    s3 = local_stack.client("s3", settings)
+
+    async def stop_after_first_checkpoint() -> None:
+        prefix = f"jobs/{job_id}/work/train/checkpoints/"
+        while True:
+            status = job_status(local_stack, settings, job_id)
+            if status and status.get("progress"):
+                seen_progress.append(status["progress"])
+            if s3.list_objects_v2(Bucket=settings.output_bucket, Prefix=prefix).get("KeyCount"):
+                stop.set()
+                return
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(asyncio.wait_for(stop_after_first_checkpoint(), 600))
+    result = await _attempt(settings, job_id, "w1", stop.is_set)
+    await watcher
+    assert result is JobResult.INTERRUPTED
+    status = job_status(local_stack, settings, job_id)
+    assert status is not None and status["state"] == "training"
+    assert status["stages"]["train"]["finished_at"] is None
+    assert any(p["stage"] == "train" for p in seen_progress)  # progress reached status.json
+
+    async with ObjectStore(settings) as store:
+        await JobStore(store, settings.output_bucket, 1).release(job_id, "w1", time.time())
+    with structlog.testing.capture_logs() as logs:
+        assert await _attempt(settings, job_id, "w2") is JobResult.TERMINAL
+    [resumed] = [e for e in logs if e["event"] == "train_resuming"]
+    assert resumed["checkpoint"].startswith("step-")
+    status = job_status(local_stack, settings, job_id)
+    assert status is not None and status["state"] == "delivered"
+    assert stage_runs(status)["validate"] == 1 and stage_runs(status)["train"] == 2
+    assert len(emails_for(local_stack.outbox, job_id)) == 1
