@@ -39,15 +39,21 @@ class Trainable:
         return list(self.named.values())
 
 
-def _add_lora(module: Any, rank: int, targets: list[str], seed: int) -> None:
+def add_lora(module: Any, rank: int, targets: list[str], seed: int) -> None:
     """Add rank-``rank`` adapters; their random init is drawn from ``seed`` (reproducible runs)."""
     from peft import LoraConfig
 
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    lora = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets,
+                      lora_dropout=0.0)
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        module.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                      target_modules=targets, lora_dropout=0.0))
+        if hasattr(module, "set_adapters"):  # diffusers models: their own peft integration
+            module.add_adapter(lora)
+        else:  # transformers text encoders: peft directly (no transformers/peft version pin)
+            from peft import inject_adapter_in_model
+
+            inject_adapter_in_model(lora, module)
 
 
 def _to(module: Any, device: torch.device | None, dtype: torch.dtype) -> None:
@@ -71,7 +77,7 @@ def prepare_trainable(parts: SDXLComponents, config: "TrainConfig", device: torc
         _to(m, device, weight_dtype)
     for name, m in trained:
         if config.method == "lora":
-            _add_lora(m, config.lora_rank, UNET_LORA_TARGETS if name == "unet" else TEXT_LORA_TARGETS,
+            add_lora(m, config.lora_rank, UNET_LORA_TARGETS if name == "unet" else TEXT_LORA_TARGETS,
                       config.seed)
             for n, p in m.named_parameters():
                 if "lora_" in n:

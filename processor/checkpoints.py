@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from processor.job_store import JobStore
+from processor.transfers import bounded, download_many
 
 if TYPE_CHECKING:
     from handlers.generation_records import ImageRecord, SelectionResult
@@ -56,25 +57,21 @@ class JobCheckpoints:
 
     async def upload_tree(self, stage: str, root: Path, under: str = "") -> int:
         """Upload every file below ``root`` as ``<stage>/<under>/<relative path>``."""
-        count = 0
-        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".partial")):
+        paths = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".partial"))
+
+        def name(path: Path) -> str:
             rel = path.relative_to(root).as_posix()
-            await self.jobs.upload_checkpoint(self.job_id, stage, f"{under}/{rel}" if under else rel, path)
-            count += 1
-        return count
+            return f"{under}/{rel}" if under else rel
+        await bounded([lambda p=p: self.jobs.upload_checkpoint(self.job_id, stage, name(p), p) for p in paths])
+        return len(paths)
 
     async def download_tree(self, stage: str, dest: Path, under: str = "") -> list[Path]:
         """Copy ``<stage>/<under>/...`` into ``dest`` keeping relative paths."""
         prefix = f"{under}/" if under else ""
-        paths = []
-        for name in await self.jobs.list_checkpoints(self.job_id, stage):
-            if not name.startswith(prefix):
-                continue
-            target = dest.joinpath(*name[len(prefix):].split("/"))
-            await self.jobs.store.download_file(self.jobs.bucket,
-                                                self.jobs.work_prefix(self.job_id, stage) + name, target)
-            paths.append(target)
-        return paths
+        base = self.jobs.work_prefix(self.job_id, stage)
+        items = [(base + name, dest.joinpath(*name[len(prefix):].split("/")))
+                 for name in await self.jobs.list_checkpoints(self.job_id, stage) if name.startswith(prefix)]
+        return await download_many(self.jobs.store, self.jobs.bucket, items)
 
     async def names(self, stage: str, under: str = "") -> list[str]:
         prefix = f"{under}/" if under else ""

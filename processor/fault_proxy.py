@@ -50,13 +50,18 @@ def signing_service(authorization: str | None, query: str) -> str | None:
 
 
 class FaultProxy:
-    """``with FaultProxy(upstream, rates={"s3": 0.3, "ses": 0.3}) as proxy: proxy.url``."""
+    """``with FaultProxy(upstream, rates={"s3": 0.3, "ses": 0.3}) as proxy: proxy.url``.
+
+    ``fail_first={"ses": 1}`` makes the first call of a service fail whatever the dice say, so
+    a test of a service called once per job sees at least one fault.
+    """
 
     def __init__(self, upstream: str, rates: dict[str, float], seed: int = 0,
-                 signed_only: bool = True) -> None:
+                 signed_only: bool = True, fail_first: dict[str, int] | None = None) -> None:
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rates = dict(rates)
+        self.fail_first = dict(fail_first or {})  # the first N calls of a service always fail
         self.signed_only = signed_only
         self.counts = FaultCounts()
         self._rng = random.Random(seed)
@@ -87,7 +92,8 @@ class FaultProxy:
         key = service or "unsigned"
         with self._lock:
             rate = self.rates.get(key, 0.0) if (service or not self.signed_only) else 0.0
-            inject = rate > 0 and self._rng.random() < rate
+            seen = self.counts.injected.get(key, 0) + self.counts.forwarded.get(key, 0)
+            inject = seen < self.fail_first.get(key, 0) or (rate > 0 and self._rng.random() < rate)
             bucket = self.counts.injected if inject else self.counts.forwarded
             bucket[key] = bucket.get(key, 0) + 1
         return inject

@@ -33,6 +33,7 @@ from processor.notify import Notifier, ready_links, selection_note
 from processor.settings import Settings
 from processor.state import TERMINAL, InvalidTransition, JobState, JobStatus, ProgressInfo
 from processor.storage import NotFound, ObjectStore
+from processor.transfers import download_many, upload_many
 from processor.validation import ValidationSummary, summarize
 from processor.worker import JobResult, JobRun, JobRunner
 
@@ -133,7 +134,7 @@ class Pipeline(JobRunner):
         job.check_stop()
         dataset, identifier = await self._prepare(job, summary)
         job.check_stop()
-        class_dir = await self._class_images(job, dataset.class_prompt)
+        class_dir = await self._class_images(job, dataset.class_prompt) if dataset is not None else None
         job.check_stop()
         weights_dir = await self._train(job, dataset, class_dir)
         job.check_stop()
@@ -165,12 +166,11 @@ class Pipeline(JobRunner):
         wanted = names if names is not None else (
             list(job.manifest.photos) if job.manifest and job.manifest.photos else sorted(available))
         folder = job.dir("photos")
-        paths = []
-        for name in wanted[:_MAX_PHOTOS]:
-            target = folder / name
-            if name in available:
-                await self.store.download_file(self.settings.input_bucket, prefix + name, target)
-            paths.append(target)  # a listed photo that was never uploaded stays missing
+        paths = [folder / name for name in wanted[:_MAX_PHOTOS]]
+        present = set(available)
+        # a listed photo that was never uploaded stays missing: the gate reports it unreadable
+        await download_many(self.store, self.settings.input_bucket,
+                            [(prefix + p.name, p) for p in paths if p.name in present])
         return paths
 
     async def _validate(self, job: _Job) -> ValidationSummary:
@@ -189,13 +189,17 @@ class Pipeline(JobRunner):
         await self._leave(job, "validate", validation=summary)
         return summary
 
-    async def _prepare(self, job: _Job, summary: ValidationSummary) -> tuple[Any, str]:
+    async def _prepare(self, job: _Job, summary: ValidationSummary) -> tuple[Any | None, str]:
+        """The training set and identifier; the set is None when training finished already."""
         from handlers.prepare import PreparedDataset
 
         folder = job.dir("prepare")
         done = await job.ckpt.done("prepare")
         if done is not None:
             job.log.info("stage_skipped", stage="prepare")
+            lora = self.settings.train_method == "lora"
+            if lora and await job.ckpt.done("train") is not None:
+                return None, str(done["identifier"])  # trained already: the images are not needed
             await job.ckpt.download_tree("prepare", folder, "dataset")
             return PreparedDataset.load(folder), str(done["identifier"])
         await self._enter(job, "prepare", JobState.TRAINING)
@@ -228,11 +232,12 @@ class Pipeline(JobRunner):
                     await self.store.upload_file(self.settings.output_bucket, prefix + path.name, path)
         return folder
 
-    async def _train(self, job: _Job, dataset: Any, class_dir: Path | None) -> Path:
+    async def _train(self, job: _Job, dataset: Any | None, class_dir: Path | None) -> Path:
         full = self.settings.train_method == "full"
         out_dir = job.dir("train-full" if full else "train")
         weights_dir = out_dir / "weights"
         done = await job.ckpt.done("train")
+        # A full fine-tune's weights stay on the disk that trained them; elsewhere: train again.
         if done is not None and (not full or (weights_dir / "train_result.json").exists()):
             job.log.info("stage_skipped", stage="train")
             if not full:
@@ -317,11 +322,16 @@ class Pipeline(JobRunner):
         deliverables = await asyncio.to_thread(build_deliverables, selection, out)
         prefix = results_prefix(job.job_id)
         types = {".jpg": "image/jpeg", ".zip": "application/zip", ".json": "application/json"}
-        files = []
-        for path in deliverables.files():
+        paths = list(deliverables.files())
+        files = [p.name for p in paths]
+        # headshots first (concurrently), then the files that describe them
+        head = [p for p in paths if p.suffix == ".jpg"]
+        await upload_many(self.store, self.settings.output_bucket, [(p, prefix + p.name) for p in head],
+                          content_type=lambda p: types.get(p.suffix))
+        self.failpoints.hit("deliver.uploaded")
+        for path in (p for p in paths if p.suffix != ".jpg"):
             await self.store.upload_file(self.settings.output_bucket, prefix + path.name, path,
                                          content_type=types.get(path.suffix))
-            files.append(path.name)
             self.failpoints.hit("deliver.uploaded")
         meta = {"prefix": prefix, "files": files,
                 "headshots": [p.name for p in deliverables.headshots],

@@ -51,7 +51,8 @@ SERVER_CODES: frozenset[str] = frozenset({
 })
 
 #: Client config fragment that disables botocore's built-in retries (tenacity owns them).
-BOTOCORE_NO_RETRIES: dict[str, Any] = {"max_attempts": 1, "mode": "standard"}
+# botocore counts "max_attempts" as RETRIES (1 = one silent retry); "total_max_attempts" counts all.
+BOTOCORE_NO_RETRIES: dict[str, Any] = {"total_max_attempts": 1, "mode": "standard"}
 
 
 @dataclass(frozen=True)

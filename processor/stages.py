@@ -71,9 +71,10 @@ def train_config(settings: Settings) -> TrainConfig:
 
 
 def checkpoint_every(settings: Settings) -> int:
-    """Training checkpoints: about ten per run, so a kill loses at most a tenth of training."""
+    """Training checkpoints: about ten per run (a kill loses at most a tenth of training), but
+    never every step: each LoRA checkpoint is an upload."""
     steps = settings.train_steps or 1000
-    return max(1, steps // 10)
+    return max(2, steps // 10)
 
 
 def generate_config(settings: Settings) -> GenerateConfig:

@@ -17,7 +17,6 @@ from handlers.evaluate import (
     pairwise_cosine_distances,
     thumbnail_vectors,
 )
-from tests.fixtures.selection_photos import SELECTION_THRESHOLD as THRESHOLD
 
 
 def _pictures(n: int, seed: int, side: int = 96) -> list[np.ndarray]:
@@ -132,13 +131,13 @@ def test_face_metrics_on_real_photos_separate_the_person_from_a_stranger(
         face_analyzer, selection_photos) -> None:
     p = selection_photos
     headshots = [p.shots[0], p.shots[1], p.strangers["biden"], p.no_face]
-    report = evaluate(headshots, p.references, None, face_analyzer, EvalConfig(threshold=THRESHOLD))
+    report = evaluate(headshots, p.references, None, face_analyzer)
     assert report.faces_found["exactly_one"] == 3 and report.faces_found["none"] == 1
     assert report.faces_found["reference_photos_with_one_face"] == 6
     ident = report.identity_similarity
-    assert ident["count"] == 3 and ident["threshold_similarity"] == 1 - THRESHOLD
+    assert ident["count"] == 3 and ident["threshold_similarity"] == pytest.approx(1 - face_analyzer.threshold)
     # the user's own new shots pass, the stranger does not
-    assert ident["max"] > 0.95 and ident["min"] < 1 - THRESHOLD
+    assert ident["max"] > 0.95 and ident["min"] < 1 - face_analyzer.threshold
     assert ident["pass_rate"] == pytest.approx(2 / 3, abs=1e-4)
     face_div = report.diversity["face"]
     assert face_div["count"] == 3 and face_div["max"] > 0.1 > face_div["min"]

@@ -28,7 +28,6 @@ from handlers.select import (
     judge,
     score_image,
 )
-from tests.fixtures.selection_photos import SELECTION_THRESHOLD as THRESHOLD
 
 
 def _reencoded(img: np.ndarray) -> np.ndarray:
@@ -85,7 +84,8 @@ def test_drop_near_duplicates_keeps_the_first_of_each_near_copy() -> None:
 def test_select_config_defaults_to_the_recognizer_threshold_and_checks_values() -> None:
     assert SelectConfig().threshold_for(0.18) == 0.18
     assert SelectConfig(threshold=0.1).threshold_for(0.18) == 0.1
-    assert SelectConfig().duplicate_for(0.18) == pytest.approx(0.0108)
+    assert SelectConfig().duplicate_for(0.09) == pytest.approx(0.0108)
+    assert SelectConfig(duplicate_distance=0.02).duplicate_for(0.09) == 0.02
     with pytest.raises(ValueError):
         SelectConfig(mode="keep")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
@@ -95,14 +95,14 @@ def test_select_config_defaults_to_the_recognizer_threshold_and_checks_values() 
 # --- real photos through the face model ------------------------------------------------------
 def test_score_image_passes_the_user_and_rejects_strangers_non_faces_and_pairs(
         face_analyzer, selection_photos, reference_embeddings) -> None:
-    cfg = SelectConfig(threshold=THRESHOLD)
+    cfg = SelectConfig()  # the recognizer's own threshold
     for shot in selection_photos.shots:
         v = score_image(shot, face_analyzer, reference_embeddings, cfg)
         assert v.accepted and v.distance < 0.05 and v.embedding is not None
     for name, stranger in selection_photos.strangers.items():
         v = score_image(stranger, face_analyzer, reference_embeddings, cfg)
         assert (v.accepted, v.reason) == (False, REASON_IDENTITY), name
-        assert v.distance > THRESHOLD
+        assert v.distance > face_analyzer.threshold
     assert score_image(selection_photos.no_face, face_analyzer, reference_embeddings,
                        cfg).reason == REASON_NO_FACE
     assert score_image(selection_photos.two_people, face_analyzer, reference_embeddings,
@@ -123,7 +123,7 @@ def test_loop_regenerates_rejects_within_k_drops_duplicates_and_delivers_exactly
     result = generate_and_select(
         source, load_prompt_set(), "sks", reference_embeddings, tmp_path,
         GenerateConfig(num_images=3, batch_size=2, max_regenerations=2, resolution=128, seed=5),
-        SelectConfig(threshold=THRESHOLD), face_analyzer,
+        SelectConfig(), face_analyzer,
         on_image=lambda r: accepted_now.append(r.prompt_index),
     )
     assert [r.prompt_index for r in result.records] == [0, 1, 3]
@@ -161,7 +161,7 @@ def test_when_prompts_run_out_the_loop_delivers_what_passed_and_reports_the_shor
     })
     result = generate_and_select(source, three, "sks", reference_embeddings, tmp_path,
                                  GenerateConfig(num_images=3, batch_size=4, max_regenerations=1, resolution=128),
-                                 SelectConfig(threshold=THRESHOLD), face_analyzer)
+                                 SelectConfig(), face_analyzer)
     assert [r.prompt_index for r in result.records] == [0]
     assert result.shortfall == 2 and result.summary()["shortfall"] == 2
     assert len(result.attempts) == 5  # each failing prompt tried 1 + K times, then given up
@@ -173,9 +173,9 @@ def test_report_mode_keeps_every_image_with_its_score_and_never_regenerates(
     source = ScriptedPhotos({(0, 0): p.shots[0], (1, 0): p.strangers["biden"], (2, 0): p.no_face})
     result = generate_and_select(source, load_prompt_set(), "sks", reference_embeddings, tmp_path,
                                  GenerateConfig(num_images=3, batch_size=3, resolution=128),
-                                 SelectConfig(mode="report", threshold=THRESHOLD), face_analyzer)
+                                 SelectConfig(mode="report"), face_analyzer)
     assert [(r.prompt_index, r.accepted) for r in result.records] == [(0, True), (1, False), (2, False)]
-    assert result.records[0].distance < 0.05 and result.records[1].distance > THRESHOLD
+    assert result.records[0].distance < 0.05 and result.records[1].distance > face_analyzer.threshold
     assert result.records[2].distance is None and result.records[2].history[0].reason == REASON_NO_FACE
     assert result.regenerations == 0 and result.shortfall == 0
 
@@ -186,10 +186,10 @@ def test_a_retried_job_skips_done_prompts_and_still_drops_copies_of_their_images
     cfg = GenerateConfig(num_images=2, batch_size=1, max_regenerations=1, resolution=128)
     first = generate_and_select(ScriptedPhotos({(0, 0): p.shots[1]}), load_prompt_set(), "sks",
                                 reference_embeddings, tmp_path, GenerateConfig(num_images=1, resolution=128),
-                                SelectConfig(threshold=THRESHOLD), face_analyzer)
+                                SelectConfig(), face_analyzer)
     source = ScriptedPhotos({(1, 0): _reencoded(p.shots[1]), (1, 1): p.shots[2]})
     result = generate_and_select(source, load_prompt_set(), "sks", reference_embeddings, tmp_path, cfg,
-                                 SelectConfig(threshold=THRESHOLD), face_analyzer, done=first.records)
+                                 SelectConfig(), face_analyzer, done=first.records)
     assert [(r.prompt_index, r.attempt) for r in result.records] == [(0, 0), (1, 1)]
     assert [r.prompt_index for r in source.requests] == [1, 1]  # prompt 0 was not made again
     assert result.records[1].history[0].reason == REASON_NEAR_DUPLICATE

@@ -18,7 +18,7 @@ from handlers.train import TrainConfig, train_dreambooth
 from handlers.train_checkpoint import latest_checkpoint
 from tests.fixtures.models import TINY_RESOLUTION
 
-STEPS = 6
+STEPS = 4
 
 
 def config(model_dir: Path, method: str, **kw) -> TrainConfig:
@@ -55,13 +55,13 @@ def test_stop_then_resume_equals_an_uninterrupted_run(uninterrupted, tmp_path, t
     done: list[int] = []
     with pytest.raises(Interrupted):
         train_dreambooth(tiny_dataset, tiny_class_dir, tmp_path, cfg, progress=lambda p: done.append(p.step),
-                         should_stop=lambda: len(done) == 3)
+                         should_stop=lambda: len(done) == 2)
     checkpoint = latest_checkpoint(tmp_path)
-    assert checkpoint is not None and checkpoint.name == "step-3"
+    assert checkpoint is not None and checkpoint.name == "step-2"
     resumed_steps: list[int] = []
     result = train_dreambooth(tiny_dataset, tiny_class_dir, tmp_path, cfg, resume_from=checkpoint,
                               progress=lambda p: resumed_steps.append(p.step))
-    assert resumed_steps == [4, 5, 6]
+    assert resumed_steps == [3, 4]
     assert result.losses == ref.losses
     assert_bitwise_equal(weights(tmp_path), weights(ref_dir))
 
@@ -71,14 +71,14 @@ def test_crash_after_a_periodic_checkpoint_resumes_from_it(uninterrupted, tmp_pa
     method, ref_dir, _ = uninterrupted
     cfg = config(tiny_model_dir, method, checkpoint_every=2)
 
-    def crash_at_step_5(p) -> None:
-        if p.step == 5:
+    def crash_at_step_4(p) -> None:
+        if p.step == 4:
             raise RuntimeError("worker killed")
 
     with pytest.raises(RuntimeError):
-        train_dreambooth(tiny_dataset, tiny_class_dir, tmp_path, cfg, progress=crash_at_step_5)
+        train_dreambooth(tiny_dataset, tiny_class_dir, tmp_path, cfg, progress=crash_at_step_4)
     checkpoint = latest_checkpoint(tmp_path)
-    assert checkpoint is not None and checkpoint.name == "step-4"
+    assert checkpoint is not None and checkpoint.name == "step-2"
     train_dreambooth(tiny_dataset, tiny_class_dir, tmp_path, cfg, resume_from=checkpoint)
     assert_bitwise_equal(weights(tmp_path), weights(ref_dir))
 

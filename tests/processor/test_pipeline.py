@@ -90,7 +90,7 @@ async def test_crash_mid_generation_resumes_without_redoing_finished_stages_or_i
 
 async def test_stop_request_in_training_checkpoints_and_the_next_attempt_resumes_from_it(
         make_job_settings, local_stack: LocalStack, job_photos: Path, job_id: str) -> None:  # noqa: ANN001
-    settings = make_job_settings(train_steps=40)  # a checkpoint every 4 steps
+    settings = make_job_settings(train_steps=20)  # a checkpoint every 2 steps
     submit(settings, job_photos, "hal@example.com", job_id)
     stop = threading.Event()
     seen_progress: list[dict] = []

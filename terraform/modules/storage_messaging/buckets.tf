@@ -14,6 +14,7 @@ locals {
 resource "aws_s3_bucket" "data" {
   #checkov:skip=CKV_AWS_21:Versioning would keep deleted photos as noncurrent versions; the service promises uploads are removed after delivery (privacy), and results are re-creatable.
   #checkov:skip=CKV_AWS_144:Cross-region replication would copy people's photos to a second region; the data is transient by design.
+  #checkov:skip=CKV2_AWS_61:Both have lifecycle rules (aws_s3_bucket_lifecycle_configuration.input and .output); checkov cannot link them to for_each instances.
   #checkov:skip=CKV2_AWS_62:Only the input bucket has a consumer for events (aws_s3_bucket_notification.input); nothing reacts to output-bucket writes.
   for_each      = local.data_buckets
   bucket        = each.value.name

@@ -3,8 +3,8 @@
 
 locals {
   worker_settings = {
-    HEADSHOTS_INPUT_BUCKET         = aws_s3_bucket.data["input"].id
-    HEADSHOTS_OUTPUT_BUCKET        = aws_s3_bucket.data["output"].id
+    HEADSHOTS_INPUT_BUCKET         = aws_s3_bucket.data["input"].bucket
+    HEADSHOTS_OUTPUT_BUCKET        = aws_s3_bucket.data["output"].bucket
     HEADSHOTS_QUEUE_URL            = aws_sqs_queue.jobs.id
     HEADSHOTS_DLQ_URL              = aws_sqs_queue.dlq.id
     HEADSHOTS_AWS_REGION           = local.region

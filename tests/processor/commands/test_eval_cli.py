@@ -15,7 +15,6 @@ from handlers.generate import GenerateConfig, ImageRequest, generate_and_select
 from handlers.prompts import load_prompt_set
 from handlers.select import SelectConfig
 from processor.cli import main
-from tests.fixtures.selection_photos import SELECTION_THRESHOLD
 
 
 class Photos:
@@ -48,7 +47,7 @@ def job_dirs(tmp_path_factory: pytest.TempPathFactory, selection_photos) -> tupl
 def test_eval_prints_identity_diversity_and_faces_as_json(job_dirs, capsys, monkeypatch) -> None:
     results, photos = job_dirs
     monkeypatch.setenv("HEADSHOTS_EVAL_CLIP_MODEL", str(results / "no-clip-here"))
-    rc = main(["eval", str(results), "--photos", str(photos), "--json", "--threshold", str(SELECTION_THRESHOLD)])
+    rc = main(["eval", str(results), "--photos", str(photos), "--json"])
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     assert report["headshots"] == 3 and report["photos"] == 6
@@ -60,9 +59,17 @@ def test_eval_prints_identity_diversity_and_faces_as_json(job_dirs, capsys, monk
 
 def test_eval_prints_readable_lines_by_default(job_dirs, capsys) -> None:
     results, photos = job_dirs
+    assert main(["eval", str(results), "--photos", str(photos), "--threshold", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "headshots: 3" in out and "pairwise diversity (pixel)" in out
+    assert "pass >= 0.5: 100%" in out  # --threshold moves the pass line: the stranger passes too
+
+
+def test_eval_without_faces_still_reports_pixel_diversity(job_dirs, capsys) -> None:
+    results, photos = job_dirs
     assert main(["eval", str(results), "--photos", str(photos), "--no-faces"]) == 0
     out = capsys.readouterr().out
-    assert "headshots: 3" in out and "pairwise diversity (pixel)" in out and "skipped faces" in out
+    assert "skipped faces" in out and "identity similarity" not in out
 
 
 def test_eval_fails_cleanly_on_an_empty_results_folder(tmp_path: Path, job_dirs, capsys) -> None:

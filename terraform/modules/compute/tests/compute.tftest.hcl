@@ -1,0 +1,168 @@
+# Pins the compute facts, offline (mock provider: nothing is created).
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_data "aws_region" {
+    defaults = { name = "us-east-1" }
+  }
+  mock_data "aws_ssm_parameter" {
+    defaults = { value = "ami-0123456789abcdef0" }
+  }
+  # The provider validates ARNs even when mocked.
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/mock" }
+  }
+  mock_resource "aws_iam_instance_profile" {
+    defaults = { arn = "arn:aws:iam::123456789012:instance-profile/mock" }
+  }
+  mock_resource "aws_ecs_cluster" {
+    defaults = { arn = "arn:aws:ecs:us-east-1:123456789012:cluster/mock", id = "arn:aws:ecs:us-east-1:123456789012:cluster/mock" }
+  }
+  mock_resource "aws_autoscaling_group" {
+    defaults = { arn = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:0:autoScalingGroupName/mock" }
+  }
+  mock_resource "aws_ecr_repository" {
+    defaults = { arn = "arn:aws:ecr:us-east-1:123456789012:repository/mock", repository_url = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mock" }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = { arn = "arn:aws:logs:us-east-1:123456789012:log-group:/mock" }
+  }
+  mock_resource "aws_ecs_task_definition" {
+    defaults = { arn = "arn:aws:ecs:us-east-1:123456789012:task-definition/mock:1" }
+  }
+  mock_resource "aws_appautoscaling_policy" {
+    defaults = { arn = "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:0:resource/ecs/service/mock:policyName/mock" }
+  }
+}
+
+variables {
+  vpc_id                = "vpc-0abc"
+  subnet_ids            = ["subnet-0a", "subnet-0b"]
+  input_bucket_arn      = "arn:aws:s3:::headshots-input-123456789012"
+  output_bucket_arn     = "arn:aws:s3:::headshots-output-123456789012"
+  queue_arn             = "arn:aws:sqs:us-east-1:123456789012:headshots-jobs"
+  queue_name            = "headshots-jobs"
+  kms_key_arn           = "arn:aws:kms:us-east-1:123456789012:key/0000"
+  ses_identity_arn      = "arn:aws:ses:us-east-1:123456789012:identity/headshots@example.com"
+  ses_configuration_set = "headshots-mail"
+  email_sender          = "headshots@example.com"
+  worker_settings = {
+    HEADSHOTS_INPUT_BUCKET  = "headshots-input-123456789012"
+    HEADSHOTS_OUTPUT_BUCKET = "headshots-output-123456789012"
+    HEADSHOTS_QUEUE_URL     = "https://sqs.us-east-1.amazonaws.com/123456789012/headshots-jobs"
+  }
+}
+
+run "worker_container_contract" {
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].stopTimeout == 120
+    error_message = "SIGTERM grace (stop timeout) is 120 s"
+  }
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].resourceRequirements == [{ type = "GPU", value = "1" }]
+    error_message = "one GPU per worker task"
+  }
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].healthCheck.command == ["CMD", "headshots", "worker", "--check-health"]
+    error_message = "the health check is the worker's own"
+  }
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].logConfiguration.logDriver == "awslogs" && aws_cloudwatch_log_group.worker.kms_key_id == var.kms_key_arn
+    error_message = "logs go to an encrypted CloudWatch log group"
+  }
+  assert {
+    condition     = contains(jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment, { name = "HEADSHOTS_QUEUE_URL", value = "https://sqs.us-east-1.amazonaws.com/123456789012/headshots-jobs" })
+    error_message = "the container's environment carries the worker settings"
+  }
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].readonlyRootFilesystem && jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].user == "10001:10001"
+    error_message = "non-root user, read-only root filesystem"
+  }
+}
+
+run "capacity_provider_scales_gpu_instances_with_termination_protection" {
+  assert {
+    condition     = aws_ecs_capacity_provider.gpu.auto_scaling_group_provider[0].managed_termination_protection == "ENABLED" && aws_autoscaling_group.gpu.protect_from_scale_in
+    error_message = "managed termination protection (needs protect_from_scale_in on the group)"
+  }
+  assert {
+    condition     = aws_ecs_capacity_provider.gpu.auto_scaling_group_provider[0].managed_scaling[0].status == "ENABLED"
+    error_message = "managed scaling sizes the instance group"
+  }
+  assert {
+    condition     = aws_autoscaling_group.gpu.mixed_instances_policy[0].instances_distribution[0].on_demand_percentage_above_base_capacity == 25 && length(aws_autoscaling_group.gpu.mixed_instances_policy[0].launch_template[0].override) == 3
+    error_message = "a spot/on-demand mix over the GPU instance types"
+  }
+  assert {
+    condition     = aws_launch_template.gpu.metadata_options[0].http_tokens == "required"
+    error_message = "IMDSv2 only"
+  }
+}
+
+run "service_scales_on_backlog_per_worker_from_zero" {
+  assert {
+    condition     = aws_appautoscaling_target.workers.min_capacity == 0 && aws_appautoscaling_target.workers.max_capacity == 4
+    error_message = "workers scale between min_workers (0) and max_workers"
+  }
+  assert {
+    condition     = aws_appautoscaling_policy.backlog_per_worker.target_tracking_scaling_policy_configuration[0].target_value == 1
+    error_message = "target: one job per worker"
+  }
+  assert {
+    condition     = length([for m in aws_appautoscaling_policy.backlog_per_worker.target_tracking_scaling_policy_configuration[0].customized_metric_specification[0].metrics : m if m.return_data]) == 1
+    error_message = "the target tracks one metric-math expression"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.wake_from_zero.alarm_actions == toset([aws_appautoscaling_policy.wake_from_zero.arn])
+    error_message = "waiting jobs with no worker start one (target tracking cannot leave zero)"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.no_workers_backlog_growing.evaluation_periods == 15
+    error_message = "operators hear about a growing backlog with no worker"
+  }
+}
+
+run "task_role_is_least_privilege" {
+  assert {
+    condition     = alltrue([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : !contains(flatten([s.Action]), "*") && !contains(flatten([s.Resource]), "*")])
+    error_message = "no wildcard actions or resources in the task role"
+  }
+  assert {
+    condition     = one([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Resource if s.Sid == "ReadAndRemoveUploads"]) == "arn:aws:s3:::headshots-input-123456789012/uploads/*"
+    error_message = "the task reads only uploads/ of the input bucket"
+  }
+  assert {
+    condition     = toset(one([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Action if s.Sid == "OwnTaskScaleInProtection"])) == toset(["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"])
+    error_message = "the worker may set its own task's scale-in protection"
+  }
+  assert {
+    condition     = one([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Condition.StringEquals["ses:FromAddress"] if s.Sid == "SendAsConfiguredSender"]) == "headshots@example.com"
+    error_message = "email only from the configured sender"
+  }
+  assert {
+    condition     = [for s in jsondecode(aws_iam_role_policy.execution.policy).Statement : s.Sid if contains(flatten([s.Resource]), "*")] == ["EcrLogin"]
+    error_message = "the only '*' resource is ecr:GetAuthorizationToken (AWS requires it)"
+  }
+}
+
+run "rejects_max_below_min" {
+  command = plan
+  variables {
+    min_workers = 3
+    max_workers = 2
+  }
+  expect_failures = [var.max_workers]
+}
+
+run "rejects_non_gpu_instance_types" {
+  command = plan
+  variables {
+    instance_types = ["m5.large"]
+  }
+  expect_failures = [var.instance_types]
+}

@@ -1,0 +1,212 @@
+# Pins the facts the service depends on, offline (mock provider: nothing is created).
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_data "aws_region" {
+    defaults = { name = "us-east-1" }
+  }
+}
+
+variables {
+  email_sender = "headshots@example.com"
+}
+
+run "manifest_upload_notifies_the_job_queue_only" {
+  override_resource {
+    target = aws_sqs_queue.jobs
+    values = { arn = "arn:aws:sqs:us-east-1:123456789012:headshots-jobs" }
+  }
+
+  assert {
+    condition     = length(aws_s3_bucket_notification.input.queue) == 1
+    error_message = "exactly one notification target: the job queue"
+  }
+  assert {
+    condition     = aws_s3_bucket_notification.input.queue[0].filter_prefix == "uploads/" && aws_s3_bucket_notification.input.queue[0].filter_suffix == "manifest.json"
+    error_message = "the notification must fire on uploads/**/manifest.json only"
+  }
+  assert {
+    condition     = aws_s3_bucket_notification.input.queue[0].queue_arn == aws_sqs_queue.jobs.arn && contains(aws_s3_bucket_notification.input.queue[0].events, "s3:ObjectCreated:*")
+    error_message = "object-created events must go to the job queue"
+  }
+  assert {
+    condition     = aws_s3_bucket_notification.input.bucket == aws_s3_bucket.data["input"].id
+    error_message = "the notification belongs on the input bucket"
+  }
+}
+
+run "queue_policy_lets_only_the_input_bucket_send" {
+  override_resource {
+    target = aws_sqs_queue.jobs
+    values = { arn = "arn:aws:sqs:us-east-1:123456789012:headshots-jobs" }
+  }
+
+  assert {
+    condition     = length(jsondecode(aws_sqs_queue.jobs.policy).Statement) == 1
+    error_message = "one statement: S3 from the input bucket"
+  }
+  assert {
+    condition     = jsondecode(aws_sqs_queue.jobs.policy).Statement[0].Condition.ArnEquals["aws:SourceArn"] == "arn:aws:s3:::headshots-input-123456789012"
+    error_message = "aws:SourceArn must be the input bucket's ARN"
+  }
+  assert {
+    condition     = jsondecode(aws_sqs_queue.jobs.policy).Statement[0].Condition.StringEquals["aws:SourceAccount"] == "123456789012"
+    error_message = "aws:SourceAccount must be this account"
+  }
+  assert {
+    condition     = jsondecode(aws_sqs_queue.jobs.policy).Statement[0].Principal.Service == "s3.amazonaws.com" && jsondecode(aws_sqs_queue.jobs.policy).Statement[0].Action == "sqs:SendMessage"
+    error_message = "only S3 may send, and only SendMessage"
+  }
+  assert {
+    condition     = jsondecode(aws_sqs_queue.jobs.policy).Statement[0].Resource == aws_sqs_queue.jobs.arn
+    error_message = "the policy's resource is the job queue itself"
+  }
+  assert {
+    condition     = length([for s in jsondecode(aws_kms_key.data.policy).Statement : s if try(s.Principal.Service, "") == "s3.amazonaws.com" && contains(flatten([s.Action]), "kms:GenerateDataKey") && try(s.Condition.ArnLike["aws:SourceArn"], "") == "arn:aws:s3:::headshots-input-123456789012"]) == 1
+    error_message = "the key policy must let S3 (from the input bucket) encrypt events for the KMS-encrypted queue"
+  }
+}
+
+run "redrive_to_the_dead_letter_queue" {
+  variables {
+    max_receive_count = 4
+  }
+
+  assert {
+    condition     = jsondecode(aws_sqs_queue.jobs.redrive_policy).maxReceiveCount == 4
+    error_message = "maxReceiveCount must come from the variable"
+  }
+  assert {
+    condition     = jsondecode(aws_sqs_queue.jobs.redrive_policy).deadLetterTargetArn == aws_sqs_queue.dlq.arn
+    error_message = "the job queue must redrive to the DLQ"
+  }
+  assert {
+    condition     = jsondecode(aws_sqs_queue_redrive_allow_policy.dlq[0].redrive_allow_policy).sourceQueueArns == [aws_sqs_queue.jobs.arn]
+    error_message = "only the job queue may use the DLQ"
+  }
+  assert {
+    condition     = aws_sqs_queue.dlq.message_retention_seconds > aws_sqs_queue.jobs.message_retention_seconds
+    error_message = "the DLQ keeps messages longer than the job queue"
+  }
+  assert {
+    condition     = aws_sqs_queue.jobs.max_message_size >= 65536 && aws_sqs_queue.jobs.kms_master_key_id == aws_kms_key.data.arn && aws_sqs_queue.dlq.kms_master_key_id == aws_kms_key.data.arn
+    error_message = "queues hold >= 64 KB S3 events and are encrypted with the customer key"
+  }
+  assert {
+    condition     = output.HEADSHOTS_MAX_RECEIVE_COUNT == "4"
+    error_message = "the worker learns maxReceiveCount from the same variable"
+  }
+}
+
+run "lifecycle_days_come_from_variables" {
+  variables {
+    upload_expiry_days           = 5
+    result_expiry_days           = 21
+    abort_incomplete_upload_days = 2
+  }
+
+  assert {
+    condition     = one([for r in aws_s3_bucket_lifecycle_configuration.input.rule : r.expiration[0].days if r.id == "expire-uploads"]) == 5 && one([for r in aws_s3_bucket_lifecycle_configuration.input.rule : r.filter[0].prefix if r.id == "expire-uploads"]) == "uploads/"
+    error_message = "uploads/ expires after upload_expiry_days"
+  }
+  assert {
+    condition     = one([for r in aws_s3_bucket_lifecycle_configuration.output.rule : r.expiration[0].days if r.id == "expire-results"]) == 21 && one([for r in aws_s3_bucket_lifecycle_configuration.output.rule : r.filter[0].prefix if r.id == "expire-results"]) == "results/"
+    error_message = "results/ expires after result_expiry_days"
+  }
+  assert {
+    condition     = alltrue([for lc in [aws_s3_bucket_lifecycle_configuration.input, aws_s3_bucket_lifecycle_configuration.output] : anytrue([for r in lc.rule : try(r.abort_incomplete_multipart_upload[0].days_after_initiation, 0) == 2])])
+    error_message = "incomplete multipart uploads are aborted in both data buckets"
+  }
+}
+
+run "no_public_access_and_tls_only" {
+  assert {
+    condition     = length(aws_s3_bucket_public_access_block.all) == 3 && alltrue([for b in aws_s3_bucket_public_access_block.all : b.block_public_acls && b.block_public_policy && b.ignore_public_acls && b.restrict_public_buckets])
+    error_message = "every bucket blocks all public access"
+  }
+  assert {
+    condition     = alltrue([for o in aws_s3_bucket_ownership_controls.all : o.rule[0].object_ownership == "BucketOwnerEnforced"])
+    error_message = "every bucket is bucket-owner-enforced (no ACLs)"
+  }
+  assert {
+    condition     = alltrue([for p in aws_s3_bucket_policy.data : jsondecode(p.policy).Statement[0].Effect == "Deny" && jsondecode(p.policy).Statement[0].Condition.Bool["aws:SecureTransport"] == "false"])
+    error_message = "data buckets deny every request not made over TLS"
+  }
+  assert {
+    condition     = alltrue([for c in aws_s3_bucket_server_side_encryption_configuration.data : one(c.rule).apply_server_side_encryption_by_default[0].sse_algorithm == "aws:kms" && one(c.rule).apply_server_side_encryption_by_default[0].kms_master_key_id == aws_kms_key.data.arn])
+    error_message = "data buckets use SSE-KMS with the customer key"
+  }
+  assert {
+    condition     = length(aws_s3_bucket_cors_configuration.input) == 0
+    error_message = "no CORS rule unless origins are given"
+  }
+}
+
+run "cors_for_browser_uploads" {
+  variables {
+    cors_allowed_origins = ["https://app.example.com"]
+  }
+  assert {
+    condition     = one(aws_s3_bucket_cors_configuration.input[0].cors_rule).allowed_origins == toset(["https://app.example.com"]) && contains(one(aws_s3_bucket_cors_configuration.input[0].cors_rule).allowed_methods, "PUT")
+    error_message = "the input bucket accepts PUT from the configured origins"
+  }
+}
+
+run "outputs_are_named_as_the_worker_settings" {
+  assert {
+    condition     = output.HEADSHOTS_INPUT_BUCKET == "headshots-input-123456789012" && output.HEADSHOTS_OUTPUT_BUCKET == "headshots-output-123456789012"
+    error_message = "bucket outputs"
+  }
+  assert {
+    condition     = output.HEADSHOTS_QUEUE_URL == aws_sqs_queue.jobs.id && output.HEADSHOTS_DLQ_URL == aws_sqs_queue.dlq.id
+    error_message = "queue URL outputs"
+  }
+  assert {
+    condition     = output.HEADSHOTS_AWS_REGION == "us-east-1" && output.HEADSHOTS_EMAIL_BACKEND == "ses" && output.HEADSHOTS_EMAIL_SENDER == "headshots@example.com" && output.HEADSHOTS_VISIBILITY_TIMEOUT_S == "120"
+    error_message = "region, email and visibility outputs"
+  }
+  assert {
+    condition     = sort(keys(output.worker_settings)) == sort(["HEADSHOTS_AWS_REGION", "HEADSHOTS_DLQ_URL", "HEADSHOTS_EMAIL_BACKEND", "HEADSHOTS_EMAIL_SENDER", "HEADSHOTS_INPUT_BUCKET", "HEADSHOTS_MAX_RECEIVE_COUNT", "HEADSHOTS_OUTPUT_BUCKET", "HEADSHOTS_QUEUE_URL", "HEADSHOTS_VISIBILITY_TIMEOUT_S"])
+    error_message = "worker_settings carries exactly the HEADSHOTS_* outputs"
+  }
+  assert {
+    condition     = aws_sesv2_email_identity.sender.email_identity == "headshots@example.com" && aws_sesv2_email_identity.sender.configuration_set_name == aws_ses_configuration_set.mail.name
+    error_message = "the sender is an SES identity whose default configuration set is ours"
+  }
+}
+
+run "compat_switch_only_drops_what_moto_cannot_store" {
+  variables {
+    local_endpoint_compat = true
+  }
+  assert {
+    condition     = length(aws_sqs_queue_redrive_allow_policy.dlq) == 0 && length(aws_s3_bucket_policy.data) == 0 && length(aws_ses_configuration_set.mail.delivery_options) == 0
+    error_message = "compat mode leaves out exactly the redrive-allow policy, the TLS bucket policies and the SES TLS option"
+  }
+  assert {
+    condition     = aws_s3_bucket_notification.input.queue[0].filter_suffix == "manifest.json" && jsondecode(aws_sqs_queue.jobs.redrive_policy).maxReceiveCount == 3
+    error_message = "the data path is unchanged in compat mode"
+  }
+}
+
+run "rejects_wildcard_cors_origin" {
+  command = plan
+  variables {
+    cors_allowed_origins = ["*"]
+  }
+  expect_failures = [var.cors_allowed_origins]
+}
+
+run "rejects_dlq_retention_not_longer_than_the_queue" {
+  command = plan
+  variables {
+    message_retention_s = 1209600
+    dlq_retention_s     = 1209600
+  }
+  expect_failures = [var.dlq_retention_s]
+}

@@ -1,0 +1,77 @@
+# Outputs named HEADSHOTS_* are exactly the worker's settings (processor/settings.py); the
+# container gets the same values through the task definition's environment.
+
+output "HEADSHOTS_INPUT_BUCKET" {
+  description = "Worker setting HEADSHOTS_INPUT_BUCKET."
+  value       = module.storage_messaging.HEADSHOTS_INPUT_BUCKET
+}
+
+output "HEADSHOTS_OUTPUT_BUCKET" {
+  description = "Worker setting HEADSHOTS_OUTPUT_BUCKET."
+  value       = module.storage_messaging.HEADSHOTS_OUTPUT_BUCKET
+}
+
+output "HEADSHOTS_QUEUE_URL" {
+  description = "Worker setting HEADSHOTS_QUEUE_URL."
+  value       = module.storage_messaging.HEADSHOTS_QUEUE_URL
+}
+
+output "HEADSHOTS_DLQ_URL" {
+  description = "Worker setting HEADSHOTS_DLQ_URL."
+  value       = module.storage_messaging.HEADSHOTS_DLQ_URL
+}
+
+output "HEADSHOTS_AWS_REGION" {
+  description = "Worker setting HEADSHOTS_AWS_REGION."
+  value       = module.storage_messaging.HEADSHOTS_AWS_REGION
+}
+
+output "HEADSHOTS_VISIBILITY_TIMEOUT_S" {
+  description = "Worker setting HEADSHOTS_VISIBILITY_TIMEOUT_S."
+  value       = module.storage_messaging.HEADSHOTS_VISIBILITY_TIMEOUT_S
+}
+
+output "HEADSHOTS_MAX_RECEIVE_COUNT" {
+  description = "Worker setting HEADSHOTS_MAX_RECEIVE_COUNT."
+  value       = module.storage_messaging.HEADSHOTS_MAX_RECEIVE_COUNT
+}
+
+output "HEADSHOTS_EMAIL_BACKEND" {
+  description = "Worker setting HEADSHOTS_EMAIL_BACKEND."
+  value       = module.storage_messaging.HEADSHOTS_EMAIL_BACKEND
+}
+
+output "HEADSHOTS_EMAIL_SENDER" {
+  description = "Worker setting HEADSHOTS_EMAIL_SENDER."
+  value       = module.storage_messaging.HEADSHOTS_EMAIL_SENDER
+}
+
+output "HEADSHOTS_BASE_MODEL" {
+  description = "Worker setting HEADSHOTS_BASE_MODEL."
+  value       = var.base_model
+}
+
+output "ecr_repository_url" {
+  description = "Push the worker image here, tagged image_tag."
+  value       = module.compute.ecr_repository_url
+}
+
+output "cluster_name" {
+  description = "ECS cluster of the GPU workers."
+  value       = module.compute.cluster_name
+}
+
+output "service_name" {
+  description = "ECS service of the workers."
+  value       = module.compute.service_name
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group of the workers."
+  value       = module.compute.log_group_name
+}
+
+output "ses_dkim_tokens" {
+  description = "DKIM CNAME tokens to publish when ses_domain is set."
+  value       = module.storage_messaging.ses_dkim_tokens
+}

@@ -1,0 +1,142 @@
+variable "region" {
+  description = "AWS region of the whole deployment (it needs GPU instances and SES)."
+  type        = string
+  default     = "us-east-1"
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.region))
+    error_message = "region must look like us-east-1."
+  }
+}
+
+variable "environment" {
+  description = "Environment name, part of every resource name (e.g. prod, staging)."
+  type        = string
+  default     = "prod"
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]{1,9}$", var.environment))
+    error_message = "environment must be 2-10 lower-case letters or digits."
+  }
+}
+
+variable "email_sender" {
+  description = "From address of every email; verified in SES (as itself, or through ses_domain)."
+  type        = string
+}
+
+variable "ses_domain" {
+  description = "Domain to verify in SES with Easy DKIM (null: verify email_sender alone)."
+  type        = string
+  default     = null
+}
+
+variable "cors_allowed_origins" {
+  description = "Web origins allowed to upload photos from the browser."
+  type        = list(string)
+  default     = []
+}
+
+variable "upload_expiry_days" {
+  description = "Lifecycle expiry of uploads/ (the worker deletes them after delivery; this is the backstop)."
+  type        = number
+  default     = 7
+}
+
+variable "result_expiry_days" {
+  description = "Lifecycle expiry of results/ (at least the 7-day presigned links)."
+  type        = number
+  default     = 30
+}
+
+variable "visibility_timeout_s" {
+  description = "Job queue visibility timeout (the worker heartbeats to extend it)."
+  type        = number
+  default     = 120
+}
+
+variable "max_receive_count" {
+  description = "Attempts before a job message is dead-lettered."
+  type        = number
+  default     = 3
+}
+
+variable "oldest_message_sla_s" {
+  description = "Alarm threshold for the age of the oldest waiting job, in seconds."
+  type        = number
+  default     = 1800
+}
+
+variable "alarm_actions" {
+  description = "ARNs (SNS topics) notified by every operator alarm."
+  type        = list(string)
+  default     = []
+}
+
+variable "vpc_id" {
+  description = "VPC of the GPU workers."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Private subnets of the GPU workers (egress to AWS APIs through NAT or endpoints)."
+  type        = list(string)
+}
+
+variable "instance_types" {
+  description = "GPU instance types in order of preference (24-48 GB GPUs by default)."
+  type        = list(string)
+  default     = ["g6e.xlarge", "g5.2xlarge", "g6.2xlarge"]
+}
+
+variable "on_demand_percentage_above_base" {
+  description = "Share of GPU instances bought on demand; the rest is spot."
+  type        = number
+  default     = 25
+}
+
+variable "min_workers" {
+  description = "Fewest GPU workers (0: scale to zero when idle)."
+  type        = number
+  default     = 0
+}
+
+variable "max_workers" {
+  description = "Most GPU workers."
+  type        = number
+  default     = 4
+}
+
+variable "backlog_per_worker" {
+  description = "Target jobs (waiting plus running) per worker."
+  type        = number
+  default     = 1
+}
+
+variable "container_image" {
+  description = "Worker image reference; null uses the created ECR repository with image_tag."
+  type        = string
+  default     = null
+}
+
+variable "image_tag" {
+  description = "Tag pushed to the created ECR repository."
+  type        = string
+  default     = "0.1.0"
+}
+
+variable "base_model" {
+  description = "HEADSHOTS_BASE_MODEL: Hugging Face id, or a path baked into the image or the model cache."
+  type        = string
+  default     = "stabilityai/stable-diffusion-xl-base-1.0"
+}
+
+variable "model_cache_host_path" {
+  description = "Folder on each GPU instance that caches models and class images between tasks."
+  type        = string
+  default     = "/var/lib/headshots/cache"
+}
+
+variable "tags" {
+  description = "Extra tags on every resource."
+  type        = map(string)
+  default     = {}
+}
