@@ -222,7 +222,7 @@ def train_dreambooth(dataset: PreparedDataset, class_dir: Path | None, out_dir: 
             raise Interrupted(f"training stopped at step {done}/{total}; checkpoint {path.name}")
 
     unwrap = accelerator.unwrap_model
-    del optimizer, models
+    optimizer = models = None  # free the Adam moments before writing the weights
     weights_dir = save_trained_weights(
         out_dir / "weights", config.method, unwrap(trainable.unet),
         (unwrap(parts.text_encoder), unwrap(parts.text_encoder_2)) if config.train_text_encoder else None,
