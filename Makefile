@@ -1,5 +1,5 @@
 # The two entry points the README promises: `make demo` and `make test`. Both set up from nothing.
-.PHONY: setup demo test bench-cpu
+.PHONY: setup demo test pytest infra-checks bench-cpu
 
 setup:
 	./scripts/setup.sh
@@ -7,8 +7,11 @@ setup:
 demo: setup
 	.venv/bin/headshots demo
 
+# The test command of the README and of .ci/run.
 test: setup
 	.venv/bin/python -m pytest -q
+	./scripts/terraform-checks.sh
 
 bench-cpu: setup
-	for b in bench/*.py; do .venv/bin/python $$b || exit 1; done
+	for b in bench/validate.py bench/train.py bench/generate.py bench/gpu_job.py bench/throughput.py bench/faults.py; do \
+		.venv/bin/python $$b || exit 1; done
