@@ -149,9 +149,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from handlers.faces import install_weights
+    from processor.logging import configure_logging
     from processor.samples import build_person_set
     from tests.fixtures.models import ensure_tiny_model
 
+    configure_logging("console", "WARNING")  # logs to stderr: stdout carries the one JSON line
     install_weights(Path(os.environ["DEEPFACE_HOME"]))
     model = ensure_tiny_model()
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:

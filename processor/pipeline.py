@@ -16,7 +16,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,15 @@ import structlog
 from handlers.errors import Interrupted, StageError
 from handlers.progress import Progress
 from processor import stages
+from processor.attempt_status import AttemptStatus
 from processor.checkpoints import JobCheckpoints, selection_from_dict, selection_to_dict
+from processor.class_cache import ensure_class_images
 from processor.failpoints import Failpoints
 from processor.job_store import JobStore, LostOwnership
 from processor.manifest import MANIFEST_NAME, Manifest, ManifestError, parse_manifest, uploads_prefix
 from processor.notify import Notifier, ready_links, selection_note
 from processor.settings import Settings
-from processor.state import TERMINAL, InvalidTransition, JobState, JobStatus, ProgressInfo
+from processor.state import TERMINAL, InvalidTransition, JobState, JobStatus
 from processor.storage import NotFound, ObjectStore
 from processor.transfers import download_many, upload_many
 from processor.validation import ValidationSummary, summarize
@@ -39,8 +41,6 @@ from processor.worker import JobResult, JobRun, JobRunner
 
 log = structlog.get_logger(__name__)
 
-#: status.json is rewritten at most this often for progress (S3 PUTs cost money and time).
-PROGRESS_INTERVAL_S = 2.0
 #: At most this many uploaded files are looked at (the manifest schema allows 200).
 _MAX_PHOTOS = 200
 
@@ -52,9 +52,9 @@ class _Job:
     run: JobRun
     root: Path
     ckpt: JobCheckpoints
+    status: AttemptStatus
     manifest: Manifest | None = None
     log: Any = None
-    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def job_id(self) -> str:
@@ -86,8 +86,9 @@ class Pipeline(JobRunner):
     # --- the worker's entry points ------------------------------------------------------
     async def run(self, run: JobRun) -> JobResult:
         root = self.settings.work_dir / run.job_id
+        jlog = log.bind(job_id=run.job_id, attempt=run.attempt)
         job = _Job(run=run, root=root, ckpt=JobCheckpoints(self.jobs, run.job_id),
-                   log=log.bind(job_id=run.job_id, attempt=run.attempt))
+                   status=AttemptStatus(self.jobs, run.job_id, run.worker_id, jlog), log=jlog)
         _fresh_dir(root, keep=("train-full",))
         try:
             return await self._run(job)
@@ -106,8 +107,10 @@ class Pipeline(JobRunner):
 
     async def fail(self, run: JobRun, reason: str) -> None:
         """The worker's last word on a job that kept crashing: failed, and one email."""
+        jlog = log.bind(job_id=run.job_id)
         job = _Job(run=run, root=self.settings.work_dir / run.job_id,
-                   ckpt=JobCheckpoints(self.jobs, run.job_id), log=log.bind(job_id=run.job_id))
+                   ckpt=JobCheckpoints(self.jobs, run.job_id),
+                   status=AttemptStatus(self.jobs, run.job_id, run.worker_id, jlog), log=jlog)
         try:
             job.manifest = await self._load_manifest(job)
         except (ManifestError, NotFound):
@@ -213,24 +216,8 @@ class Pipeline(JobRunner):
         return dataset, identifier
 
     async def _class_images(self, job: _Job, class_prompt: str) -> Path | None:
-        """The shared class-prior cache, mirrored to ``class-images/<key>/`` in the output bucket."""
-        if self.settings.prior_loss_weight <= 0:
-            return None
-        key = stages.class_images_key(self.settings, class_prompt)
-        local = self.settings.class_cache_dir / key
-        prefix = f"class-images/{key}/"
-        remote = set(await self.store.list_keys(self.settings.output_bucket, prefix))
-        for obj_key in sorted(remote):
-            target = local / obj_key[len(prefix):]
-            if "/" not in obj_key[len(prefix):] and not target.exists():
-                await self.store.download_file(self.settings.output_bucket, obj_key, target)
-        progress = self._progress_fn(job, "class_images")
-        folder = await asyncio.to_thread(stages.run_class_images, self.settings, class_prompt, progress)
-        if folder is not None:
-            for path in sorted(folder.iterdir()):
-                if path.is_file() and not path.name.endswith(".partial") and prefix + path.name not in remote:
-                    await self.store.upload_file(self.settings.output_bucket, prefix + path.name, path)
-        return folder
+        return await ensure_class_images(self.store, self.settings, class_prompt,
+                                         self._progress_fn(job, "class_images"))
 
     async def _train(self, job: _Job, dataset: Any | None, class_dir: Path | None) -> Path:
         full = self.settings.train_method == "full"
@@ -352,53 +339,16 @@ class Pipeline(JobRunner):
         await self._leave(job, "notify")
 
     # --- status.json ----------------------------------------------------------------
-    async def _update(self, job: _Job, change: Callable[[JobStatus], JobStatus]) -> JobStatus:
-        """Change status.json only while this worker owns the job."""
-        worker_id = job.run.worker_id
-
-        def owned(status: JobStatus) -> JobStatus:
-            if status.owner != worker_id:
-                raise LostOwnership(f"job {job.job_id} is owned by {status.owner}")
-            return change(status)
-        return (await self.jobs.update(job.job_id, owned))[0]
-
     async def _enter(self, job: _Job, stage: str, state: JobState) -> None:
         job.check_stop()
         self.failpoints.hit(f"{stage}.start")
-        now = time.time()
-        job.timings[stage] = time.perf_counter()
-        job.log.info("stage_started", stage=stage, state=state.value)
-        await self._update(job, lambda s: s.transition(state, now).start_stage(stage, now))
+        await job.status.enter(stage, state)
 
     async def _leave(self, job: _Job, stage: str, validation: ValidationSummary | None = None) -> None:
-        now = time.time()
-        seconds = time.perf_counter() - job.timings.get(stage, time.perf_counter())
-        job.log.info("stage_finished", stage=stage, seconds=round(seconds, 3))
-
-        def change(s: JobStatus) -> JobStatus:
-            s = s.finish_stage(stage, now).with_progress(None, now)
-            if validation is not None:
-                s = s.model_copy(update={"validation": validation.public_dict()})
-            return s
-        await self._update(job, change)
+        await job.status.leave(stage, {"validation": validation.public_dict()} if validation else None)
 
     def _progress_fn(self, job: _Job, stage: str) -> Callable[[Progress], None]:
-        """A thread-safe progress callback that writes status.json at most every few seconds."""
-        loop = asyncio.get_running_loop()
-        last = [0.0]
-
-        def report(p: Progress) -> None:
-            now = time.monotonic()
-            if now - last[0] < PROGRESS_INTERVAL_S and p.step < p.total:
-                return
-            last[0] = now
-            info = ProgressInfo(stage=p.stage or stage, step=max(0, p.step), total=max(0, p.total),
-                                loss=p.loss)
-            wall = time.time()
-            fut = asyncio.run_coroutine_threadsafe(
-                self._update(job, lambda s: s.with_progress(info, wall)), loop)
-            fut.add_done_callback(_log_progress_error)
-        return report
+        return job.status.progress_fn(stage)
 
     async def _end(self, job: _Job, state: JobState, *, error: str | None = None,
                    validation: ValidationSummary | None = None, result: dict[str, Any] | None = None,
@@ -427,7 +377,7 @@ class Pipeline(JobRunner):
             if result is not None:
                 updates["result"] = {k: result[k] for k in ("prefix", "files", "summary") if k in result}
             return s.model_copy(update=updates).transition(state, now, error=error).with_owner(None, now)
-        await self._update(job, finish)
+        await job.status.update(finish)
         job.log.info("job_ended", state=state.value, error=error)
         await self._cleanup(job)
 
@@ -459,10 +409,3 @@ def _json_safe(value: Any) -> Any:
     import json
 
     return json.loads(json.dumps(value, default=str))
-
-
-def _log_progress_error(fut: Any) -> None:
-    exc = fut.exception()
-    if exc is not None and not isinstance(exc, LostOwnership):
-        log.warning("progress_update_failed", error=type(exc).__name__)
-

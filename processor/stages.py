@@ -84,7 +84,8 @@ def generate_config(settings: Settings) -> GenerateConfig:
         num_images=settings.num_images, steps=settings.inference_steps,
         guidance_scale=settings.guidance_scale, resolution=settings.resolution,
         batch_size=settings.generation_batch_size, seed=settings.seed,
-        max_regenerations=settings.max_regenerations,
+        max_regenerations=settings.max_regenerations, sampler=settings.sampler,
+        overlap_scoring=settings.overlap_scoring, compile_unet=settings.compile_unet,
     )
 
 

@@ -11,7 +11,8 @@ import time
 def _run(args: argparse.Namespace) -> int:
     from processor.logging import configure_logging
     from processor.settings import SettingsError, load_settings
-    from processor.worker import health_max_age_s, is_healthy, serve
+    from processor.dispatch import health_max_age_s, is_healthy
+    from processor.worker import serve
 
     try:
         settings = load_settings()

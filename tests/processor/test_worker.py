@@ -19,7 +19,7 @@ from processor.queue import JobQueue
 from processor.settings import Settings
 from processor.state import JobState, JobStatus
 from processor.storage import ObjectStore
-from processor.worker import (
+from processor.dispatch import (
     MessageAction,
     QueueAction,
     busy_action,
@@ -28,8 +28,8 @@ from processor.worker import (
     is_final_attempt,
     is_healthy,
     plan_message,
-    serve,
 )
+from processor.worker import serve
 from tests.integration.harness import (
     REPO_ROOT,
     dlq_count,

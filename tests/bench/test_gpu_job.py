@@ -1,0 +1,82 @@
+"""bench/gpu_job.py on the CPU path: one JSON line, every phase timed, projections consistent.
+
+The bench runs as CI would run it (a subprocess, tiny model, capped sample); the figures are
+not asserted against speeds (shared CI cores), only against what the bench promises to say.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from bench.gpu_job import expected_images, project, proposed_steps  # noqa: E402
+
+PHASES = {"load", "prepare", "class_prior_miss", "class_prior_hit", "train", "load_trained", "generate"}
+
+
+def _run(*args: str) -> dict:
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_job.py"), *args],
+                          capture_output=True, text=True, timeout=300, check=True, cwd=REPO)
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout  # exactly one JSON line, logs on stderr
+    return json.loads(lines[0])
+
+
+@pytest.fixture(scope="module")
+def optimized() -> dict:
+    return _run("--profile", "optimized", "--train-steps", "4", "--images", "8")
+
+
+def test_optimized_profile_times_every_phase_and_projects_the_full_job(optimized: dict) -> None:
+    d = optimized
+    assert d["bench"] == "gpu_job" and d["profile"] == "optimized" and d["device"] == "cpu"
+    assert PHASES <= set(d["phases"])
+    assert all(d["phases"][p]["measured_s"] >= 0 for p in PHASES)
+    train = d["phases"]["train"]
+    assert train["steps"] == 4 and train["job_steps"] == 1200  # default rule, 15 photos
+    assert train["projected_s"] > train["measured_s"]  # 1200 steps projected from 4 measured
+    gen = d["phases"]["generate"]
+    assert gen["images"] == 8 and gen["job_images"] == 65  # 50 + 30% regenerations
+    assert gen["sampler"] == "dpmpp_2m_karras" and gen["steps"] == 25 and gen["overlap_scoring"]
+    assert d["phases"]["class_prior_miss"]["job_images"] == 20
+    assert "class_prior_hit" in d["total_in"] and "class_prior_miss" not in d["total_in"]
+    total = sum(d["phases"][k]["projected_s"] for k in d["total_in"])
+    assert d["total_s_projected"] == pytest.approx(total, abs=0.11)
+    assert d["proposed_step_rule"]["steps_15_photos"] == 375
+
+
+def test_class_cache_hit_costs_far_less_than_the_miss(optimized: dict) -> None:
+    p = optimized["phases"]
+    assert p["class_prior_hit"]["measured_s"] < p["class_prior_miss"]["measured_s"] / 10
+
+
+def test_face_scoring_is_measured_when_the_face_model_is_installed(optimized: dict) -> None:
+    # the test environment has deepface and the dlib weights (tests/fixtures/faces.py)
+    assert optimized["face_scoring"] == "measured"
+    sel = optimized["phases"]["selection"]
+    assert sel["overlapped"] and sel["measured_s_per_image"] > 0 and sel["job_images"] == 65
+
+
+def test_baseline_profile_runs_the_naive_settings_and_counts_the_class_images_per_job() -> None:
+    d = _run("--profile", "baseline", "--train-steps", "3", "--images", "2", "--class-images", "1",
+             "--no-faces")
+    gen = d["phases"]["generate"]
+    assert gen["sampler"] == "euler" and gen["steps"] == 30 and gen["batch_size"] == 1
+    assert not gen["overlap_scoring"] and not gen["scored_in_loop"]
+    assert "class_prior_miss" in d["total_in"] and "selection" not in d["phases"]
+    assert d["face_scoring"] == "skipped: --no-faces"
+
+
+def test_projection_arithmetic() -> None:
+    assert expected_images(50, 0.3) == 65 and expected_images(50, 0.0) == 50
+    assert project(10.0, 2, 20) == 100.0
+    assert project(12.0, 2, 20, fixed_s=2.0) == 102.0
+    assert proposed_steps("lora", 15) == 375 and proposed_steps("lora", 5) == 250
+    assert proposed_steps("full", 15) == 900 and proposed_steps("full", 10) == 600

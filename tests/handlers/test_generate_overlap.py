@@ -1,0 +1,116 @@
+"""Speed options of generation: scoring overlapped with generation, and the sampler choice.
+
+Overlap runs the same selection rules with real face photos standing in for generated images
+(the scripted source of test_select.py): same delivered set, same K bound, and a deterministic
+schedule that plans each batch from the verdicts of all but the batch still being scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from handlers.errors import Interrupted
+from handlers.generate import GenerateConfig, ImageRequest, generate_and_select
+from handlers.image_source import use_sampler
+from handlers.prompts import load_prompt_set
+from handlers.select import REASON_NEAR_DUPLICATE, SelectConfig
+from tests.handlers.test_select import ScriptedPhotos, _reencoded
+
+
+def _script(p) -> dict[tuple[int, int], np.ndarray]:
+    shot7, shot8, shot9 = p.shots
+    return {
+        (0, 0): p.strangers["biden"], (0, 1): p.no_face, (0, 2): shot7,
+        (1, 0): shot8,
+        (2, 0): _reencoded(shot8), (2, 1): p.two_people, (2, 2): p.strangers["astronaut"],
+        (3, 0): shot9,
+    }
+
+
+def _run(tmp: Path, source: ScriptedPhotos, overlap: bool, analyzer, refs, **kw):
+    cfg = GenerateConfig(num_images=3, batch_size=2, max_regenerations=2, resolution=128, seed=5,
+                         overlap_scoring=overlap)
+    return generate_and_select(source, load_prompt_set(), "sks", refs, tmp, cfg, SelectConfig(), analyzer, **kw)
+
+
+def test_overlapped_scoring_delivers_what_the_sequential_loop_delivers(
+        tmp_path: Path, face_analyzer, selection_photos, reference_embeddings) -> None:
+    seq = _run(tmp_path / "seq", ScriptedPhotos(_script(selection_photos)), False, face_analyzer,
+               reference_embeddings)
+    source = ScriptedPhotos(_script(selection_photos))
+    ovl = _run(tmp_path / "ovl", source, True, face_analyzer, reference_embeddings)
+    assert [(r.prompt_index, r.attempt) for r in ovl.records] == [(r.prompt_index, r.attempt) for r in seq.records]
+    assert [(a.prompt_index, a.attempt, a.reason) for a in sorted(ovl.attempts, key=lambda a: (a.prompt_index, a.attempt))] \
+        == [(a.prompt_index, a.attempt, a.reason) for a in sorted(seq.attempts, key=lambda a: (a.prompt_index, a.attempt))]
+    assert max(a.attempt for a in ovl.attempts) == 2 and ovl.generated == 8
+    assert any(a.reason == REASON_NEAR_DUPLICATE for a in ovl.attempts)
+    # planned without the verdicts of the batch in flight: retries start one batch later,
+    # and never more is scheduled than could still be needed
+    assert source.batches == [2, 1, 1, 1, 1, 1, 1]
+    assert sorted(f.name for f in (tmp_path / "ovl").iterdir()) == ["p000-a2.png", "p001-a0.png", "p003-a0.png"]
+
+
+def test_overlapped_schedule_is_the_same_on_every_run(
+        tmp_path: Path, face_analyzer, selection_photos, reference_embeddings) -> None:
+    runs = []
+    for i in range(2):
+        source = ScriptedPhotos(_script(selection_photos))
+        _run(tmp_path / str(i), source, True, face_analyzer, reference_embeddings)
+        runs.append([(r.prompt_index, r.attempt) for r in source.requests])
+    assert runs[0] == runs[1]
+
+
+def test_a_stop_request_with_overlap_keeps_every_generated_image(
+        tmp_path: Path, face_analyzer, selection_photos, reference_embeddings) -> None:
+    source = ScriptedPhotos(_script(selection_photos))
+    with pytest.raises(Interrupted):
+        _run(tmp_path, source, True, face_analyzer, reference_embeddings, should_stop=lambda: True)
+    # the batch generated before the stop was seen is scored and settled, not dropped
+    assert [(r.prompt_index, r.attempt) for r in source.requests] == [(0, 0), (1, 0)]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["p001-a0.png"]
+
+
+class _Recorder:
+    """Not a pipeline: anything with a scheduler attribute, to see the swap."""
+
+    def __init__(self, scheduler) -> None:
+        self.scheduler = scheduler
+
+
+def test_sampler_option_swaps_the_scheduler_on_the_same_noise_schedule(tiny_model_dir: Path) -> None:
+    from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    euler = EulerDiscreteScheduler.from_pretrained(tiny_model_dir, subfolder="scheduler")
+    holder = _Recorder(euler)
+    use_sampler(holder, "dpmpp_2m_karras")
+    s = holder.scheduler
+    assert isinstance(s, DPMSolverMultistepScheduler)
+    assert s.config.use_karras_sigmas and s.config.algorithm_type == "dpmsolver++" and s.config.solver_order == 2
+    assert s.config.beta_schedule == euler.config.beta_schedule and s.config.beta_end == euler.config.beta_end
+    use_sampler(holder, "dpmpp_2m_karras")
+    assert holder.scheduler is s  # already in place: untouched
+    use_sampler(holder, "pipeline")
+    assert holder.scheduler is s
+    use_sampler(holder, "euler")
+    assert isinstance(holder.scheduler, EulerDiscreteScheduler)
+    with pytest.raises(ValueError, match="sampler"):
+        GenerateConfig(sampler="ddim")
+
+
+def test_dpm_sampler_images_are_reproducible_from_their_seed(tiny_model_dir: Path) -> None:
+    from diffusers import StableDiffusionXLPipeline
+
+    from handlers.image_source import DiffusionSource
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(tiny_model_dir)
+    cfg = GenerateConfig(steps=3, resolution=128, sampler="dpmpp_2m_karras")
+    src = DiffusionSource(pipe, cfg, "blurry")
+    req: Sequence[ImageRequest] = [ImageRequest(0, 0, "a photo of sks person", 11)]
+    a, b = src.generate_images(req)[0], src.generate_images(req)[0]
+    assert np.array_equal(a, b)
+    euler = DiffusionSource(pipe, GenerateConfig(steps=3, resolution=128, sampler="euler"), "blurry")
+    assert not np.array_equal(a, euler.generate_images(req)[0])  # the sampler really changed

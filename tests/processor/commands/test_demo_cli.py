@@ -1,0 +1,36 @@
+"""``headshots demo``: one process, the embedded stack, a delivered job and its email."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from processor.commands.demo import demo_settings
+from tests.integration.harness import REPO_ROOT
+
+
+def test_demo_settings_use_the_tiny_model_in_report_mode_unless_a_model_is_named(tmp_path: Path) -> None:
+    tiny = demo_settings(tmp_path / "demo", None, num_images=50)
+    assert tiny["selection_mode"] == "report" and tiny["resolution"] == 128 and tiny["num_images"] == 50
+    assert (tmp_path / "tiny-sdxl" / "model_index.json").exists()
+    real = demo_settings(tmp_path / "demo", "stabilityai/stable-diffusion-xl-base-1.0")
+    assert real["base_model"] == "stabilityai/stable-diffusion-xl-base-1.0" and "selection_mode" not in real
+
+
+def test_demo_delivers_a_job_and_prints_state_results_and_the_email_path(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADSHOTS_")}
+    out = subprocess.run([sys.executable, "-m", "processor.cli", "demo", "--num-images", "3",
+                          "--cache", str(tmp_path / "demo")],
+                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr[-4000:]
+    assert re.search(r"^state:\s+delivered$", out.stdout, re.M), out.stdout
+    assert re.search(r"^results: s3://headshots-output/results/[\w.-]+/$", out.stdout, re.M)
+    path = Path(re.search(r"^email:\s+(\S+)$", out.stdout, re.M).group(1))
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert "headshots are ready" in str(msg["Subject"])
+    assert "report mode" in msg.get_body(preferencelist=("plain",)).get_content()
