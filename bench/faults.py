@@ -111,7 +111,8 @@ class Bench:
         settings = self.settings(train_steps=30, num_images=4, generation_batch_size=1)
         fleet = self.fleet(settings, f"kill-{stage}")
         job_id = f"kill-{stage}"
-        failpoint = {"deliver": "deliver.uploaded=kill@2", "notify": "notify.sent=kill"}.get(stage)
+        failpoint = {"generate": "generate.image=kill@2", "deliver": "deliver.uploaded=kill@2",
+                     "notify": "notify.sent=kill"}.get(stage)
         try:
             first = fleet.start("first", **({"HEADSHOTS_FAILPOINTS": failpoint} if failpoint else {}))
             submit(settings, self.photos, f"{job_id}@example.com", job_id)
@@ -121,7 +122,7 @@ class Bench:
                 status = job_status(self.stack, settings, job_id) or {}
             else:
                 status = wait_for_stage(self.stack, settings, job_id, stage, TIMEOUT,
-                                        min_step=2 if stage in ("train", "generate") else 0)
+                                        min_step=2 if stage == "train" else 0)
                 first.kill9()
                 killed_at = time.time()
             started = status["stages"][stage]["started_at"]

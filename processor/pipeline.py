@@ -37,7 +37,7 @@ from processor.state import TERMINAL, InvalidTransition, JobState, JobStatus
 from processor.storage import NotFound, ObjectStore
 from processor.transfers import download_many, upload_many
 from processor.validation import ValidationSummary, summarize
-from processor.worker import JobResult, JobRun, JobRunner
+from processor.worker import JobResult, JobRun
 
 log = structlog.get_logger(__name__)
 
@@ -70,8 +70,11 @@ class _Job:
             raise Interrupted("stop requested between stages")
 
 
-class Pipeline(JobRunner):
-    """Runs attempts at jobs for one worker process (face models are loaded once and reused)."""
+class Pipeline:
+    """Runs attempts at jobs for one worker process (face models are loaded once and reused).
+
+    Implements the worker's ``JobRunner``: ``run`` one attempt, or ``fail`` a job for good.
+    """
 
     def __init__(self, settings: Settings, store: ObjectStore, jobs: JobStore,
                  notifier: Notifier | None = None, failpoints: Failpoints | None = None) -> None:

@@ -16,9 +16,10 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 import structlog
 
@@ -55,14 +56,12 @@ class JobRun:
     should_stop: Callable[[], bool]
 
 
-class JobRunner:
+class JobRunner(Protocol):
     """The pipeline as the worker sees it (``processor.pipeline.Pipeline`` implements it)."""
 
-    async def run(self, job: JobRun) -> JobResult:  # pragma: no cover - interface
-        raise NotImplementedError
+    async def run(self, job: JobRun) -> JobResult: ...
 
-    async def fail(self, job: JobRun, reason: str) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    async def fail(self, job: JobRun, reason: str) -> None: ...
 
 
 def new_worker_id() -> str:
@@ -298,8 +297,7 @@ class _Handled(Exception):
     """Internal: the message was already released; do not delete it."""
 
 
-async def serve(settings: Settings, runner_factory: Callable[[JobStore], Awaitable[JobRunner]] | None = None,
-                *, max_jobs: int | None = None, idle_exit_s: float | None = None,
+async def serve(settings: Settings, *, max_jobs: int | None = None, idle_exit_s: float | None = None,
                 install_signals: bool = True) -> int:
     """Open the AWS edges, build the pipeline and run a :class:`Worker` until it stops."""
     import signal
@@ -309,8 +307,7 @@ async def serve(settings: Settings, runner_factory: Callable[[JobStore], Awaitab
 
     async with ObjectStore(settings) as store, JobQueue(settings) as queue:
         jobs = JobStore(store, settings.output_bucket, settings.owner_stale_after_s)
-        runner = await runner_factory(jobs) if runner_factory else Pipeline(settings, store, jobs)
-        worker = Worker(settings, queue, jobs, runner)
+        worker = Worker(settings, queue, jobs, Pipeline(settings, store, jobs))
         loop = asyncio.get_running_loop()
         watchdog: list[asyncio.Task[None]] = []
 
