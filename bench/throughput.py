@@ -121,7 +121,7 @@ def io_overhead(stack: LocalStack, root: Path, rounds: int) -> dict[str, Any]:
         s3.put_object(Bucket=settings.input_bucket, Key=key, Body=os.urandom(PHOTO_BYTES))
         photo_keys.append(key)
     results_dir = root / "results"
-    results_dir.mkdir()
+    results_dir.mkdir(parents=True)
     results = []
     for i in range(50):
         p = results_dir / f"headshot-{i + 1:03d}.jpg"

@@ -6,7 +6,8 @@ fail-rs): ``HEADSHOTS_FAILPOINTS="deliver.uploaded=kill"`` makes the worker send
 SIGKILL at that point. The default is empty, and an empty spec costs one dict lookup.
 
 Spec grammar: comma-separated ``point=action``; action is ``kill`` (SIGKILL this process),
-``raise`` (an unexpected exception, as a bug would) or ``exit`` (``os._exit(137)``). It fires
+``pause`` (SIGSTOP this process, so a test can ``kill -9`` it from outside at exactly that
+point), ``raise`` (an unexpected exception, as a bug would) or ``exit`` (``os._exit(137)``). It fires
 every time the point is reached, or with ``@N`` only the N-th time (1-based).
 """
 
@@ -18,8 +19,8 @@ import threading
 from dataclasses import dataclass
 from typing import Literal
 
-Action = Literal["kill", "raise", "exit"]
-_ACTIONS: tuple[str, ...] = ("kill", "raise", "exit")
+Action = Literal["kill", "pause", "raise", "exit"]
+_ACTIONS: tuple[str, ...] = ("kill", "pause", "raise", "exit")
 
 
 class FailpointError(RuntimeError):
@@ -45,7 +46,7 @@ def parse_failpoints(spec: str) -> dict[str, Failpoint]:
                 raise ValueError(f"failpoint {entry!r}: @N must be a positive integer")
             nth = int(count)
         if not sep or not name or action not in _ACTIONS:
-            raise ValueError(f"failpoint {entry!r}: expected point=kill|raise|exit[@N]")
+            raise ValueError(f"failpoint {entry!r}: expected point=kill|pause|raise|exit[@N]")
         points[name] = Failpoint(name, action, nth)  # type: ignore[arg-type]
     return points
 
@@ -73,4 +74,7 @@ class Failpoints:
             raise FailpointError(f"failpoint {point} fired")
         if fp.action == "exit":
             os._exit(137)
+        if fp.action == "pause":
+            os.kill(os.getpid(), signal.SIGSTOP)  # every thread stops here until SIGCONT or SIGKILL
+            return
         os.kill(os.getpid(), signal.SIGKILL)

@@ -52,6 +52,24 @@ class WorkerProcess:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
 
+    @property
+    def paused(self) -> bool:
+        """Stopped by SIGSTOP (a ``pause`` failpoint): state ``T`` in /proc/<pid>/stat."""
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+    def wait_paused(self, timeout: float) -> None:
+        wait_for(lambda: self.paused or not self.alive, timeout, interval=0.05,
+                 what=f"worker {self.pid} to pause", on_timeout=self.logs)
+        if not self.alive:
+            raise RuntimeError(f"worker exited ({self.proc.returncode}) instead of pausing:\n{self.logs()[-4000:]}")
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
     def terminate(self) -> None:
         if self.alive:
             os.kill(self.proc.pid, signal.SIGTERM)

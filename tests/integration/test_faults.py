@@ -21,6 +21,7 @@ from processor.settings import Settings
 from tests.fixtures.jobs import RejectableSet
 from tests.integration.harness import (
     Fleet,
+    WorkerProcess,
     dlq_count,
     emails_for,
     job_status,
@@ -78,32 +79,36 @@ def assert_delivered_once(stack: LocalStack, settings: Settings, job_id: str) ->
 
 
 # --- 1. kill -9 during each stage ------------------------------------------------------------
-KILLS = {
-    # stage: (how to kill: "external" waits for the stage in status.json; else a failpoint spec)
-    "validate": "external",
-    "train": "external",
-    "generate": "generate.image=kill@2",  # tiny images take 0.1 s: only a failpoint lands inside
-    "deliver": "deliver.uploaded=kill@2",
-    "notify": "notify.sent=kill",
+#: Where in each stage the worker is frozen (SIGSTOP) so the test can kill -9 it from outside
+#: at a known point: a tiny job's stages last milliseconds to seconds, polling would be a race.
+KILL_POINTS = {
+    "validate": "validate.running",         # photos downloaded, the gate running
+    "train": "train.step@5",                # a checkpoint at step 4, step 5 done: one step lost
+    "generate": "generate.image@2",         # two headshots checkpointed, two to go
+    "deliver": "deliver.uploaded@2",        # headshots and contact sheet uploaded, zip not yet
+    "notify": "notify.sent",                # email sent, status not yet delivered
 }
 
 
+def kill_at(fleet: Fleet, point: str) -> WorkerProcess:
+    """Start a worker that freezes at ``point``; return it frozen (the caller kills it)."""
+    name, _, nth = point.partition("@")
+    return fleet.start("first", HEADSHOTS_FAILPOINTS=f"{name}=pause" + (f"@{nth}" if nth else ""))
+
+
 @pytest.mark.parametrize("stage", [
-    pytest.param(s, marks=() if s == "train" else pytest.mark.slow) for s in KILLS])
+    pytest.param(s, marks=() if s == "train" else pytest.mark.slow) for s in KILL_POINTS])
 def test_kill_9_during_a_stage_loses_only_that_stage_and_a_new_worker_finishes(
         stage: str, fault_settings: Callable[..., Settings], fleet_for: Callable[[Settings], Fleet],
         local_stack: LocalStack, job_photos: Path, job_id: str) -> None:
-    settings = fault_settings(train_steps=30, num_images=4, generation_batch_size=1)
+    settings = fault_settings(train_steps=8, num_images=4, generation_batch_size=1)
     fleet = fleet_for(settings)
-    how = KILLS[stage]
-    first = fleet.start("first", **({} if how == "external" else {"HEADSHOTS_FAILPOINTS": how}))
+    first = kill_at(fleet, KILL_POINTS[stage])
     submit(settings, job_photos, "kim@example.com", job_id)
-    if how == "external":
-        wait_for_stage(local_stack, settings, job_id, stage, JOB_TIMEOUT,
-                       min_step=2 if stage == "train" else 0, fleet=fleet)
-        first.kill9()
-    else:
-        first.wait(JOB_TIMEOUT)
+    first.wait_paused(JOB_TIMEOUT)
+    status = job_status(local_stack, settings, job_id)
+    assert status is not None and status["stages"][stage]["finished_at"] is None  # inside the stage
+    first.kill9()
     assert first.proc.returncode == -9
 
     fleet.start("second")
@@ -120,15 +125,16 @@ def test_kill_9_during_a_stage_loses_only_that_stage_and_a_new_worker_finishes(
 def test_sigterm_during_training_releases_the_message_within_the_grace_and_another_worker_finishes(
         fault_settings: Callable[..., Settings], fleet_for: Callable[[Settings], Fleet],
         local_stack: LocalStack, job_photos: Path, job_id: str) -> None:
-    settings = fault_settings(train_steps=60, visibility_timeout_s=60, heartbeat_interval_s=5.0,
+    settings = fault_settings(train_steps=20, visibility_timeout_s=60, heartbeat_interval_s=5.0,
                               shutdown_grace_s=20.0)
     fleet = fleet_for(settings)
-    first = fleet.start("first")
+    first = fleet.start("first", HEADSHOTS_FAILPOINTS="train.step=pause@5")
     submit(settings, job_photos, "lee@example.com", job_id)
-    wait_for_stage(local_stack, settings, job_id, "train", JOB_TIMEOUT, min_step=2, fleet=fleet)
+    first.wait_paused(JOB_TIMEOUT)
 
     started = time.monotonic()
-    first.terminate()
+    first.terminate()  # pending while frozen; delivered the moment it runs again
+    first.resume()
     assert first.wait(settings.shutdown_grace_s) == 0
     assert time.monotonic() - started < settings.shutdown_grace_s
     # handed back: visible now, long before the 60 s visibility timeout would have run out
@@ -148,14 +154,14 @@ def test_sigterm_during_training_releases_the_message_within_the_grace_and_anoth
 def test_the_same_event_five_times_some_during_the_run_gives_one_run_and_one_email(
         fault_settings: Callable[..., Settings], fleet_for: Callable[[Settings], Fleet],
         local_stack: LocalStack, job_photos: Path, job_id: str) -> None:
-    settings = fault_settings(train_steps=20)
+    settings = fault_settings()
     fleet = fleet_for(settings)
     submit(settings, job_photos, "max@example.com", job_id)
     body = s3_event_body(settings.input_bucket, f"uploads/{job_id}/manifest.json")
     send_raw(local_stack, settings, body)
     fleet.start("a")
     fleet.start("b")
-    wait_for_stage(local_stack, settings, job_id, "train", JOB_TIMEOUT, fleet=fleet)
+    wait_for_stage(local_stack, settings, job_id, "validate", JOB_TIMEOUT, fleet=fleet)
     for _ in range(3):
         send_raw(local_stack, settings, body)
     wait_for_state(local_stack, settings, job_id, ["delivered"], JOB_TIMEOUT, fleet=fleet)
@@ -248,7 +254,7 @@ def test_poison_messages_reach_the_dlq_or_end_with_a_reason_and_the_worker_serve
 def test_a_job_longer_than_the_visibility_timeout_is_not_redelivered_while_the_heartbeat_lives(
         fault_settings: Callable[..., Settings], fleet_for: Callable[[Settings], Fleet],
         local_stack: LocalStack, job_photos: Path, job_id: str) -> None:
-    settings = fault_settings(visibility_timeout_s=5, heartbeat_interval_s=1.5, train_steps=40)
+    settings = fault_settings(visibility_timeout_s=2, heartbeat_interval_s=0.5)
     fleet = fleet_for(settings)
     fleet.start("a")
     fleet.start("b")

@@ -1,0 +1,32 @@
+"""Settings reach each handler's config unchanged; checkpoints are spaced sensibly."""
+
+from __future__ import annotations
+
+from processor.settings import Settings
+from processor.stages import checkpoint_every, generate_config, select_config, train_config
+
+
+def test_train_config_carries_the_training_settings() -> None:
+    s = Settings(base_model="/models/x", train_method="full", train_steps=50, prior_loss_weight=0.5,
+                 instance_loss_weight=2.0, num_class_images=7, resolution=512, mixed_precision="no",
+                 device="cpu", seed=9, train_text_encoder=True)
+    c = train_config(s)
+    assert (c.base_model, c.method, c.steps, c.prior_loss_weight, c.instance_loss_weight) == \
+        ("/models/x", "full", 50, 0.5, 2.0)
+    assert (c.num_class_images, c.resolution, c.mixed_precision, c.device, c.seed, c.train_text_encoder) == \
+        (7, 512, "no", "cpu", 9, True)
+
+
+def test_generate_and_select_configs_carry_their_settings() -> None:
+    s = Settings(num_images=12, inference_steps=7, guidance_scale=6.5, resolution=256,
+                 generation_batch_size=3, seed=5, max_regenerations=2, selection_mode="report")
+    g = generate_config(s)
+    assert (g.num_images, g.steps, g.guidance_scale, g.resolution, g.batch_size, g.seed, g.max_regenerations) == \
+        (12, 7, 6.5, 256, 3, 5, 2)
+    assert select_config(s).mode == "report"
+
+
+def test_about_ten_checkpoints_per_run_but_never_every_step() -> None:
+    assert checkpoint_every(Settings(train_steps=1000)) == 100
+    assert checkpoint_every(Settings(train_steps=60)) == 6
+    assert checkpoint_every(Settings(train_steps=8)) == 2
