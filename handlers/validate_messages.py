@@ -41,6 +41,22 @@ ADVICE: dict[str, str] = {
                         "only photos of yourself.",
 }
 
+# The problem in a few words, for lists where ADVICE follows (the rejection email).
+LABELS: dict[str, str] = {
+    "unreadable": "Not a readable photo.",
+    "unsupported_format": "File type not supported.",
+    "too_large": "File too large.",
+    "too_small": "Photo too small.",
+    "no_face": "No face found.",
+    "multiple_faces": "More than one person.",
+    "face_too_small": "Face too small.",
+    "blurry": "Face not sharp.",
+    "too_dark": "Face too dark.",
+    "too_bright": "Face overexposed.",
+    "duplicate": "Same shot as another photo.",
+    "different_person": "A different person.",
+}
+
 OK_MESSAGE = "Good photo."
 OK_SPARE_MESSAGE = "Good photo (not needed: we train on the best {limit})."
 

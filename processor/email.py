@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from processor.aws_clients import client_kwargs, new_session
 from processor.job_store import JobStore
+from handlers.validate_messages import ADVICE as GATE_ADVICE
 from processor.retry import DEFAULT_POLICY, RetryPolicy, aws_retrying, is_transient
 from processor.settings import Settings
 
@@ -35,19 +36,8 @@ log = structlog.get_logger(__name__)
 EmailKind = Literal["ready", "rejected", "failed"]
 KINDS: tuple[str, ...] = ("ready", "rejected", "failed")
 
-#: Plain-words advice per validation gate code; unknown codes get the generic line.
-ADVICE: dict[str, str] = {
-    "unreadable": "The file could not be opened. Export it again as a JPEG or PNG.",
-    "unsupported_format": "Send it as a JPEG, PNG or WebP.",
-    "too_large": "Send a smaller version (under 25 MB), e.g. as exported by your phone.",
-    "no_face": "Use a photo where your face is clearly visible and facing the camera.",
-    "multiple_faces": "Use a photo with only you in it, or crop the others out.",
-    "face_too_small": "Use a closer photo where your face fills more of the picture.",
-    "blurry": "Use a sharp photo: hold the camera steady and focus on your face.",
-    "exposure": "Use a photo in good, even light: not too dark and not washed out.",
-    "duplicate": "Use a different photo: this one is almost the same as another you sent.",
-    "different_person": "Use only photos of yourself: this one looks like someone else.",
-}
+#: Plain-words advice per validation gate code: the gate's own sentences, one source of truth.
+ADVICE: dict[str, str] = GATE_ADVICE
 GENERIC_ADVICE = "Replace it with a different, clear photo of just you."
 
 

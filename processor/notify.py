@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from handlers.validate_messages import LABELS as REASON_LABELS
 from processor.email import (
     FailedContext,
     Link,
@@ -106,8 +107,8 @@ class Notifier:
 
     async def rejected(self, job_id: str, manifest: Manifest, summary: ValidationSummary,
                        hit: Hit = _no_hit) -> bool:
-        bad = [RejectedPhoto(name=p.file, reason=p.message or (p.reason or "not usable"),
-                             advice=advice_for(p.reason))
+        bad = [RejectedPhoto(name=p.file, reason=REASON_LABELS.get(p.reason or "", "Not usable."),
+                             advice=p.message or advice_for(p.reason))
                for p in summary.photos if not p.ok]
         ctx = RejectedContext(job_id=job_id, name=manifest.name, bad_photos=bad, usable=summary.usable,
                               required=summary.required, problem=summary.problem)
