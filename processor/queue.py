@@ -8,22 +8,19 @@ runs in a thread or a child process, so a busy stage cannot starve it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import aioboto3
 import structlog
 from botocore.exceptions import ClientError
 
-from processor.aws_clients import client_kwargs, new_session
-from processor.retry import DEFAULT_POLICY, RetryPolicy, aws_retrying, describe
+from processor.aws_clients import AsyncAwsClient
+from processor.retry import DEFAULT_POLICY, RetryPolicy, describe
 from processor.settings import Settings
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
 
 #: Error codes meaning the receipt handle no longer refers to a message we hold.
 _LOST_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight",
@@ -45,47 +42,22 @@ class QueueMessage:
     sent_at_ms: int | None = None
 
 
-class JobQueue:
+class JobQueue(AsyncAwsClient):
     """SQS over aioboto3. Use as ``async with JobQueue(settings) as queue:``."""
+
+    service = "sqs"
 
     def __init__(self, settings: Settings, queue_url: str | None = None,
                  session: aioboto3.Session | None = None, policy: RetryPolicy = DEFAULT_POLICY) -> None:
-        self.settings = settings
+        super().__init__(settings, session, policy)
         self.queue_url = queue_url or settings.queue_url
         if not self.queue_url:
             raise ValueError("no queue URL: set HEADSHOTS_QUEUE_URL")
-        self._session = session or new_session()
-        self._policy = policy
-        self._stack: AsyncExitStack | None = None
-        self._client: Any = None
 
-    async def __aenter__(self) -> JobQueue:
-        self._stack = AsyncExitStack()
-        self._client = await self._stack.enter_async_context(
-            self._session.client("sqs", **client_kwargs(self.settings, "sqs")))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._stack is not None:
-            await self._stack.aclose()
-        self._stack, self._client = None, None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            raise RuntimeError("JobQueue used outside 'async with'")
-        return self._client
-
-    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            async for attempt in aws_retrying(self._policy):
-                with attempt:
-                    return await op()
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _LOST_CODES:
-                raise MessageLost(describe(exc)) from exc
-            raise
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _translate(self, exc: ClientError) -> Exception:
+        if str(exc.response.get("Error", {}).get("Code", "")) in _LOST_CODES:
+            return MessageLost(describe(exc))
+        return exc
 
     async def receive(self, max_messages: int = 1, wait_time_s: int | None = None,
                       visibility_timeout_s: int | None = None) -> list[QueueMessage]:

@@ -14,20 +14,14 @@ there too). ``If-Match`` on a missing key answers 404 ``NoSuchKey`` (-> :class:`
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import aioboto3
 from botocore.exceptions import ClientError
 
-from processor.aws_clients import client_kwargs, new_session
-from processor.retry import DEFAULT_POLICY, RetryPolicy, aws_retrying
-from processor.settings import Settings
+from processor.aws_clients import AsyncAwsClient
 
-T = TypeVar("T")
 _CHUNK = 1024 * 1024
 
 
@@ -74,45 +68,13 @@ def _translate(exc: ClientError) -> Exception:
     return exc
 
 
-class ObjectStore:
+class ObjectStore(AsyncAwsClient):
     """S3 over aioboto3. Use as ``async with ObjectStore(settings) as store:``."""
 
-    def __init__(self, settings: Settings, session: aioboto3.Session | None = None,
-                 policy: RetryPolicy = DEFAULT_POLICY) -> None:
-        self.settings = settings
-        self._session = session or new_session()
-        self._policy = policy
-        self._stack: AsyncExitStack | None = None
-        self._client: Any = None
+    service = "s3"
 
-    async def __aenter__(self) -> ObjectStore:
-        self._stack = AsyncExitStack()
-        self._client = await self._stack.enter_async_context(
-            self._session.client("s3", **client_kwargs(self.settings, "s3")))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._stack is not None:
-            await self._stack.aclose()
-        self._stack, self._client = None, None
-
-    @property
-    def client(self) -> Any:
-        """The underlying aiobotocore S3 client (for fault-injection hooks in tests)."""
-        if self._client is None:
-            raise RuntimeError("ObjectStore used outside 'async with'")
-        return self._client
-
-    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            async for attempt in aws_retrying(self._policy):
-                with attempt:
-                    return await op()
-        except ClientError as exc:
-            translated = _translate(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
+    def _translate(self, exc: ClientError) -> Exception:
+        return _translate(exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # --- reads -----------------------------------------------------------------------
