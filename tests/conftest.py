@@ -23,3 +23,15 @@ from tests.fixtures.faces import *  # noqa: E402,F401,F403
 from tests.fixtures.jobs import *  # noqa: E402,F401,F403
 from tests.fixtures.models import *  # noqa: E402,F401,F403
 from tests.fixtures.selection_photos import *  # noqa: E402,F401,F403
+
+
+import pytest  # noqa: E402
+import structlog  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog_config():
+    """A test that configures logging (e.g. at WARNING level) must not silence the next
+    test's ``structlog.testing.capture_logs``: restore the defaults after every test."""
+    yield
+    structlog.reset_defaults()
