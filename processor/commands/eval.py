@@ -33,13 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from handlers.images import ImageError, load_image
     from processor.commands.assets import resolve_deepface_home
     from processor.logging import configure_logging
-    from processor.settings import SettingsError, load_settings
+    from processor.settings import load_settings
 
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = load_settings()
     configure_logging("console", "WARNING")  # logs -> stderr; stdout holds the figures
     files, prompts = read_results(args.results_dir)
     photo_paths = list_photos(args.photos) if args.photos.is_dir() else []

@@ -67,12 +67,12 @@ async def watch(settings: object, job_id: str, interval_s: float = 2.0) -> JobSt
 
 def _run(args: argparse.Namespace) -> int:
     from processor.manifest import InvalidJobId, validate_job_id
-    from processor.settings import SettingsError, load_settings
+    from processor.settings import load_settings
 
+    settings = load_settings()
     try:
-        settings = load_settings()
         job_id = validate_job_id(args.job)
-    except (SettingsError, InvalidJobId) as exc:
+    except InvalidJobId as exc:
         print(f"headshots status: {exc}", file=sys.stderr)
         return 2
     status = asyncio.run(watch(settings, job_id) if args.watch else read_status(settings, job_id))

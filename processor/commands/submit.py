@@ -86,13 +86,9 @@ def _content_type(path: Path) -> str:
 def _run(args: argparse.Namespace) -> int:
     from processor.logging import configure_logging
     from processor.manifest import InvalidJobId, ManifestError
-    from processor.settings import SettingsError, load_settings
+    from processor.settings import load_settings
 
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = load_settings()
     configure_logging(settings)
     try:
         plan = plan_upload(Path(args.folder), args.email, args.name, args.job_id)

@@ -10,15 +10,11 @@ import time
 
 def _run(args: argparse.Namespace) -> int:
     from processor.logging import configure_logging
-    from processor.settings import SettingsError, load_settings
+    from processor.settings import load_settings
     from processor.dispatch import health_max_age_s, is_healthy
     from processor.worker import serve
 
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = load_settings()
     if args.check_health:
         if settings.health_file is None:
             print("HEADSHOTS_HEALTH_FILE is not set", file=sys.stderr)
