@@ -20,6 +20,7 @@ apart. On CPU (default, tiny model) the caps default small so the script runs in
 
     python bench/gpu_job.py                                     # tiny, CPU, optimized
     python bench/gpu_job.py --sdxl-shaped --profile baseline --train-steps 6 --images 4
+    python bench/gpu_job.py --ablate                           # what each optimisation buys
 """
 
 from __future__ import annotations
@@ -64,12 +65,36 @@ class Profile:
     steps: int
     batch_size: int
     overlap_scoring: bool
+    background_writes: bool
     compile_unet: bool = False
 
 
 PROFILES = {
-    "baseline": Profile("baseline", "no", False, False, False, False, "euler", 30, 1, False),
-    "optimized": Profile("optimized", "bf16", True, True, True, True, "dpmpp_2m_karras", 25, 8, True),
+    "baseline": Profile("baseline", "no", False, False, False, False, "euler", 30, 1, False, False),
+    "optimized": Profile("optimized", "bf16", True, True, True, True, "dpmpp_2m_karras", 25, 8, True, True),
+}
+
+# Leave-one-out (``--ablate``): the optimized profile with one change undone, so each change's
+# worth is measured, not assumed. Each names the phases it acts on (its cost is read there
+# only: the other phases' differences are the machine's noise) and whether it acts on CUDA only.
+@dataclass(frozen=True)
+class Ablation:
+    undo: dict[str, Any]
+    phases: tuple[str, ...]
+    cuda_only: bool = False
+
+
+_GEN = ("generate", "selection")
+ABLATIONS: dict[str, Ablation] = {
+    "bf16": Ablation({"precision": "no"}, ("train", "class_prior", *_GEN), cuda_only=True),
+    "tf32": Ablation({"tf32": False}, ("train", "class_prior", *_GEN), cuda_only=True),
+    "channels_last": Ablation({"channels_last": False}, ("train", *_GEN), cuda_only=True),
+    "cached_latents_and_text": Ablation({"cache": False}, ("train",)),
+    "class_image_cache": Ablation({"class_cache_hit": False}, ("class_prior",)),
+    "dpmpp_25_steps": Ablation({"sampler": "euler", "steps": 30}, _GEN),
+    "batched_generation": Ablation({"batch_size": 1}, _GEN),
+    "overlapped_scoring": Ablation({"overlap_scoring": False}, _GEN),
+    "background_writes": Ablation({"background_writes": False}, _GEN),
 }
 
 
@@ -160,8 +185,8 @@ def face_setup(resolution: int) -> tuple[Any, Any, list[Any]] | str:
         return f"skipped: {type(exc).__name__}: {exc}"[:200]
 
 
-def run_job(args: argparse.Namespace) -> dict[str, Any]:
-    """Run every phase of one job under ``args.profile``; return the JSON figures."""
+def run_job(args: argparse.Namespace, prof: Profile | None = None) -> dict[str, Any]:
+    """Run every phase of one job under ``prof`` (default ``args.profile``); return the figures."""
     from diffusers import StableDiffusionXLPipeline
 
     from handlers.class_prior import ensure_class_images
@@ -174,7 +199,7 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
     from handlers.train import TrainConfig, resolve_device, resolve_precision, steps_for, train_dreambooth
     from handlers.trained_model import load_trained_pipeline
 
-    prof = PROFILES[args.profile]
+    prof = prof or PROFILES[args.profile]
     if args.compile:
         prof = Profile(**{**prof.__dict__, "compile_unet": True})
     device = resolve_device(args.device)
@@ -259,7 +284,8 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
         gen_config = GenerateConfig(num_images=caps["images"], steps=prof.steps, resolution=resolution,
                                     batch_size=prof.batch_size, seed=0, max_regenerations=0,
                                     sampler=prof.sampler, overlap_scoring=prof.overlap_scoring,
-                                    channels_last=prof.channels_last, compile_unet=prof.compile_unet)
+                                    channels_last=prof.channels_last, compile_unet=prof.compile_unet,
+                                    background_writes=prof.background_writes)
         warm = GenerateConfig(**{**gen_config.__dict__, "num_images": prof.batch_size, "steps": 2})
         generate_and_select(gen_pipe, prompts, identifier, None, root / "warm", warm,
                             SelectConfig(mode="report"), None)  # kernels, allocator, compile
@@ -332,6 +358,38 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
+def _phase_s(figures: dict[str, Any], phase: str) -> float:
+    """Projected seconds of ``phase`` in the job's total ("class_prior": whichever the job pays)."""
+    names = [k for k in figures["total_in"] if k == phase or k.startswith(phase + "_")]
+    return sum(figures["phases"][k]["projected_s"] or 0.0 for k in names)
+
+
+def ablate(args: argparse.Namespace) -> dict[str, Any]:
+    """The optimized job, then once per change with that change undone (leave-one-out)."""
+    full = run_job(args, PROFILES["optimized"])
+    gpu = full["device"] == "cuda"
+    without: dict[str, Any] = {}
+    for name, ab in ABLATIONS.items():
+        if ab.cuda_only and not gpu:
+            without[name] = {"skipped": "acts on CUDA only"}
+            continue
+        run = run_job(args, Profile(**{**PROFILES["optimized"].__dict__, **ab.undo, "name": f"without {name}"}))
+        phases = {ph: {"with_s": round(_phase_s(full, ph), 2), "without_s": round(_phase_s(run, ph), 2)}
+                  for ph in ab.phases if _phase_s(full, ph) or _phase_s(run, ph)}
+        with_s = sum(v["with_s"] for v in phases.values())
+        without_s = sum(v["without_s"] for v in phases.values())
+        without[name] = {"undo": ab.undo, "phases": phases, "costs_s": round(without_s - with_s, 2),
+                         "x": round(without_s / with_s, 2) if with_s >= 0.05 else None}
+    return {"bench": "gpu_job_ablation", "model": full["model"], "card": full["card"],
+            "method": args.method, "caps": full["caps"],
+            "optimized_total_s_projected": full["total_s_projected"],
+            "optimized_phases_s": {k: full["phases"][k]["projected_s"] for k in full["total_in"]},
+            "without": without,
+            "how": "per change: the optimized job run again with that one change undone; costs_s = "
+                   "projected seconds of the phases it acts on, without minus with, x = their ratio",
+            "torch": full["torch"]}
+
+
 def _proposal(method: str, rate: float | None, setup_s: float) -> dict[str, Any]:
     per, lo, hi = PROPOSED_STEP_RULE[method]
     steps = proposed_steps(method, JOB_PHOTOS)
@@ -350,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regeneration-rate", type=float, default=0.3)
     p.add_argument("--compile", action="store_true", help="torch.compile the generation UNet (CUDA)")
     p.add_argument("--no-faces", action="store_true", help="skip face scoring")
+    p.add_argument("--ablate", action="store_true",
+                   help="measure each optimisation: the optimized job with one change undone at a time")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     if args.train_steps is not None and args.train_steps < 3:
@@ -359,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
 
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     with contextlib.redirect_stdout(sys.stderr):  # libraries that print (deepface) keep off stdout
-        figures = run_job(args)
+        figures = ablate(args) if args.ablate else run_job(args)
     print(json.dumps(figures), flush=True)
     return 0
 

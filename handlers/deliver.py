@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import tempfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from handlers.generation_records import SelectionResult
+from handlers.generation_records import ImageRecord, SelectionResult
 
 JPEG_QUALITY = 95
 SHEET_TILE = 256
@@ -113,21 +117,78 @@ def results_document(selection: SelectionResult, files: list[str]) -> dict[str, 
     }
 
 
-def build_deliverables(selection: SelectionResult, out_dir: Path) -> Deliverables:
-    """Write headshot-NNN.jpg, contact-sheet.jpg, headshots.zip and results.json to ``out_dir``."""
+@dataclass(frozen=True)
+class EncodedHeadshot:
+    """One image made ready for delivery: its JPEG and its contact-sheet tile."""
+
+    jpeg: Path
+    tile: Path
+
+    def exists(self) -> bool:
+        return self.jpeg.is_file() and self.tile.is_file()
+
+
+def encoded_paths(encoded_dir: Path, image_file: str) -> EncodedHeadshot:
+    stem = Path(image_file).stem
+    return EncodedHeadshot(Path(encoded_dir) / f"{stem}.jpg", Path(encoded_dir) / f"{stem}.tile.png")
+
+
+def encode_headshot(source: Path, encoded_dir: Path) -> EncodedHeadshot:
+    """Encode one generated image for delivery, ahead of time if the caller likes.
+
+    Why a separate step: the runtime calls it on the writer thread while the GPU generates the
+    next batch, so delivery only renames files. Both files are written whole (temp + rename):
+    a file that exists is complete.
+    """
+    encoded_dir = Path(encoded_dir)
+    encoded_dir.mkdir(parents=True, exist_ok=True)
+    out = encoded_paths(encoded_dir, Path(source).name)
+    with Image.open(source) as img:
+        rgb = img.convert("RGB")
+    thumb = rgb.copy()
+    thumb.thumbnail((SHEET_TILE, SHEET_TILE), Image.Resampling.LANCZOS)
+    for image, target, options in ((rgb, out.jpeg, {"format": "JPEG", "quality": JPEG_QUALITY,
+                                                    "optimize": True, "progressive": True}),
+                                   (thumb, out.tile, {"format": "PNG"})):
+        fd, tmp = tempfile.mkstemp(dir=encoded_dir, suffix=".part")
+        with os.fdopen(fd, "wb") as fh:
+            image.save(fh, **options)
+        os.replace(tmp, target)
+    return out
+
+
+def _encode_missing(selection: SelectionResult, encoded_dir: Path, workers: int) -> None:
+    """Encode, in parallel, what was not encoded ahead (a resumed job, or a direct call)."""
+    todo: list[ImageRecord] = [r for r in selection.records
+                               if not encoded_paths(encoded_dir, r.file).exists()]
+    if not todo:
+        return
+    with ThreadPoolExecutor(max(1, min(workers, len(todo))), thread_name_prefix="encode") as pool:
+        # PIL releases the GIL while it encodes and resizes: threads use every core
+        list(pool.map(lambda r: encode_headshot(selection.path(r), encoded_dir), todo))
+
+
+def build_deliverables(selection: SelectionResult, out_dir: Path, encoded_dir: Path | None = None,
+                       workers: int | None = None) -> Deliverables:
+    """Write headshot-NNN.jpg, contact-sheet.jpg, headshots.zip and results.json to ``out_dir``.
+
+    ``encoded_dir`` holds what :func:`encode_headshot` made ahead of time; whatever is missing
+    there is encoded now on ``workers`` threads. The files are the same either way.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    headshots: list[Path] = []
-    thumbs: list[Image.Image] = []
-    for number, record in enumerate(selection.records, start=1):
-        target = out_dir / headshot_name(number)
-        with Image.open(selection.path(record)) as img:
-            rgb = img.convert("RGB")
-        rgb.save(target, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
-        thumb = rgb.copy()
-        thumb.thumbnail((SHEET_TILE, SHEET_TILE), Image.Resampling.LANCZOS)
-        thumbs.append(thumb)
-        headshots.append(target)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent) as scratch:
+        encoded = Path(encoded_dir) if encoded_dir is not None else Path(scratch)
+        _encode_missing(selection, encoded, workers or min(8, os.cpu_count() or 1))
+        headshots: list[Path] = []
+        thumbs: list[Image.Image] = []
+        for number, record in enumerate(selection.records, start=1):
+            ready = encoded_paths(encoded, record.file)
+            target = out_dir / headshot_name(number)
+            shutil.copyfile(ready.jpeg, target)
+            with Image.open(ready.tile) as tile:
+                thumbs.append(tile.convert("RGB"))
+            headshots.append(target)
 
     sheet_path: Path | None = None
     zip_path: Path | None = None

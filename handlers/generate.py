@@ -28,6 +28,7 @@ from PIL import Image
 from handlers.errors import Interrupted
 from handlers.generation_records import Attempt, ImageRecord, SelectionResult
 from handlers.image_source import DiffusionSource, ImageRequest, ImageSource, as_image_source
+from handlers.image_writer import ImageWriter
 from handlers.progress import Progress, ProgressFn, StopFn, report
 from handlers.prompts import PromptSet
 from handlers.select import (
@@ -52,6 +53,8 @@ class GenerateConfig:
     schedule then plans each batch from the verdicts of all but the batch still being scored
     (same selection rules, K bound and target; retries start one batch later).
     ``channels_last`` / ``compile_unet``: UNet speed options, CUDA only.
+    ``background_writes``: PNG encoding and ``on_image`` run on a writer thread while the next
+    batch generates (:mod:`handlers.image_writer`); every write has landed when the call returns.
     """
 
     num_images: int = 50
@@ -65,6 +68,7 @@ class GenerateConfig:
     overlap_scoring: bool = False
     channels_last: bool = True
     compile_unet: bool = False
+    background_writes: bool = True
 
     def __post_init__(self) -> None:
         from handlers.image_source import SAMPLERS
@@ -229,14 +233,11 @@ def generate_and_select(
             if keep:
                 if verdict.embedding is not None and verdict.accepted:
                     kept_embeddings.append(verdict.embedding)
-                name = image_file(request.prompt_index, request.attempt)
-                Image.fromarray(image).save(out_dir / name, compress_level=1)  # lossless, fast
                 record = ImageRecord(request.prompt_index, request.prompt, request.seed, request.attempt,
-                                     name, verdict.accepted, verdict.distance,
-                                     tuple(history[request.prompt_index]))
+                                     image_file(request.prompt_index, request.attempt), verdict.accepted,
+                                     verdict.distance, tuple(history[request.prompt_index]))
                 records.append(record)
-                if on_image is not None:
-                    on_image(record)
+                writer.submit(record, image)  # the file, then on_image (maybe on the writer thread)
         # each image's share of the main thread's time on its batch
         seconds = round((main_seconds + time.perf_counter() - t0) / len(requests), 4)
         for request in requests:
@@ -262,6 +263,8 @@ def generate_and_select(
     pool = ThreadPoolExecutor(1, thread_name_prefix="score") if (
         config.overlap_scoring and analyzer is not None) else None
     pending: _Scoring | None = None  # the batch being scored while the next one generates
+    writer = ImageWriter(out_dir, on_image, background=config.background_writes,
+                         max_pending=2 * config.batch_size)
     try:
         while True:
             batch = planner.next_batch(config.batch_size)
@@ -288,9 +291,13 @@ def generate_and_select(
                     pending = None
                 if not planner.finished:
                     raise Interrupted(f"generation stopped with {len(records)} of {config.num_images} images")
+    except BaseException:
+        writer.close(raise_errors=False)  # images already generated still land; this error wins
+        raise
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
+    writer.close()
 
     by_prompt = {r.prompt_index: r for r in records}
     final = tuple(_with_history(by_prompt[p], history.get(p)) for p in sorted(by_prompt))

@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from handlers.deliver import build_deliverables, encode_headshot
 from handlers.errors import Interrupted, StageError
 from handlers.progress import Progress
 from processor import stages
@@ -43,6 +44,7 @@ log = structlog.get_logger(__name__)
 
 #: At most this many uploaded files are looked at (the manifest schema allows 200).
 _MAX_PHOTOS = 200
+ENCODED_DIR = "delivery-encoded"  # local: delivery JPEGs made while generation runs
 
 
 @dataclass
@@ -283,9 +285,14 @@ class Pipeline:
         references = await self._references(job, summary)
         loop = asyncio.get_running_loop()
 
+        encoded_dir = job.dir(ENCODED_DIR)
+
         def on_image(record: Any) -> None:
+            # On generation's writer thread, while the GPU samples the next batch: the checkpoint
+            # upload first (durability), then the delivery JPEG, so deliver only renames files.
             asyncio.run_coroutine_threadsafe(job.ckpt.save_image(record, image_dir), loop).result()
             self.failpoints.hit("generate.image")
+            encode_headshot(image_dir / record.file, encoded_dir)
 
         selection = await asyncio.to_thread(
             stages.run_generate, weights_dir, identifier, references, image_dir, self.settings,
@@ -301,15 +308,13 @@ class Pipeline:
 
     async def _deliver(self, job: _Job, selection: Any) -> dict[str, Any]:
         """Results under ``results/<job>/``: fixed names, so a repeat overwrites, never duplicates."""
-        from handlers.deliver import build_deliverables
-
         done = await job.ckpt.done("deliver")
         if done is not None:
             job.log.info("stage_skipped", stage="deliver")
             return done
         await self._enter(job, "deliver", JobState.DELIVERING)
         out = job.dir("results")
-        deliverables = await asyncio.to_thread(build_deliverables, selection, out)
+        deliverables = await asyncio.to_thread(build_deliverables, selection, out, job.dir(ENCODED_DIR))
         prefix = results_prefix(job.job_id)
         types = {".jpg": "image/jpeg", ".zip": "application/zip", ".json": "application/json"}
         paths = list(deliverables.files())

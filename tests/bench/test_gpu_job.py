@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.gpu_job import expected_images, project, proposed_steps  # noqa: E402
+from bench.gpu_job import ABLATIONS, expected_images, project, proposed_steps  # noqa: E402
 
 PHASES = {"load", "prepare", "class_prior_miss", "class_prior_hit", "train", "load_trained", "generate"}
 
@@ -72,6 +72,22 @@ def test_baseline_profile_runs_the_naive_settings_and_counts_the_class_images_pe
     assert not gen["overlap_scoring"] and not gen["scored_in_loop"]
     assert "class_prior_miss" in d["total_in"] and "selection" not in d["phases"]
     assert d["face_scoring"] == "skipped: --no-faces"
+
+
+def test_ablation_undoes_one_change_at_a_time_and_reads_its_cost_in_the_phases_it_acts_on() -> None:
+    d = _run("--ablate", "--train-steps", "3", "--images", "16", "--class-images", "1", "--no-faces")
+    assert d["bench"] == "gpu_job_ablation" and set(d["without"]) == set(ABLATIONS)
+    for name, ab in ABLATIONS.items():
+        entry = d["without"][name]
+        if ab.cuda_only:  # the CPU run cannot measure them and says so
+            assert entry == {"skipped": "acts on CUDA only"}, name
+            continue
+        assert set(entry["phases"]) <= set(ab.phases) and entry["phases"], name
+        assert entry["costs_s"] == pytest.approx(
+            sum(v["without_s"] - v["with_s"] for v in entry["phases"].values()), abs=0.02)
+    # the class-image cache: a hit costs ~nothing, undoing it generates the class images
+    cache = d["without"]["class_image_cache"]
+    assert cache["phases"]["class_prior"]["with_s"] < 0.5 < cache["costs_s"]
 
 
 def test_projection_arithmetic() -> None:

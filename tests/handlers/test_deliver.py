@@ -12,6 +12,8 @@ from PIL import Image
 from handlers.deliver import (
     SHEET_TILE,
     build_deliverables,
+    encode_headshot,
+    encoded_paths,
     headshot_name,
     sheet_layout,
     tile_origin,
@@ -115,3 +117,27 @@ def test_an_empty_selection_still_writes_results_json_with_the_shortfall(tmp_pat
     d = build_deliverables(_selection(tmp_path, 0, requested=50), tmp_path / "out")
     assert d.headshots == () and d.contact_sheet is None and d.archive is None
     assert json.loads(d.results_json.read_text())["summary"]["shortfall"] == 50
+
+
+def test_images_encoded_ahead_give_byte_identical_deliverables_and_are_not_encoded_again(tmp_path: Path) -> None:
+    sel = _selection(tmp_path, 5)
+    direct = build_deliverables(sel, tmp_path / "direct", workers=1)
+    ahead = tmp_path / "encoded"
+    for record in sel.records[:3]:  # the writer thread got through three before the job resumed
+        encode_headshot(sel.path(record), ahead)
+    stamp = {r.file: encoded_paths(ahead, r.file).jpeg.stat().st_mtime_ns for r in sel.records[:3]}
+    mixed = build_deliverables(sel, tmp_path / "mixed", encoded_dir=ahead, workers=4)
+    for a, b in zip(direct.files(), mixed.files(), strict=True):
+        assert a.name == b.name and a.read_bytes() == b.read_bytes(), a.name
+    assert {r.file: encoded_paths(ahead, r.file).jpeg.stat().st_mtime_ns for r in sel.records[:3]} == stamp
+    assert all(encoded_paths(ahead, r.file).exists() for r in sel.records)  # the rest encoded now
+    assert not list(ahead.glob("*.part"))
+
+
+def test_encode_headshot_writes_a_progressive_jpeg_and_a_sheet_sized_tile(tmp_path: Path) -> None:
+    source = tmp_path / "p000-a0.png"
+    Image.new("RGB", (640, 480), COLOURS[0]).save(source)
+    out = encode_headshot(source, tmp_path / "enc")
+    with Image.open(out.jpeg) as jpeg, Image.open(out.tile) as tile:
+        assert jpeg.format == "JPEG" and jpeg.size == (640, 480) and jpeg.info.get("progressive")
+        assert tile.size == (SHEET_TILE, SHEET_TILE * 480 // 640)

@@ -102,12 +102,15 @@ def test_progress_reports_each_batch_up_to_the_target(fifty) -> None:
 
 def test_stop_request_interrupts_after_a_batch_with_its_images_kept(tiny_pipeline, tmp_path: Path) -> None:
     seen: list = []
+    batches: list = []
     with pytest.raises(Interrupted):
         generate_and_select(tiny_pipeline, load_prompt_set(), "sks", None, tmp_path,
                             GenerateConfig(num_images=6, **{**TINY, "batch_size": 2}),
-                            SelectConfig(mode="report"), None, should_stop=lambda: len(seen) >= 2,
-                            on_image=seen.append)
+                            SelectConfig(mode="report"), None, progress=batches.append,
+                            should_stop=lambda: len(batches) >= 1, on_image=seen.append)
+    # the first batch's writes (on the writer thread) have all landed before the stop is raised
     assert [r.prompt_index for r in seen] == [0, 1]
+    assert all((tmp_path / r.file).is_file() for r in seen)
     # the retried job passes the finished records back in and makes only the rest
     result = generate_and_select(tiny_pipeline, load_prompt_set(), "sks", None, tmp_path,
                                  GenerateConfig(num_images=6, **{**TINY, "batch_size": 2}),
