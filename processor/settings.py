@@ -9,10 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+
+
+#: Settings read from a variable that someone else sets, under that variable's own name.
+_UNPREFIXED_ENV = {"ecs_agent_uri": "ECS_AGENT_URI"}
 
 
 class SettingsError(ValueError):
@@ -46,6 +50,14 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(100.0, gt=0, le=120,
                                     description="SIGTERM -> message released and exit 0 within this")
     health_file: Path | None = Field(None, description="touched by the worker loop; the container health check reads it")
+
+    # --- ECS task scale-in protection (processor/task_protection.py) -------------------
+    task_protection_minutes: int = Field(120, ge=1, le=2880,
+                                         description="ExpiresInMinutes of the scale-in protection held while a "
+                                                     "job runs, renewed at half of it (ECS allows 1..2880)")
+    ecs_agent_uri: str | None = Field(None, validation_alias=AliasChoices("ECS_AGENT_URI", "ecs_agent_uri"),
+                                      description="ECS_AGENT_URI as the ECS agent sets it (no HEADSHOTS_ prefix); "
+                                                  "unset: not on ECS, no scale-in protection")
 
     # --- model and pipeline ----------------------------------------------------------
     base_model: str = Field("stabilityai/stable-diffusion-xl-base-1.0",
@@ -110,6 +122,15 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
 
+    @field_validator("ecs_agent_uri")
+    @classmethod
+    def _agent_is_url(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (it is set by the ECS agent)")
+        return v.rstrip("/")
+
     @field_validator("queue_url", "dlq_url")
     @classmethod
     def _queue_is_url(cls, v: str) -> str:
@@ -133,6 +154,7 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = "HEADSHOTS_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
+            field = "_".join(str(p) for p in err["loc"])
+            name = (_UNPREFIXED_ENV.get(field.lower()) or "HEADSHOTS_" + field.upper()) if field else "settings"
             lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -5,7 +5,8 @@ What each message means is decided by pure functions (:mod:`processor.dispatch`)
 finished job's duplicate is acknowledged with no work; a running job's duplicate goes back
 with a delay; a malformed message is never deleted, so it reaches the dead-letter queue; the
 message stays invisible while its job runs; on SIGTERM the worker stops polling, lets the
-stage stop at its next atomic step, and hands the message back within the grace period.
+stage stop at its next atomic step, and hands the message back within the grace period. On ECS
+the task holds its scale-in protection for each attempt at a job (:mod:`processor.task_protection`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from processor.job_store import Claim, ClaimOutcome, JobStore, LostOwnership
 from processor.queue import JobQueue, MessageLost, QueueMessage
 from processor.retry import describe
 from processor.settings import Settings
+from processor.task_protection import ScaleInProtection, scale_in_protection
 
 log = structlog.get_logger(__name__)
 
@@ -72,12 +74,14 @@ class Worker:
     """One job at a time from ``queue``; ``request_stop()`` (SIGTERM) ends the loop cleanly."""
 
     def __init__(self, settings: Settings, queue: JobQueue, jobs: JobStore, runner: JobRunner,
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None, protection: ScaleInProtection | None = None) -> None:
         self.settings = settings
         self.queue = queue
         self.jobs = jobs
         self.runner = runner
         self.worker_id = worker_id or new_worker_id()
+        # Held while an attempt runs; off ECS (the default) it does nothing.
+        self.protection = protection or ScaleInProtection.disabled()
         self.jobs_finished = 0
         self._stopping = asyncio.Event()
         self._job_stop = threading.Event()
@@ -117,6 +121,8 @@ class Worker:
                 log.warning("release_job_failed", job_id=job_id, error=describe(exc))
         if message is not None:
             await self._release(message, 0)
+        if job_id is not None:
+            await self.protection.release(job_id)
 
     # --- the loop --------------------------------------------------------------------
     async def run(self, max_jobs: int | None = None, idle_exit_s: float | None = None) -> int:
@@ -206,6 +212,15 @@ class Worker:
                      final_attempt=final, should_stop=self._job_stop.is_set)
         jlog.info("job_claimed", outcome=claim.outcome.value, attempt=job.attempt, final_attempt=final)
         self._current, self._current_job = message, job_id
+        # Protected from scale-in from here until this attempt has been handled, however it
+        # ends (done, handed back on SIGTERM, lost to another worker, crashed).
+        async with self.protection.held(job_id):
+            await self._attempt(message, job)
+
+    async def _attempt(self, message: QueueMessage, job: JobRun) -> None:
+        """One claimed attempt: run it, then carry out what its result means for the message."""
+        job_id = job.job_id
+        jlog = log.bind(job_id=job_id, message_id=message.message_id, receive_count=message.receive_count)
         try:
             result = await self._run_with_heartbeats(message, job)
         except Exception as exc:
@@ -305,9 +320,10 @@ async def serve(settings: Settings, *, max_jobs: int | None = None, idle_exit_s:
     from processor.pipeline import Pipeline
     from processor.storage import ObjectStore
 
-    async with ObjectStore(settings) as store, JobQueue(settings) as queue:
+    async with (ObjectStore(settings) as store, JobQueue(settings) as queue,
+               scale_in_protection(settings) as protection):
         jobs = JobStore(store, settings.output_bucket, settings.owner_stale_after_s)
-        worker = Worker(settings, queue, jobs, Pipeline(settings, store, jobs))
+        worker = Worker(settings, queue, jobs, Pipeline(settings, store, jobs), protection=protection)
         loop = asyncio.get_running_loop()
         watchdog: list[asyncio.Task[None]] = []
 

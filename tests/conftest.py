@@ -19,6 +19,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 from tests.fixtures.aws import *  # noqa: E402,F401,F403
+from tests.fixtures.ecs_agent import *  # noqa: E402,F401,F403
 from tests.fixtures.faces import *  # noqa: E402,F401,F403
 from tests.fixtures.jobs import *  # noqa: E402,F401,F403
 from tests.fixtures.models import *  # noqa: E402,F401,F403
