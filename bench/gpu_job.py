@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +201,7 @@ def run_job(args: argparse.Namespace, prof: Profile | None = None) -> dict[str, 
 
     prof = prof or PROFILES[args.profile]
     if args.compile:
-        prof = Profile(**{**prof.__dict__, "compile_unet": True})
+        prof = replace(prof, compile_unet=True)
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
     precision = resolve_precision(device, prof.precision)
@@ -286,7 +286,7 @@ def run_job(args: argparse.Namespace, prof: Profile | None = None) -> dict[str, 
                                     sampler=prof.sampler, overlap_scoring=prof.overlap_scoring,
                                     channels_last=prof.channels_last, compile_unet=prof.compile_unet,
                                     background_writes=prof.background_writes)
-        warm = GenerateConfig(**{**gen_config.__dict__, "num_images": prof.batch_size, "steps": 2})
+        warm = replace(gen_config, num_images=prof.batch_size, steps=2)
         generate_and_select(gen_pipe, prompts, identifier, None, root / "warm", warm,
                             SelectConfig(mode="report"), None)  # kernels, allocator, compile
         phases.timed("generate", lambda: generate_and_select(
@@ -373,7 +373,7 @@ def ablate(args: argparse.Namespace) -> dict[str, Any]:
         if ab.cuda_only and not gpu:
             without[name] = {"skipped": "acts on CUDA only"}
             continue
-        run = run_job(args, Profile(**{**PROFILES["optimized"].__dict__, **ab.undo, "name": f"without {name}"}))
+        run = run_job(args, replace(PROFILES["optimized"], name=f"without {name}", **ab.undo))
         phases = {ph: {"with_s": round(_phase_s(full, ph), 2), "without_s": round(_phase_s(run, ph), 2)}
                   for ph in ab.phases if _phase_s(full, ph) or _phase_s(run, ph)}
         with_s = sum(v["with_s"] for v in phases.values())

@@ -8,6 +8,7 @@ seed and attempt of each image so any headshot can be regenerated exactly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -177,8 +178,9 @@ def build_deliverables(selection: SelectionResult, out_dir: Path, encoded_dir: P
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent) as scratch:
-        encoded = Path(encoded_dir) if encoded_dir is not None else Path(scratch)
+    with contextlib.ExitStack() as stack:  # a scratch folder only when nothing was encoded ahead
+        encoded = (Path(encoded_dir) if encoded_dir is not None
+                   else Path(stack.enter_context(tempfile.TemporaryDirectory(dir=out_dir.parent))))
         _encode_missing(selection, encoded, workers or min(8, os.cpu_count() or 1))
         headshots: list[Path] = []
         thumbs: list[Image.Image] = []

@@ -78,10 +78,6 @@ class ImageWriter:
         if raise_errors:
             self._raise_first_error(done_only=False)
 
-    @property
-    def pending(self) -> int:
-        return sum(not f.done() for f in self._futures)
-
     def _raise_first_error(self, done_only: bool) -> None:
         for future in self._futures:
             if done_only and not future.done():

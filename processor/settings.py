@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
@@ -113,22 +113,14 @@ class Settings(BaseSettings):
     failpoints: str = Field("", description="fault-suite only: 'point=kill|raise|exit[@N],...' "
                                             "(processor/failpoints.py); empty in production")
 
-    @field_validator("aws_endpoint_url")
+    @field_validator("aws_endpoint_url", "ecs_agent_uri")
     @classmethod
-    def _endpoint_is_url(cls, v: str | None) -> str | None:
+    def _optional_base_url(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v in (None, ""):
             return None
         if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v.rstrip("/")
-
-    @field_validator("ecs_agent_uri")
-    @classmethod
-    def _agent_is_url(cls, v: str | None) -> str | None:
-        if v in (None, ""):
-            return None
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https:// (it is set by the ECS agent)")
+            hint = " (it is set by the ECS agent)" if info.field_name == "ecs_agent_uri" else ""
+            raise ValueError(f"must start with http:// or https://{hint}")
         return v.rstrip("/")
 
     @field_validator("queue_url", "dlq_url")
