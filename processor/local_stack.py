@@ -28,6 +28,7 @@ from typing import Any
 
 import boto3
 import structlog
+from botocore.config import Config
 
 from processor.aws_clients import client_kwargs
 from processor.settings import Settings
@@ -36,6 +37,10 @@ log = structlog.get_logger(__name__)
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 _TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+#: botocore standard mode retries 500/503 and throttling with jittered backoff.
+OPERATOR_RETRIES: dict[str, Any] = {"total_max_attempts": 5, "mode": "standard"}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -256,8 +261,16 @@ class LocalStack:
         return env
 
     def client(self, service: str, settings: Settings | None = None) -> Any:
-        """A blocking boto3 client on this stack (setup and test inspection)."""
-        return boto3.client(service, **client_kwargs(settings or self.settings, service))
+        """A blocking boto3 client on this stack (setup and test inspection).
+
+        Unlike the service's own clients (tenacity retries around each call), this operator
+        client lets botocore retry. S3 documents 500/503 as retryable, and moto's threaded
+        server under load answered one status poll with a 500 (CI, two workers); a poll must
+        ride that out rather than fail the test.
+        """
+        kwargs = client_kwargs(settings or self.settings, service)
+        kwargs["config"] = kwargs["config"].merge(Config(retries=OPERATOR_RETRIES))
+        return boto3.client(service, **kwargs)
 
     # --- resources -------------------------------------------------------------------
     def provision(self, name: str | None = None, settings: Settings | None = None,

@@ -145,3 +145,18 @@ async def test_stack_can_be_started_and_stopped_from_async_code(tmp_path) -> Non
         assert stack.settings.dlq_url.endswith("/headshots-jobs-dlq")
     with pytest.raises(OSError):
         urllib.request.urlopen(url, timeout=2)  # noqa: S310
+
+
+def test_operator_client_rides_out_transient_server_errors(local_stack: LocalStack,
+                                                           aws_settings: Settings) -> None:
+    """Test polls read status while workers write it; a transient 5xx must not fail the test."""
+    from processor.fault_proxy import FaultProxy
+
+    local_stack.client("s3", aws_settings).put_object(Bucket=aws_settings.output_bucket,
+                                                      Key="probe.json", Body=b"{}")
+    with FaultProxy(aws_settings.aws_endpoint_url or "", rates={}, fail_first={"s3": 2}) as proxy:
+        via_proxy = aws_settings.model_copy(update={"aws_endpoint_url": proxy.url})
+        body = local_stack.client("s3", via_proxy).get_object(
+            Bucket=aws_settings.output_bucket, Key="probe.json")["Body"].read()
+        assert body == b"{}"
+        assert proxy.counts.injected == {"s3": 2}
