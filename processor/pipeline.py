@@ -16,7 +16,6 @@ import asyncio
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,50 +25,30 @@ from handlers.deliver import build_deliverables, encode_headshot
 from handlers.errors import Interrupted, StageError
 from handlers.progress import Progress
 from processor import stages
-from processor.attempt_status import AttemptStatus
-from processor.checkpoints import JobCheckpoints, selection_from_dict, selection_to_dict
+from processor.attempt import Attempt
+from processor.checkpoints import selection_from_dict, selection_to_dict
 from processor.class_cache import ensure_class_images
 from processor.failpoints import Failpoints
 from processor.job_store import JobStore, LostOwnership
-from processor.manifest import MANIFEST_NAME, Manifest, ManifestError, parse_manifest, uploads_prefix
+from processor.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ManifestError,
+    parse_manifest,
+    uploads_prefix,
+)
 from processor.notify import Notifier, ready_links, selection_note
+from processor.publish import publish_results
 from processor.settings import Settings
-from processor.state import TERMINAL, InvalidTransition, JobState, JobStatus
+from processor.state import TERMINAL, JobState
 from processor.storage import NotFound, ObjectStore
-from processor.transfers import download_many, upload_many
+from processor.uploads import download_photos
 from processor.validation import ValidationSummary, summarize
 from processor.worker import JobResult, JobRun
 
 log = structlog.get_logger(__name__)
 
-#: At most this many uploaded files are looked at (the manifest schema allows 200).
-_MAX_PHOTOS = 200
 ENCODED_DIR = "delivery-encoded"  # local: delivery JPEGs made while generation runs
-
-
-@dataclass
-class _Job:
-    """What one attempt at a job carries around."""
-
-    run: JobRun
-    root: Path
-    ckpt: JobCheckpoints
-    status: AttemptStatus
-    manifest: Manifest | None = None
-    log: Any = None
-
-    @property
-    def job_id(self) -> str:
-        return self.run.job_id
-
-    def dir(self, name: str) -> Path:
-        path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def check_stop(self) -> None:
-        if self.run.should_stop():
-            raise Interrupted("stop requested between stages")
 
 
 class Pipeline:
@@ -90,11 +69,8 @@ class Pipeline:
 
     # --- the worker's entry points ------------------------------------------------------
     async def run(self, run: JobRun) -> JobResult:
-        root = self.settings.work_dir / run.job_id
-        jlog = log.bind(job_id=run.job_id, attempt=run.attempt)
-        job = _Job(run=run, root=root, ckpt=JobCheckpoints(self.jobs, run.job_id),
-                   status=AttemptStatus(self.jobs, run.job_id, run.worker_id, jlog), log=jlog)
-        _fresh_dir(root, keep=("train-full",))
+        job = Attempt.begin(run, self.settings.work_dir, self.jobs)
+        job.clear_local(keep=("train-full",))
         try:
             return await self._run(job)
         except Interrupted as exc:
@@ -108,14 +84,11 @@ class Pipeline:
             return JobResult.TERMINAL
         finally:
             if not run.should_stop():
-                shutil.rmtree(root, ignore_errors=True)
+                shutil.rmtree(job.root, ignore_errors=True)
 
     async def fail(self, run: JobRun, reason: str) -> None:
         """The worker's last word on a job that kept crashing: failed, and one email."""
-        jlog = log.bind(job_id=run.job_id)
-        job = _Job(run=run, root=self.settings.work_dir / run.job_id,
-                   ckpt=JobCheckpoints(self.jobs, run.job_id),
-                   status=AttemptStatus(self.jobs, run.job_id, run.worker_id, jlog), log=jlog)
+        job = Attempt.begin(run, self.settings.work_dir, self.jobs)
         try:
             job.manifest = await self._load_manifest(job)
         except (ManifestError, NotFound):
@@ -123,7 +96,7 @@ class Pipeline:
         await self._end(job, JobState.FAILED, error=reason)
 
     # --- the stages -----------------------------------------------------------------
-    async def _run(self, job: _Job) -> JobResult:
+    async def _run(self, job: Attempt) -> JobResult:
         try:
             job.manifest = await self._load_manifest(job)
         except NotFound:
@@ -154,7 +127,7 @@ class Pipeline:
         await self._end(job, JobState.DELIVERED, result=delivered)
         return JobResult.TERMINAL
 
-    async def _load_manifest(self, job: _Job) -> Manifest:
+    async def _load_manifest(self, job: Attempt) -> Manifest:
         """The job's manifest: from its checkpoint (uploads may be gone), else from the upload."""
         saved = await job.ckpt.get_bytes("manifest", MANIFEST_NAME)
         if saved is not None:
@@ -165,23 +138,12 @@ class Pipeline:
         await job.ckpt.put_bytes("manifest", MANIFEST_NAME, obj.body)
         return manifest
 
-    async def _download_photos(self, job: _Job, names: list[str] | None = None) -> list[Path]:
-        """The uploaded photos (the manifest's list, or every file beside it) in upload order."""
-        prefix = uploads_prefix(job.job_id)
-        keys = await self.store.list_keys(self.settings.input_bucket, prefix)
-        available = [k[len(prefix):] for k in keys]
-        available = [n for n in available if n != MANIFEST_NAME and "/" not in n and n not in (".", "..")]
-        wanted = names if names is not None else (
-            list(job.manifest.photos) if job.manifest and job.manifest.photos else sorted(available))
-        folder = job.dir("photos")
-        paths = [folder / name for name in wanted[:_MAX_PHOTOS]]
-        present = set(available)
-        # a listed photo that was never uploaded stays missing: the gate reports it unreadable
-        await download_many(self.store, self.settings.input_bucket,
-                            [(prefix + p.name, p) for p in paths if p.name in present])
-        return paths
+    async def _download_photos(self, job: Attempt, names: list[str] | None = None) -> list[Path]:
+        listed = list(job.manifest.photos) if job.manifest and job.manifest.photos else None
+        return await download_photos(self.store, self.settings.input_bucket, job.job_id,
+                                     job.dir("photos"), listed, names)
 
-    async def _validate(self, job: _Job) -> ValidationSummary:
+    async def _validate(self, job: Attempt) -> ValidationSummary:
         done = await job.ckpt.done("validate")
         if done is not None:
             job.log.info("stage_skipped", stage="validate")
@@ -197,7 +159,7 @@ class Pipeline:
         await self._leave(job, "validate", validation=summary)
         return summary
 
-    async def _prepare(self, job: _Job, summary: ValidationSummary) -> tuple[Any | None, str]:
+    async def _prepare(self, job: Attempt, summary: ValidationSummary) -> tuple[Any | None, str]:
         """The training set and identifier; the set is None when training finished already."""
         from handlers.prepare import PreparedDataset
 
@@ -220,11 +182,11 @@ class Pipeline:
         await self._leave(job, "prepare")
         return dataset, identifier
 
-    async def _class_images(self, job: _Job, class_prompt: str) -> Path | None:
+    async def _class_images(self, job: Attempt, class_prompt: str) -> Path | None:
         return await ensure_class_images(self.store, self.settings, class_prompt,
                                          self._progress_fn(job, "class_images"))
 
-    async def _train(self, job: _Job, dataset: Any | None, class_dir: Path | None) -> Path:
+    async def _train(self, job: Attempt, dataset: Any | None, class_dir: Path | None) -> Path:
         full = self.settings.train_method == "full"
         out_dir = job.dir("train-full" if full else "train")
         weights_dir = out_dir / "weights"
@@ -270,7 +232,7 @@ class Pipeline:
         await self._leave(job, "train")
         return result.weights_dir
 
-    async def _generate(self, job: _Job, summary: ValidationSummary, weights_dir: Path,
+    async def _generate(self, job: Attempt, summary: ValidationSummary, weights_dir: Path,
                         identifier: str) -> Any:
         image_dir = job.dir("generated")
         done = await job.ckpt.done("generate")
@@ -301,43 +263,27 @@ class Pipeline:
         await self._leave(job, "generate")
         return selection
 
-    async def _references(self, job: _Job, summary: ValidationSummary) -> Any:
+    async def _references(self, job: Attempt, summary: ValidationSummary) -> Any:
         """Embeddings of the training photos (recomputed: embeddings are never stored)."""
         photos = await self._download_photos(job, list(summary.accepted_files))
         return await asyncio.to_thread(stages.reference_embeddings, photos, self.faces)
 
-    async def _deliver(self, job: _Job, selection: Any) -> dict[str, Any]:
-        """Results under ``results/<job>/``: fixed names, so a repeat overwrites, never duplicates."""
+    async def _deliver(self, job: Attempt, selection: Any) -> dict[str, Any]:
+        """Results under ``results/<job>/`` (:mod:`processor.publish`)."""
         done = await job.ckpt.done("deliver")
         if done is not None:
             job.log.info("stage_skipped", stage="deliver")
             return done
         await self._enter(job, "deliver", JobState.DELIVERING)
-        out = job.dir("results")
-        deliverables = await asyncio.to_thread(build_deliverables, selection, out, job.dir(ENCODED_DIR))
-        prefix = results_prefix(job.job_id)
-        types = {".jpg": "image/jpeg", ".zip": "application/zip", ".json": "application/json"}
-        paths = list(deliverables.files())
-        files = [p.name for p in paths]
-        # headshots first (concurrently), then the files that describe them
-        head = [p for p in paths if p.suffix == ".jpg"]
-        await upload_many(self.store, self.settings.output_bucket, [(p, prefix + p.name) for p in head],
-                          content_type=lambda p: types.get(p.suffix))
-        self.failpoints.hit("deliver.uploaded")
-        for path in (p for p in paths if p.suffix != ".jpg"):
-            await self.store.upload_file(self.settings.output_bucket, prefix + path.name, path,
-                                         content_type=types.get(path.suffix))
-            self.failpoints.hit("deliver.uploaded")
-        meta = {"prefix": prefix, "files": files,
-                "headshots": [p.name for p in deliverables.headshots],
-                "contact_sheet": deliverables.contact_sheet.name if deliverables.contact_sheet else None,
-                "archive": deliverables.archive.name if deliverables.archive else None,
-                "summary": _json_safe(deliverables.summary)}
+        deliverables = await asyncio.to_thread(build_deliverables, selection, job.dir("results"),
+                                               job.dir(ENCODED_DIR))
+        meta = await publish_results(self.store, self.settings.output_bucket, job.job_id, deliverables,
+                                     self.failpoints.hit)
         await job.ckpt.mark_done("deliver", meta)
         await self._leave(job, "deliver")
         return meta
 
-    async def _notify_ready(self, job: _Job, delivered: dict[str, Any]) -> None:
+    async def _notify_ready(self, job: Attempt, delivered: dict[str, Any]) -> None:
         await self._enter(job, "notify", JobState.DELIVERING)
         assert job.manifest is not None
         links = await ready_links(self.store, self.settings, delivered)
@@ -347,18 +293,18 @@ class Pipeline:
         await self._leave(job, "notify")
 
     # --- status.json ----------------------------------------------------------------
-    async def _enter(self, job: _Job, stage: str, state: JobState) -> None:
+    async def _enter(self, job: Attempt, stage: str, state: JobState) -> None:
         job.check_stop()
         self.failpoints.hit(f"{stage}.start")
         await job.status.enter(stage, state)
 
-    async def _leave(self, job: _Job, stage: str, validation: ValidationSummary | None = None) -> None:
+    async def _leave(self, job: Attempt, stage: str, validation: ValidationSummary | None = None) -> None:
         await job.status.leave(stage, {"validation": validation.public_dict()} if validation else None)
 
-    def _progress_fn(self, job: _Job, stage: str) -> Callable[[Progress], None]:
+    def _progress_fn(self, job: Attempt, stage: str) -> Callable[[Progress], None]:
         return job.status.progress_fn(stage)
 
-    async def _end(self, job: _Job, state: JobState, *, error: str | None = None,
+    async def _end(self, job: Attempt, state: JobState, *, error: str | None = None,
                    validation: ValidationSummary | None = None, result: dict[str, Any] | None = None,
                    email_to: str | None = None) -> None:
         """Terminal state: one email (send-once), status, then the person's data is removed."""
@@ -373,47 +319,15 @@ class Pipeline:
                 await self.notifier.failed(job.job_id, str(to), job.manifest.name if job.manifest else None,
                                            error or "unknown error", attempts, hit=self.failpoints.hit)
         now = time.time()
-
-        def finish(s: JobStatus) -> JobStatus:
-            if s.state is state:
-                return s
-            if s.is_terminal:
-                raise InvalidTransition(f"job already ended as {s.state.value}")
-            updates: dict[str, Any] = {}
-            if validation is not None:
-                updates["validation"] = validation.public_dict()
-            if result is not None:
-                updates["result"] = {k: result[k] for k in ("prefix", "files", "summary") if k in result}
-            return s.model_copy(update=updates).transition(state, now, error=error).with_owner(None, now)
-        await job.status.update(finish)
+        public_validation = validation.public_dict() if validation is not None else None
+        await job.status.update(lambda s: s.end(state, now, error=error, validation=public_validation,
+                                                result=result))
         job.log.info("job_ended", state=state.value, error=error)
         await self._cleanup(job)
 
-    async def _cleanup(self, job: _Job) -> None:
+    async def _cleanup(self, job: Attempt) -> None:
         """Privacy: uploads and work files go once the job has ended (a lifecycle rule is the backstop)."""
         removed = await self.store.delete_prefix(self.settings.input_bucket, uploads_prefix(job.job_id))
         work = await job.ckpt.delete_all()
         job.log.info("job_data_removed", uploads=removed, work_objects=work)
 
-
-def results_prefix(job_id: str) -> str:
-    return f"results/{job_id}/"
-
-
-def _fresh_dir(root: Path, keep: tuple[str, ...] = ()) -> None:
-    """Start an attempt from S3's checkpoints, not from leftovers of a dead attempt."""
-    if root.exists():
-        for child in root.iterdir():
-            if child.name in keep:
-                continue
-            if child.is_dir():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                child.unlink(missing_ok=True)
-    root.mkdir(parents=True, exist_ok=True)
-
-
-def _json_safe(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value, default=str))

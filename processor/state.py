@@ -122,6 +122,26 @@ class JobStatus(BaseModel):
             changes["progress"] = None
         return self.model_copy(update=changes)
 
+    def end(self, target: JobState, now: float, *, error: str | None = None,
+            validation: dict[str, Any] | None = None, result: dict[str, Any] | None = None) -> JobStatus:
+        """The terminal update: idempotent for the same end, refused after a different one.
+
+        A repeat (a redelivered message, a retried write) must not bump ``updated_at`` or
+        overwrite the first end's record; a job that already ended otherwise stays as it ended.
+        """
+        if target not in TERMINAL:
+            raise InvalidTransition(f"{target.value} is not a terminal state")
+        if self.state is target:
+            return self
+        if self.is_terminal:
+            raise InvalidTransition(f"job already ended as {self.state.value}")
+        updates: dict[str, Any] = {}
+        if validation is not None:
+            updates["validation"] = validation
+        if result is not None:
+            updates["result"] = {k: result[k] for k in ("prefix", "files", "summary") if k in result}
+        return self.model_copy(update=updates).transition(target, now, error=error).with_owner(None, now)
+
     def start_stage(self, stage: str, now: float) -> JobStatus:
         old = self.stages.get(stage, StageTiming())
         timing = StageTiming(started_at=now, finished_at=None, runs=old.runs + 1)

@@ -94,3 +94,34 @@ def test_status_round_trips_through_json() -> None:
     again = JobStatus.from_json(status.to_json())
     assert again == status
     assert b'"state": "validating"' in status.to_json()
+
+
+def _delivering() -> JobStatus:
+    status = JobStatus.new("j", now=0.0)
+    for i, target in enumerate(HAPPY_PATH[1:-1], start=1):
+        status = status.transition(target, now=float(i))
+    return status.with_owner("worker-a", now=4.5)
+
+
+def test_end_records_the_public_result_and_releases_the_owner() -> None:
+    result = {"prefix": "results/j/", "files": ["a.jpg"], "summary": {"kept": 1}, "archive": "x.zip"}
+    ended = _delivering().end(S.DELIVERED, now=9.0, result=result)
+    assert ended.state is S.DELIVERED and ended.updated_at == 9.0
+    assert ended.result == {"prefix": "results/j/", "files": ["a.jpg"], "summary": {"kept": 1}}
+    assert ended.owner is None and ended.owner_heartbeat_at is None and ended.progress is None
+
+
+def test_repeating_the_same_end_changes_nothing() -> None:
+    ended = _delivering().end(S.FAILED, now=9.0, error="boom")
+    assert ended.end(S.FAILED, now=20.0, error="other") is ended
+
+
+def test_a_job_that_ended_one_way_cannot_end_another() -> None:
+    ended = _delivering().end(S.DELIVERED, now=9.0)
+    with pytest.raises(InvalidTransition, match="already ended as delivered"):
+        ended.end(S.FAILED, now=10.0, error="late crash")
+
+
+def test_end_refuses_a_state_that_is_not_terminal() -> None:
+    with pytest.raises(InvalidTransition, match="not a terminal state"):
+        _delivering().end(S.GENERATING, now=9.0)
