@@ -52,7 +52,7 @@ class GenerateConfig:
     ``overlap_scoring``: score batch k on a worker thread while batch k+1 generates; the
     schedule then plans each batch from the verdicts of all but the batch still being scored
     (same selection rules, K bound and target; retries start one batch later).
-    ``channels_last`` / ``compile_unet``: UNet speed options, CUDA only.
+    ``channels_last`` (CUDA only) / ``compile_unet``: UNet speed options.
     ``background_writes``: PNG encoding and ``on_image`` run on a writer thread while the next
     batch generates (:mod:`handlers.image_writer`); every write has landed when the call returns.
     """

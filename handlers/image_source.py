@@ -59,13 +59,19 @@ def use_sampler(pipeline: Any, sampler: str) -> None:
 
 
 def speed_up_unet(pipeline: Any, channels_last: bool, compile_unet: bool) -> None:
-    """Channels-last convolutions and ``torch.compile`` on CUDA (both no-ops on CPU)."""
+    """Channels-last convolutions (CUDA only) and ``torch.compile`` of the UNet (where asked).
+
+    The compile is ``fullgraph``: a graph break would silently keep most of the eager cost, so
+    it fails loudly instead. Compiled graphs are reused for the next job's UNet in the same
+    process (same class and shapes), so a long-running worker pays the compile once
+    (``bench/compile_unet.py`` measures both).
+    """
     import torch
 
     unet = getattr(pipeline, "unet", None)
-    if unet is None or getattr(unet, "device", torch.device("cpu")).type != "cuda":
+    if unet is None:
         return
-    if channels_last:
+    if channels_last and getattr(unet, "device", torch.device("cpu")).type == "cuda":
         unet.to(memory_format=torch.channels_last)
     if compile_unet and not hasattr(unet, "_orig_mod"):
         pipeline.unet = torch.compile(unet, fullgraph=True)

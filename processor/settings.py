@@ -79,8 +79,8 @@ class Settings(BaseSettings):
     sampler: Literal["dpmpp_2m_karras", "euler", "pipeline"] = Field(
         "dpmpp_2m_karras", description="generation sampler; 'pipeline' keeps the model's own scheduler")
     overlap_scoring: bool = Field(True, description="score batch k on a CPU thread while batch k+1 generates")
-    compile_unet: bool = Field(False, description="torch.compile the UNet for generation (CUDA; pays off only "
-                                                  "when its compile time is below the seconds it saves)")
+    compile_unet: bool = Field(False, description="torch.compile the UNet for generation; paid once per worker "
+                                                  "process, not per job (bench/compile_unet.py)")
     guidance_scale: float = Field(5.0, ge=1.0, le=30.0)
     generation_batch_size: int = Field(8, ge=1, le=64,
                                        description="images per sampling batch; 8 at 1024 peaks at 9.3 GiB (H100 bench)")
