@@ -52,6 +52,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     DEEPFACE_HOME=/opt/headshots/deepface \
     HEADSHOTS_DEEPFACE_HOME=/opt/headshots/deepface \
     HF_HOME=/cache/huggingface \
+    TORCHINDUCTOR_CACHE_DIR=/cache/torchinductor \
     HEADSHOTS_CLASS_CACHE_DIR=/cache/class-images \
     HEADSHOTS_WORK_DIR=/work/jobs \
     HEADSHOTS_HEALTH_FILE=/work/health \

@@ -31,7 +31,9 @@ locals {
     HEADSHOTS_CLASS_CACHE_DIR = "${var.model_cache_container_path}/class-images"
     HEADSHOTS_LOG_FORMAT      = "json"
     HF_HOME                   = "${var.model_cache_container_path}/huggingface"
-    TMPDIR                    = "${local.scratch_container_path}/tmp"
+    # torch.compile's kernels outlive the container: a restarted worker recompiles in seconds
+    TORCHINDUCTOR_CACHE_DIR = "${var.model_cache_container_path}/torchinductor"
+    TMPDIR                  = "${local.scratch_container_path}/tmp"
   })
 
   tags = merge({ service = "headshots", module = "compute" }, var.tags)

@@ -80,6 +80,10 @@ run "worker_container_contract" {
     error_message = "the container's environment carries the worker settings"
   }
   assert {
+    condition     = contains(jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment, { name = "TORCHINDUCTOR_CACHE_DIR", value = "/cache/torchinductor" })
+    error_message = "torch.compile's kernel cache lives on the instance's model-cache volume, not in the container"
+  }
+  assert {
     condition     = jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].readonlyRootFilesystem && jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].user == "10001:10001"
     error_message = "non-root user, read-only root filesystem"
   }
