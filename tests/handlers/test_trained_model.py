@@ -59,6 +59,9 @@ def test_lora_weights_load_back_into_a_pipeline_that_predicts_like_the_trained_u
     pipe = load_trained_pipeline(str(tiny_model_dir), tmp_path, "cpu", torch.float32, fuse_lora=fuse)
     assert isinstance(pipe, StableDiffusionXLPipeline)
     torch.testing.assert_close(predict(pipe.unet), trained_prediction, rtol=1e-4, atol=1e-5)
+    if fuse:  # the fused UNet samples through SDPA at every attention, as the base does
+        kinds = {type(p).__name__ for p in pipe.unet.attn_processors.values()}
+        assert kinds == {"AttnProcessor2_0"}, kinds
 
 
 def test_full_fine_tune_weights_replace_the_base_unet(tmp_path, tiny_model_dir):
