@@ -75,7 +75,7 @@ def test_baseline_profile_runs_the_naive_settings_and_counts_the_class_images_pe
 
 
 def test_ablation_undoes_one_change_at_a_time_and_reads_its_cost_in_the_phases_it_acts_on() -> None:
-    d = _run("--ablate", "--train-steps", "3", "--images", "16", "--class-images", "1", "--no-faces")
+    d = _run("--ablate", "--train-steps", "3", "--images", "8", "--class-images", "1", "--no-faces")
     assert d["bench"] == "gpu_job_ablation" and set(d["without"]) == set(ABLATIONS)
     for name, ab in ABLATIONS.items():
         entry = d["without"][name]
