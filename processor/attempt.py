@@ -11,16 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from handlers.errors import Interrupted
 from processor.attempt_status import AttemptStatus
 from processor.checkpoints import JobCheckpoints
 from processor.job_store import JobStore
 from processor.manifest import Manifest
 from processor.worker import JobRun
-
-log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -35,8 +31,9 @@ class Attempt:
     manifest: Manifest | None = None
 
     @classmethod
-    def begin(cls, run: JobRun, work_dir: Path, jobs: JobStore) -> Attempt:
-        jlog = log.bind(job_id=run.job_id, attempt=run.attempt)
+    def begin(cls, run: JobRun, work_dir: Path, jobs: JobStore, logger: Any) -> Attempt:
+        """``logger``: the caller's, so the job's log lines keep naming the module that wrote them."""
+        jlog = logger.bind(job_id=run.job_id, attempt=run.attempt)
         return cls(run=run, root=work_dir / run.job_id, ckpt=JobCheckpoints(jobs, run.job_id),
                    status=AttemptStatus(jobs, run.job_id, run.worker_id, jlog), log=jlog)
 

@@ -69,7 +69,7 @@ class Pipeline:
 
     # --- the worker's entry points ------------------------------------------------------
     async def run(self, run: JobRun) -> JobResult:
-        job = Attempt.begin(run, self.settings.work_dir, self.jobs)
+        job = Attempt.begin(run, self.settings.work_dir, self.jobs, log)
         job.clear_local(keep=("train-full",))
         try:
             return await self._run(job)
@@ -88,7 +88,7 @@ class Pipeline:
 
     async def fail(self, run: JobRun, reason: str) -> None:
         """The worker's last word on a job that kept crashing: failed, and one email."""
-        job = Attempt.begin(run, self.settings.work_dir, self.jobs)
+        job = Attempt.begin(run, self.settings.work_dir, self.jobs, log)
         try:
             job.manifest = await self._load_manifest(job)
         except (ManifestError, NotFound):
