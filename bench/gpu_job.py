@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, help="generate this many images and project the rest")
     p.add_argument("--class-images", type=int, help="class images generated on the cache miss")
     p.add_argument("--regeneration-rate", type=float, default=0.3)
-    p.add_argument("--compile", action="store_true", help="torch.compile the generation UNet (CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the generation UNet (see bench/compile_unet.py)")
     p.add_argument("--no-faces", action="store_true", help="skip face scoring")
     p.add_argument("--ablate", action="store_true",
                    help="measure each optimisation: the optimized job with one change undone at a time")

@@ -13,6 +13,7 @@ in :class:`DiffusionSource`; tests can feed real photos through the same selecti
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -260,12 +261,14 @@ def generate_and_select(
         verdicts = job.verdicts.result()
         settle(job.batch, job.requests, job.images, verdicts, job.seconds + time.perf_counter() - t1)
 
-    pool = ThreadPoolExecutor(1, thread_name_prefix="score") if (
-        config.overlap_scoring and analyzer is not None) else None
     pending: _Scoring | None = None  # the batch being scored while the next one generates
-    writer = ImageWriter(out_dir, on_image, background=config.background_writes,
-                         max_pending=2 * config.batch_size)
-    try:
+    # Unwound in reverse, however the loop ends: scoring finishes, then every queued write lands
+    # (on an error, the writer's own error does not replace the one on its way out).
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(ImageWriter(out_dir, on_image, background=config.background_writes,
+                                                 max_pending=2 * config.batch_size))
+        pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="score")) if (
+            config.overlap_scoring and analyzer is not None) else None
         while True:
             batch = planner.next_batch(config.batch_size)
             if not batch and pending is None:
@@ -291,13 +294,6 @@ def generate_and_select(
                     pending = None
                 if not planner.finished:
                     raise Interrupted(f"generation stopped with {len(records)} of {config.num_images} images")
-    except BaseException:
-        writer.close(raise_errors=False)  # images already generated still land; this error wins
-        raise
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
-    writer.close()
 
     by_prompt = {r.prompt_index: r for r in records}
     final = tuple(_with_history(by_prompt[p], history.get(p)) for p in sorted(by_prompt))
