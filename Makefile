@@ -9,6 +9,7 @@ demo: setup
 
 # The test command of the README and of .ci/run.
 test: setup
+	.venv/bin/lint-imports
 	.venv/bin/python -m pytest -q
 	./scripts/terraform-checks.sh
 

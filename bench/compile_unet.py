@@ -55,7 +55,7 @@ def _one_job(args: argparse.Namespace, compiled: bool) -> dict[str, float]:
     import torch
 
     from bench.generate import _device, load_pipeline, timed_run
-    from handlers.generate import GenerateConfig
+    from handlers.generate.config import GenerateConfig
 
     device = _device(args.device)
     pipeline = load_pipeline(args.sdxl_shaped, device, getattr(torch, args.dtype))

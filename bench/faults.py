@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("DEEPFACE_HOME", str(REPO / ".cache" / "deepface"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from processor.fault_proxy import FaultProxy  # noqa: E402
-from processor.local_stack import LocalStack  # noqa: E402
-from processor.profiles import fast_queue_settings, tiny_model_settings  # noqa: E402
+from processor.devkit.fault_proxy import FaultProxy
+from processor.devkit.local_stack import LocalStack
+from processor.devkit.profiles import fast_queue_settings, tiny_model_settings
 from processor.settings import Settings  # noqa: E402
 from tests.integration.harness import (  # noqa: E402
     Fleet,
@@ -261,8 +261,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from handlers.faces import install_weights
+    from processor.devkit.samples import build_person_set
     from processor.logging import configure_logging
-    from processor.samples import build_person_set
     from tests.fixtures.models import ensure_tiny_model
 
     configure_logging("console", "WARNING")  # logs to stderr: stdout carries the one JSON line

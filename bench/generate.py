@@ -27,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from handlers.generate import GenerateConfig, generate_and_select  # noqa: E402
-from handlers.prompts import load_prompt_set  # noqa: E402
-from handlers.select import SelectConfig  # noqa: E402
+from handlers.generate.config import GenerateConfig
+from handlers.generate.loop import generate_and_select
+from handlers.generate.prompts import load_prompt_set
+from handlers.generate.select import SelectConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +44,7 @@ def _device(name: str) -> torch.device:
 def load_pipeline(sdxl_shaped: bool, device: torch.device, dtype: torch.dtype) -> Any:
     """The tiny model through ``from_pretrained`` or the SDXL-shaped random-weight pipeline."""
     if sdxl_shaped:
-        from handlers.sdxl_configs import build_sdxl_pipeline
+        from handlers.sdxl.configs import build_sdxl_pipeline
 
         return build_sdxl_pipeline(device, dtype)
     from diffusers import StableDiffusionXLPipeline
@@ -87,9 +88,13 @@ def face_scoring(resolution: int, photos: int = 8) -> dict[str, Any]:
         import numpy as np
 
         from handlers.faces import FaceAnalyzer
+        from handlers.generate.select import score_image
         from handlers.images import load_image
-        from handlers.select import score_image
-        from processor.samples import SampleSources, build_person_set, default_cache_dir
+        from processor.devkit.samples import (
+            SampleSources,
+            build_person_set,
+            default_cache_dir,
+        )
     except ImportError as exc:
         return {"status": f"skipped: {exc.name or exc} not installed"}
     try:

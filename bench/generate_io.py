@@ -38,10 +38,11 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from handlers.deliver import build_deliverables, encode_headshot  # noqa: E402
-from handlers.generate import GenerateConfig, generate_and_select  # noqa: E402
-from handlers.image_source import ImageRequest  # noqa: E402
-from handlers.prompts import load_prompt_set  # noqa: E402
-from handlers.select import SelectConfig  # noqa: E402
+from handlers.generate.config import GenerateConfig
+from handlers.generate.image_source import ImageRequest
+from handlers.generate.loop import generate_and_select
+from handlers.generate.prompts import load_prompt_set
+from handlers.generate.select import SelectConfig
 
 H100_SECONDS_PER_IMAGE = 60 / 45.1
 
@@ -65,7 +66,11 @@ def load_photos(resolution: int) -> list[np.ndarray]:
     import cv2
 
     from handlers.images import load_image
-    from processor.samples import SampleSources, build_person_set, default_cache_dir
+    from processor.devkit.samples import (
+        SampleSources,
+        build_person_set,
+        default_cache_dir,
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = build_person_set(Path(tmp), n=8, sources=SampleSources(default_cache_dir() / "images"))
@@ -83,7 +88,7 @@ def run_profile(name: str, photos: list[np.ndarray], ckpt: Any, loop: asyncio.Ab
 
     def on_image(record: Any) -> None:  # what processor.pipeline does per kept image
         t0 = time.perf_counter()
-        asyncio.run_coroutine_threadsafe(ckpt.save_image(record, image_dir), loop).result()
+        asyncio.run_coroutine_threadsafe(ckpt.save_image(record.file, record.to_dict(), image_dir), loop).result()
         if optimized:
             encode_headshot(image_dir / record.file, encoded_dir)
         with lock:
@@ -106,10 +111,10 @@ def run_profile(name: str, photos: list[np.ndarray], ckpt: Any, loop: asyncio.Ab
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
-    from processor.checkpoints import JobCheckpoints
-    from processor.job_store import JobStore
-    from processor.local_stack import LocalStack
-    from processor.storage import ObjectStore
+    from processor.aws.storage import ObjectStore
+    from processor.devkit.local_stack import LocalStack
+    from processor.job.checkpoints import JobCheckpoints
+    from processor.job.fence import Fence
 
     photos = load_photos(args.resolution)
     loop = asyncio.get_running_loop()
@@ -117,10 +122,10 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     with LocalStack(smtp=False) as stack, tempfile.TemporaryDirectory() as tmp:
         settings = stack.provision("genio")
         async with ObjectStore(settings) as store:
-            jobs = JobStore(store, settings.output_bucket, settings.owner_stale_after_s)
             for name in ("naive", "optimized") * args.repeat:
                 root = Path(tmp) / f"{name}-{len(figures)}"
-                ckpt = JobCheckpoints(jobs, f"genio-{name}-{len(figures)}")
+                job_id = f"genio-{name}-{len(figures)}"
+                ckpt = JobCheckpoints(store, settings.output_bucket, job_id, Fence(job_id))
                 run = await asyncio.to_thread(run_profile, name, photos, ckpt, loop, root, args)
                 figures.setdefault(name, []).append(run)
     best = {k: min(v, key=lambda r: r["total_s"]) for k, v in figures.items()}

@@ -167,7 +167,11 @@ def face_setup(resolution: int) -> tuple[Any, Any, list[Any]] | str:
 
         from handlers.faces import FaceAnalyzer, FaceModelConfig, install_weights
         from handlers.images import load_image
-        from processor.samples import SampleSources, build_person_set, default_cache_dir
+        from processor.devkit.samples import (
+            SampleSources,
+            build_person_set,
+            default_cache_dir,
+        )
     except ImportError as exc:
         return f"skipped: {exc.name or exc} not installed"
     except Exception as exc:  # a library that fails while importing (missing native parts)
@@ -190,14 +194,21 @@ def run_job(args: argparse.Namespace, prof: Profile | None = None) -> dict[str, 
     from diffusers import StableDiffusionXLPipeline
 
     from handlers.class_prior import ensure_class_images
-    from handlers.generate import GenerateConfig, generate_and_select
+    from handlers.generate.config import GenerateConfig
+    from handlers.generate.loop import generate_and_select
+    from handlers.generate.prompts import load_prompt_set
+    from handlers.generate.select import SelectConfig, score_image
     from handlers.prepare import PrepareConfig, prepare_instance_images
-    from handlers.prompts import load_prompt_set
-    from handlers.sdxl_configs import SDXLComponents, build_sdxl_pipeline
-    from handlers.sdxl_loading import torch_dtype
-    from handlers.select import SelectConfig, score_image
-    from handlers.train import TrainConfig, resolve_device, resolve_precision, steps_for, train_dreambooth
-    from handlers.trained_model import load_trained_pipeline
+    from handlers.sdxl.configs import SDXLComponents, build_sdxl_pipeline
+    from handlers.sdxl.loading import torch_dtype
+    from handlers.train.config import TrainConfig
+    from handlers.train.dreambooth import (
+        resolve_device,
+        resolve_precision,
+        steps_for,
+        train_dreambooth,
+    )
+    from handlers.train.trained_model import load_trained_pipeline
 
     prof = prof or PROFILES[args.profile]
     if args.compile:

@@ -29,10 +29,16 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("DEEPFACE_HOME", str(REPO / ".cache" / "deepface"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from processor.local_stack import LocalStack  # noqa: E402
-from processor.profiles import fast_queue_settings, tiny_model_settings  # noqa: E402
+from processor.devkit.local_stack import LocalStack
+from processor.devkit.profiles import fast_queue_settings, tiny_model_settings
 from processor.settings import Settings  # noqa: E402
-from tests.integration.harness import Fleet, job_status, submit, wait_for, wait_for_state  # noqa: E402
+from tests.integration.harness import (  # noqa: E402
+    Fleet,
+    job_status,
+    submit,
+    wait_for,
+    wait_for_state,
+)
 
 PHOTO_BYTES = 4 * 1024 * 1024
 RESULT_BYTES = 1536 * 1024
@@ -71,10 +77,11 @@ def jobs_per_minute(stack: LocalStack, photos: Path, model: Path, root: Path, wo
 
 async def worker_io(settings: Settings, photo_keys: list[str], results: list[Path], work: Path) -> float:
     """The runtime's transfers for one job, through its own code paths."""
-    from processor.job_store import JobStore
-    from processor.state import JobState
-    from processor.storage import ObjectStore
-    from processor.transfers import download_many, upload_many
+    from processor.aws.storage import ObjectStore
+    from processor.aws.transfers import download_many, upload_many
+    from processor.job.state import JobState
+    from processor.job.store import JobStore
+    from processor.notify import EmailMarker
 
     started = time.perf_counter()
     async with ObjectStore(settings) as store:
@@ -88,7 +95,7 @@ async def worker_io(settings: Settings, photo_keys: list[str], results: list[Pat
         await upload_many(store, settings.output_bucket, [(p, f"results/io-job/{p.name}") for p in results])
         for p in results:
             await store.presign_get(settings.output_bucket, f"results/io-job/{p.name}", 3600)
-        await jobs.claim_email("io-job", "ready")
+        await EmailMarker(store, settings.output_bucket, "io-job").claim("ready")
         await jobs.update("io-job", lambda s: s.transition(JobState.DELIVERED, time.time()))
     return time.perf_counter() - started
 
@@ -149,8 +156,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from handlers.faces import install_weights
+    from processor.devkit.samples import build_person_set
     from processor.logging import configure_logging
-    from processor.samples import build_person_set
     from tests.fixtures.models import ensure_tiny_model
 
     configure_logging("console", "WARNING")  # logs to stderr: stdout carries the one JSON line

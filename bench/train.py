@@ -67,8 +67,13 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     """Train ``spec['steps']`` steps of one variant and measure it (runs in a subprocess)."""
     import torch
 
-    from handlers.sdxl_loading import torch_dtype
-    from handlers.train import TrainConfig, resolve_device, resolve_precision, train_dreambooth
+    from handlers.sdxl.loading import torch_dtype
+    from handlers.train.config import TrainConfig
+    from handlers.train.dreambooth import (
+        resolve_device,
+        resolve_precision,
+        train_dreambooth,
+    )
 
     device = resolve_device(spec["device"])
     precision = resolve_precision(device, "bf16" if spec["variant"] == "optimized" else "no")
@@ -89,7 +94,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
         components = None
         started = time.perf_counter()
         if spec["sdxl_shaped"]:
-            from handlers.sdxl_configs import build_sdxl_components
+            from handlers.sdxl.configs import build_sdxl_components
 
             dtype = torch.float32 if spec["method"] == "full" else torch_dtype(precision)
             components = build_sdxl_components(device, dtype)
@@ -158,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.result).write_text(json.dumps(run_child(json.loads(args.child))), encoding="utf-8")
         return 0
 
-    from handlers.train import TrainConfig, steps_for
+    from handlers.train.config import TrainConfig
+    from handlers.train.dreambooth import steps_for
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     base_model = "sdxl-shaped-random"

@@ -29,7 +29,7 @@ def make_photos(dest: Path, n: int) -> list[Path]:
     """``n`` distinct photos of one person, each 3464 x 3464 (12.0 MP) JPEG."""
     from PIL import Image
 
-    from processor.samples import build_person_set
+    from processor.devkit.samples import build_person_set
 
     out = []
     for p in build_person_set(dest / "src", n=n, person="obama"):
@@ -42,7 +42,8 @@ def make_photos(dest: Path, n: int) -> list[Path]:
 
 def child(mode: str, files: list[Path]) -> dict[str, float]:
     from handlers.faces import FaceAnalyzer, FaceModelConfig, install_weights
-    from handlers.validate import ValidateConfig, validate_photos
+    from handlers.validate.config import ValidateConfig
+    from handlers.validate.gate import validate_photos
 
     home = Path(os.environ["DEEPFACE_HOME"])
     install_weights(home)
@@ -75,8 +76,9 @@ def main() -> None:
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
     if args.child:
-        import structlog
         import logging
+
+        import structlog
 
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
         print(json.dumps(child(args.child[0], [Path(f) for f in args.child[1:]])))

@@ -52,7 +52,7 @@ def load_base_pipeline(base_model: str) -> Any:
     """The base SDXL pipeline on the best local device (bf16 on CUDA, fp32 elsewhere)."""
     from diffusers import StableDiffusionXLPipeline
 
-    from handlers.sdxl_loading import from_pretrained_variant, weight_variant
+    from handlers.sdxl.loading import from_pretrained_variant, weight_variant
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32

@@ -22,7 +22,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from handlers.generation_records import ImageRecord, SelectionResult
+from handlers.generate.records import ImageRecord, SelectionResult
 
 JPEG_QUALITY = 95
 SHEET_TILE = 256

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from handlers.select import Analyzer, subject_faces
+from handlers.generate.select import Analyzer, subject_faces
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 

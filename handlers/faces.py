@@ -207,7 +207,9 @@ class FaceAnalyzer:
         if self.config.weights_home is not None:
             # deepface reads DEEPFACE_HOME each time it resolves a weight file.
             os.environ["DEEPFACE_HOME"] = str(self.config.weights_home)
-        from deepface.modules import modeling  # heavy: imported only when faces are needed
+        from deepface.modules import (
+            modeling,  # heavy: imported only when faces are needed
+        )
 
         self._detector: Any = modeling.build_model(task="face_detector",
                                                    model_name=self.config.detector)

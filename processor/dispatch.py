@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from processor.manifest import InvalidJobId, MalformedMessage, job_id_from_key, parse_s3_event
+from processor.manifest import (
+    InvalidJobId,
+    MalformedMessage,
+    job_id_from_key,
+    parse_s3_event,
+)
 from processor.settings import Settings
 
 

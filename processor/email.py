@@ -3,16 +3,14 @@
 Templates are Jinja2 files found with ``importlib.resources`` (checkout, wheel or image alike):
 ``<kind>.txt`` (first line ``Subject: ...``) and ``<kind>.html`` (autoescaped: a user's name
 is data, never markup). Each kind's context is a pydantic model, so a missing field fails at
-render time instead of mailing a blank. Sending goes through SES or SMTP; :func:`send_once`
-writes the job's send-once marker before sending so a retried job never mails twice. The
-recipient address is never logged.
+render time instead of mailing a blank. Sending goes through SES or SMTP; the one-email rule
+(the send-once marker) is :mod:`processor.notify`'s. The recipient address is never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import smtplib
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -25,11 +23,10 @@ import jinja2
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from processor.aws_clients import client_kwargs, new_session
-from processor.job_store import JobStore
-from handlers.validate_messages import ADVICE as GATE_ADVICE
-from processor.retry import DEFAULT_POLICY, RetryPolicy, aws_retrying, is_transient
+from processor.aws.clients import client_kwargs, new_session
+from processor.aws.retry import DEFAULT_POLICY, RetryPolicy, aws_retrying, is_transient
 from processor.settings import Settings
+from processor.stages import GATE_ADVICE
 
 log = structlog.get_logger(__name__)
 
@@ -228,26 +225,3 @@ def make_sender(settings: Settings) -> EmailSender:
     if settings.email_backend == "ses":
         return SesSender(settings)
     return SmtpSender(settings.smtp_host, settings.smtp_port)
-
-
-async def send_once(jobs: JobStore, job_id: str, sender: EmailSender, message: EmailMessage,
-                    kind: str) -> bool:
-    """Send ``message`` unless this job's email went out already; True when sent now.
-
-    The marker ``jobs/<job>/email-sent`` is written (If-None-Match) before sending. If the
-    send then fails, the marker is removed so a later attempt can still notify; a crash
-    between marker and send loses that email rather than ever sending two.
-    """
-    if not await jobs.claim_email(job_id, kind):
-        log.info("email_already_sent", job_id=job_id, kind=kind)
-        return False
-    started = time.monotonic()
-    try:
-        message_id = await sender.send(message)
-    except Exception:
-        await jobs.store.delete(jobs.bucket, jobs.email_marker_key(job_id))
-        log.exception("email_send_failed", job_id=job_id, kind=kind, backend=sender.backend)
-        raise
-    log.info("email_sent", job_id=job_id, kind=kind, backend=sender.backend, message_id=message_id,
-             seconds=round(time.monotonic() - started, 3))
-    return True

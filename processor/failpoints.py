@@ -19,12 +19,10 @@ import threading
 from dataclasses import dataclass
 from typing import Literal
 
+from processor.errors import FailpointError
+
 Action = Literal["kill", "pause", "raise", "exit"]
 _ACTIONS: tuple[str, ...] = ("kill", "pause", "raise", "exit")
-
-
-class FailpointError(RuntimeError):
-    """Raised by a ``raise`` failpoint: stands in for a bug in a stage."""
 
 
 @dataclass(frozen=True)

@@ -13,30 +13,22 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from processor.errors import InvalidJobId, MalformedMessage, ManifestError
 
 #: Allowed job ids: the folder name under ``uploads/``. ``.`` and ``..`` are refused separately.
 JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 UPLOADS_PREFIX = "uploads/"
 MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 64 * 1024
-
-
-class InvalidJobId(ValueError):
-    """The job id cannot be used: it would escape its folder or break the key layout."""
-
-
-class MalformedMessage(ValueError):
-    """An SQS body that is not an S3 event notification; it belongs in the dead-letter queue."""
-
-
-class ManifestError(ValueError):
-    """``manifest.json`` is unreadable or breaks the schema; ``email`` is set when readable."""
-
-    def __init__(self, reason: str, email: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.email = email
 
 
 def validate_job_id(job_id: str) -> str:
@@ -56,8 +48,18 @@ def job_id_from_key(key: str) -> str:
 
 
 def uploads_prefix(job_id: str) -> str:
-    """``uploads/<job>/`` for a valid job id."""
+    """``uploads/<job>/`` (input bucket) for a valid job id."""
     return f"{UPLOADS_PREFIX}{validate_job_id(job_id)}/"
+
+
+def job_prefix(job_id: str) -> str:
+    """``jobs/<job>/`` (output bucket: status.json, the email marker, work/) for a valid job id."""
+    return f"jobs/{validate_job_id(job_id)}/"
+
+
+def results_prefix(job_id: str) -> str:
+    """``results/<job>/`` (output bucket: what the person downloads) for a valid job id."""
+    return f"results/{validate_job_id(job_id)}/"
 
 
 class Manifest(BaseModel):

@@ -2,19 +2,25 @@
 
 Why separate from :mod:`processor.email`: that module renders and sends any email; this one
 knows what a job's email must say (which links, which photos to replace, the selection mode)
-and guarantees the one-email promise through the send-once marker.
+and keeps the one-email promise through the send-once marker ``jobs/<job>/email-sent``
+(:class:`EmailMarker`), which lives here, beside the only code that sends a job's email.
 """
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
 import structlog
 
-from handlers.validate_messages import LABELS as REASON_LABELS
+from processor.aws.storage import ObjectStore
 from processor.email import (
+    EmailSender,
     FailedContext,
     Link,
     ReadyContext,
@@ -24,13 +30,13 @@ from processor.email import (
     build_message,
     make_sender,
     render_email,
-    send_once,
 )
-from processor.job_store import JobStore
-from processor.manifest import Manifest
+from processor.errors import PreconditionFailed
+from processor.job.fence import Fence
+from processor.job.validation import ValidationSummary
+from processor.manifest import Manifest, job_prefix
 from processor.settings import Settings
-from processor.storage import ObjectStore
-from processor.validation import ValidationSummary
+from processor.stages import REASON_LABELS
 
 log = structlog.get_logger(__name__)
 
@@ -81,40 +87,104 @@ async def ready_links(store: ObjectStore, settings: Settings, delivered: dict[st
     return ReadyLinks(headshots=headshots, contact_sheet_url=sheet, zip_url=archive)
 
 
+class EmailMarker:
+    """``jobs/<job>/email-sent``: written (If-None-Match) before a job's email is sent.
+
+    It holds a unique token, so a retried PUT that did land the first time is recognised as
+    ours instead of suppressing the only email.
+    """
+
+    def __init__(self, store: ObjectStore, bucket: str, job_id: str) -> None:
+        self.store = store
+        self.bucket = bucket
+        self.job_id = job_id
+        self.key = job_prefix(job_id) + "email-sent"
+
+    async def claim(self, kind: str, token: str | None = None) -> bool:
+        """Write the marker if absent; True means this caller may send."""
+        token = token or uuid.uuid4().hex
+        body = json.dumps({"kind": kind, "token": token}).encode()
+        try:
+            await self.store.put_bytes(self.bucket, self.key, body, content_type="application/json",
+                                       if_none_match=True)
+            return True
+        except PreconditionFailed:
+            existing = await self.store.get_bytes(self.bucket, self.key)
+            try:
+                return json.loads(existing.body).get("token") == token
+            except ValueError:
+                return False
+
+    async def exists(self) -> bool:
+        return await self.store.exists(self.bucket, self.key)
+
+    async def remove(self) -> None:
+        await self.store.delete(self.bucket, self.key)
+
+
+async def send_once(marker: EmailMarker, sender: EmailSender, message: EmailMessage, kind: str,
+                    fence: Fence | None = None) -> bool:
+    """Send ``message`` unless this job's email went out already; True when sent now.
+
+    The marker is written before sending. If the send then fails, the marker is removed so a
+    later attempt can still notify; a crash between marker and send loses that email rather
+    than ever sending two.
+    """
+    job_id = marker.job_id
+    if fence is not None:
+        await fence.check()
+    if not await marker.claim(kind):
+        log.info("email_already_sent", job_id=job_id, kind=kind)
+        return False
+    started = time.monotonic()
+    try:
+        message_id = await sender.send(message)
+    except Exception:
+        await marker.remove()
+        log.exception("email_send_failed", job_id=job_id, kind=kind, backend=sender.backend)
+        raise
+    log.info("email_sent", job_id=job_id, kind=kind, backend=sender.backend, message_id=message_id,
+             seconds=round(time.monotonic() - started, 3))
+    return True
+
+
 class Notifier:
     """Builds and sends the job's one email through the send-once marker."""
 
-    def __init__(self, settings: Settings, store: ObjectStore, jobs: JobStore) -> None:
+    def __init__(self, settings: Settings, store: ObjectStore) -> None:
         self.settings = settings
         self.store = store
-        self.jobs = jobs
         self.sender = make_sender(settings)
 
-    async def _send(self, job_id: str, kind: str, to: str, name: str | None, ctx: Any, hit: Hit) -> bool:
+    def marker(self, job_id: str) -> EmailMarker:
+        return EmailMarker(self.store, self.settings.output_bucket, job_id)
+
+    async def _send(self, job_id: str, kind: str, to: str, name: str | None, ctx: Any, fence: Fence,
+                    hit: Hit) -> bool:
         message = build_message(render_email(kind, ctx), self.settings.email_sender, to,
                                 job_id=job_id, recipient_name=name)
         hit("notify.start")
-        sent = await send_once(self.jobs, job_id, self.sender, message, kind)
+        sent = await send_once(self.marker(job_id), self.sender, message, kind, fence)
         hit("notify.sent")
         return sent
 
-    async def ready(self, job_id: str, manifest: Manifest, links: ReadyLinks,
+    async def ready(self, job_id: str, manifest: Manifest, links: ReadyLinks, fence: Fence,
                     note: str | None, hit: Hit = _no_hit) -> bool:
         ctx = ReadyContext(job_id=job_id, name=manifest.name, headshots=links.headshots,
                            contact_sheet_url=links.contact_sheet_url, zip_url=links.zip_url,
                            link_ttl_s=self.settings.link_ttl_s, selection_note=note)
-        return await self._send(job_id, "ready", str(manifest.email), manifest.name, ctx, hit)
+        return await self._send(job_id, "ready", str(manifest.email), manifest.name, ctx, fence, hit)
 
-    async def rejected(self, job_id: str, manifest: Manifest, summary: ValidationSummary,
+    async def rejected(self, job_id: str, manifest: Manifest, summary: ValidationSummary, fence: Fence,
                        hit: Hit = _no_hit) -> bool:
         bad = [RejectedPhoto(name=p.file, reason=REASON_LABELS.get(p.reason or "", "Not usable."),
                              advice=p.message or advice_for(p.reason))
                for p in summary.photos if not p.ok]
         ctx = RejectedContext(job_id=job_id, name=manifest.name, bad_photos=bad, usable=summary.usable,
                               required=summary.required, problem=summary.problem)
-        return await self._send(job_id, "rejected", str(manifest.email), manifest.name, ctx, hit)
+        return await self._send(job_id, "rejected", str(manifest.email), manifest.name, ctx, fence, hit)
 
     async def failed(self, job_id: str, to: str, name: str | None, reason: str, attempts: int,
-                     hit: Hit = _no_hit) -> bool:
+                     fence: Fence, hit: Hit = _no_hit) -> bool:
         ctx = FailedContext(job_id=job_id, name=name, reason=reason, attempts=max(1, attempts))
-        return await self._send(job_id, "failed", to, name, ctx, hit)
+        return await self._send(job_id, "failed", to, name, ctx, fence, hit)

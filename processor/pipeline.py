@@ -1,13 +1,12 @@
 """One job, start to finish: validate -> prepare -> train -> generate+select -> deliver -> notify.
 
-The pipeline decides when each stage runs and what it may skip; :mod:`processor.stages` says
-how a stage is called. Every heavy stage runs off the event loop (``asyncio.to_thread``), so
-the visibility and ownership heartbeats keep beating while a GPU step runs. Each stage's
-outputs are checkpointed under ``jobs/<job>/work/`` as they appear (:mod:`processor.checkpoints`),
-and a stage with a done record is skipped on the next attempt: a worker that dies loses at
-most the stage in progress (and, inside training and generation, at most one checkpoint
-interval or one image). Every status change goes through the job store's compare-and-swap
-and first checks that this worker still owns the job.
+The five checkpointed stages are declared below, once each (:class:`~processor.job.stage.Stage`);
+:func:`~processor.job.stage.drive` runs any of them the same way: skip it when its done record
+exists, else show its state, run it, checkpoint it, time it and mark it done. How a stage
+calls into ``handlers/`` lives in :mod:`processor.stages`. Every heavy call runs off the event
+loop (``asyncio.to_thread``), so the visibility and ownership heartbeats keep beating while a
+GPU step runs. A worker that dies loses at most the stage in progress (and, inside training and
+generation, at most one checkpoint interval or one image).
 """
 
 from __future__ import annotations
@@ -15,40 +14,210 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from handlers.deliver import build_deliverables, encode_headshot
-from handlers.errors import Interrupted, StageError
-from handlers.progress import Progress
 from processor import stages
-from processor.attempt import Attempt
-from processor.checkpoints import selection_from_dict, selection_to_dict
-from processor.class_cache import ensure_class_images
+from processor.aws.storage import NotFound, ObjectStore
+from processor.errors import LostOwnership, ManifestError
 from processor.failpoints import Failpoints
-from processor.job_store import JobStore, LostOwnership
-from processor.manifest import (
-    MANIFEST_NAME,
-    Manifest,
-    ManifestError,
-    parse_manifest,
-    uploads_prefix,
-)
+from processor.job.attempt import Attempt, JobResult, JobRun
+from processor.job.class_cache import ensure_class_images
+from processor.job.publish import publish_results
+from processor.job.stage import Stage, drive, enter
+from processor.job.state import TERMINAL, JobState
+from processor.job.store import JobStore
+from processor.job.uploads import download_photos
+from processor.job.validation import ValidationSummary, summarize
+from processor.manifest import MANIFEST_NAME, Manifest, parse_manifest, uploads_prefix
 from processor.notify import Notifier, ready_links, selection_note
-from processor.publish import publish_results
 from processor.settings import Settings
-from processor.state import TERMINAL, JobState
-from processor.storage import NotFound, ObjectStore
-from processor.uploads import download_photos
-from processor.validation import ValidationSummary, summarize
-from processor.worker import JobResult, JobRun
+from processor.stages import Interrupted, SelectionResult, StageError
 
 log = structlog.get_logger(__name__)
 
 ENCODED_DIR = "delivery-encoded"  # local: delivery JPEGs made while generation runs
+
+
+@dataclass(frozen=True)
+class Env:
+    """What every stage of every attempt shares: settings, the S3 edge, face models, failpoints."""
+
+    settings: Settings
+    store: ObjectStore
+    faces: stages.FaceModels
+    failpoints: Failpoints
+
+    def hit(self, point: str) -> None:
+        self.failpoints.hit(point)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    dataset: Any | None  # handlers.prepare.PreparedDataset; None: trained already, not needed
+    identifier: str
+
+
+@dataclass(frozen=True)
+class Trained:
+    weights_dir: Path
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GenerateInputs:
+    summary: ValidationSummary
+    weights_dir: Path
+    identifier: str
+
+
+# --- validate: the quality gate -------------------------------------------------------------
+async def _validate(env: Env, job: Attempt, _: None) -> ValidationSummary:
+    photos = await _download_photos(env, job)
+    env.hit("validate.running")
+    report = await asyncio.to_thread(stages.run_validate, photos, env.settings, env.faces)
+    summary = summarize(report, stages.validate_config(env.settings).min_usable)
+    await job.ckpt.put_json("validate", "report.json", summary.to_dict())
+    env.hit("validate.checkpointed")
+    return summary
+
+
+async def _restore_validate(env: Env, job: Attempt, done: dict[str, Any], _: None) -> ValidationSummary:
+    return ValidationSummary.from_dict(done["summary"])
+
+
+# --- prepare: crops, augmentation, captions -------------------------------------------------
+async def _prepare(env: Env, job: Attempt, summary: ValidationSummary) -> Prepared:
+    folder = job.dir("prepare")
+    photos = await _download_photos(env, job, list(summary.accepted_files))
+    identifier = await asyncio.to_thread(stages.choose_job_identifier, env.settings.base_model)
+    dataset = await asyncio.to_thread(stages.run_prepare, photos, list(summary.boxes), folder,
+                                      env.settings, identifier)
+    await job.ckpt.upload_tree("prepare", folder, "dataset")
+    return Prepared(dataset, identifier)
+
+
+async def _restore_prepare(env: Env, job: Attempt, done: dict[str, Any], _: ValidationSummary) -> Prepared:
+    identifier = str(done["identifier"])
+    if env.settings.train_method == "lora" and await job.ckpt.is_done("train"):
+        return Prepared(None, identifier)  # trained already: the images are not needed
+    folder = job.dir("prepare")
+    await job.ckpt.download_tree("prepare", folder, "dataset")
+    return Prepared(stages.load_prepared(folder), identifier)
+
+
+# --- train: class images, then DreamBooth ---------------------------------------------------
+def _train_dir(env: Env, job: Attempt) -> Path:
+    return job.dir("train-full" if env.settings.train_method == "full" else "train")
+
+
+async def _train(env: Env, job: Attempt, prepared: Prepared) -> Trained:
+    full = env.settings.train_method == "full"
+    out_dir = _train_dir(env, job)
+    class_dir = await ensure_class_images(env.store, env.settings, prepared.dataset.class_prompt,
+                                          job.status.progress_fn("class_images"))
+    if full:  # a full fine-tune's checkpoints are gigabytes: local disk only
+        resume = stages.latest_local_train_checkpoint(out_dir)
+    else:
+        resume = await job.ckpt.latest_train_checkpoint(out_dir / "checkpoints")
+    if resume is not None:
+        job.log.info("train_resuming", checkpoint=resume.name)
+    loop = asyncio.get_running_loop()
+
+    def on_checkpoint(path: Path) -> None:
+        if full:
+            return
+        # Wait for the upload: a checkpoint counts only once it is in S3.
+        asyncio.run_coroutine_threadsafe(
+            job.ckpt.upload_tree("train", path, f"checkpoints/{path.name}"), loop).result()
+        env.hit("train.checkpointed")
+
+    def should_stop() -> bool:
+        env.hit("train.step")
+        return job.run.should_stop()
+
+    result = await asyncio.to_thread(
+        stages.run_train, prepared.dataset, class_dir, out_dir, env.settings,
+        job.status.progress_fn("train"), should_stop, on_checkpoint, resume)
+    if not full:
+        await job.ckpt.upload_tree("train", result.weights_dir, "weights")
+    return Trained(result.weights_dir, {"steps": result.steps, "final_loss": result.final_loss,
+                                        "method": result.method, "local_only": full})
+
+
+async def _restore_train(env: Env, job: Attempt, done: dict[str, Any], _: Prepared) -> Trained | None:
+    weights_dir = _train_dir(env, job) / "weights"
+    if done.get("local_only"):
+        # A full fine-tune's weights stay on the disk that trained them; elsewhere: train again.
+        return Trained(weights_dir, done) if (weights_dir / "train_result.json").exists() else None
+    await job.ckpt.download_tree("train", weights_dir, "weights")
+    return Trained(weights_dir, done)
+
+
+# --- generate + select ----------------------------------------------------------------------
+async def _generate(env: Env, job: Attempt, inputs: GenerateInputs) -> SelectionResult:
+    image_dir = job.dir("generated")
+    finished = await _load_images(job, image_dir)
+    if finished:
+        job.log.info("generate_resuming", images=len(finished))
+    photos = await _download_photos(env, job, list(inputs.summary.accepted_files))
+    references = await asyncio.to_thread(stages.reference_embeddings, photos, env.faces)
+    loop = asyncio.get_running_loop()
+    encoded_dir = job.dir(ENCODED_DIR)
+
+    def on_image(record: stages.ImageRecord) -> None:
+        # On generation's writer thread, while the GPU samples the next batch: the checkpoint
+        # upload first (durability), then the delivery JPEG, so deliver only renames files.
+        asyncio.run_coroutine_threadsafe(
+            job.ckpt.save_image(record.file, record.to_dict(), image_dir), loop).result()
+        env.hit("generate.image")
+        stages.encode_headshot(image_dir / record.file, encoded_dir)
+
+    return await asyncio.to_thread(
+        stages.run_generate, inputs.weights_dir, inputs.identifier, references, image_dir, env.settings,
+        env.faces, job.status.progress_fn("generate"), job.run.should_stop, on_image, finished)
+
+
+async def _load_images(job: Attempt, image_dir: Path) -> list[stages.ImageRecord]:
+    records = await job.ckpt.load_images(image_dir, file_of=lambda data: str(data["file"]))
+    return sorted((stages.ImageRecord.from_dict(r) for r in records), key=lambda r: r.prompt_index)
+
+
+async def _restore_generate(env: Env, job: Attempt, done: dict[str, Any], _: GenerateInputs) -> SelectionResult:
+    image_dir = job.dir("generated")
+    await _load_images(job, image_dir)
+    return SelectionResult.from_dict(done["selection"], image_dir)
+
+
+# --- deliver: results/<job>/ ----------------------------------------------------------------
+async def _deliver(env: Env, job: Attempt, selection: SelectionResult) -> dict[str, Any]:
+    deliverables = await asyncio.to_thread(stages.run_deliver, selection, job.dir("results"),
+                                           job.dir(ENCODED_DIR))
+    return await publish_results(env.store, env.settings.output_bucket, job.job_id, deliverables,
+                                 job.fence, env.hit)
+
+
+async def _restore_deliver(env: Env, job: Attempt, done: dict[str, Any], _: SelectionResult) -> dict[str, Any]:
+    return done
+
+
+VALIDATE = Stage("validate", JobState.VALIDATING, _validate, lambda s: {"summary": s.to_dict()},
+                 _restore_validate, status_fields=lambda s: {"validation": s.public_dict()})
+PREPARE = Stage("prepare", JobState.TRAINING, _prepare,
+                lambda p: {"identifier": p.identifier, "images": len(p.dataset.images)}, _restore_prepare)
+TRAIN = Stage("train", JobState.TRAINING, _train, lambda t: t.record, _restore_train)
+GENERATE = Stage("generate", JobState.GENERATING, _generate, lambda s: {"selection": s.to_dict()},
+                 _restore_generate)
+DELIVER = Stage("deliver", JobState.DELIVERING, _deliver, lambda meta: meta, _restore_deliver)
+
+
+async def _download_photos(env: Env, job: Attempt, names: list[str] | None = None) -> list[Path]:
+    listed = list(job.manifest.photos) if job.manifest and job.manifest.photos else None
+    return await download_photos(env.store, env.settings.input_bucket, job.job_id, job.dir("photos"),
+                                 listed, names)
 
 
 class Pipeline:
@@ -62,14 +231,19 @@ class Pipeline:
         self.settings = settings
         self.store = store
         self.jobs = jobs
-        self.notifier = notifier or Notifier(settings, store, jobs)
-        self.failpoints = failpoints or Failpoints(settings.failpoints)
-        self.faces = stages.FaceModels(settings)
+        self.notifier = notifier or Notifier(settings, store)
+        self.env = Env(settings, store, stages.FaceModels(settings), failpoints or Failpoints(settings.failpoints))
         stages.quiet_library_progress()
+
+    def _begin(self, run: JobRun) -> Attempt:
+        return Attempt.begin(run, self.settings.work_dir, self.store, self.jobs, log)
+
+    async def _drive(self, stage: Stage[Env, Any, Any], job: Attempt, inputs: Any) -> Any:
+        return await drive(stage, self.env, job, inputs, self.env.hit)
 
     # --- the worker's entry points ------------------------------------------------------
     async def run(self, run: JobRun) -> JobResult:
-        job = Attempt.begin(run, self.settings.work_dir, self.jobs, log)
+        job = self._begin(run)
         job.clear_local(keep=("train-full",))
         try:
             return await self._run(job)
@@ -88,14 +262,13 @@ class Pipeline:
 
     async def fail(self, run: JobRun, reason: str) -> None:
         """The worker's last word on a job that kept crashing: failed, and one email."""
-        job = Attempt.begin(run, self.settings.work_dir, self.jobs, log)
+        job = self._begin(run)
         try:
             job.manifest = await self._load_manifest(job)
         except (ManifestError, NotFound):
             job.manifest = None
         await self._end(job, JobState.FAILED, error=reason)
 
-    # --- the stages -----------------------------------------------------------------
     async def _run(self, job: Attempt) -> JobResult:
         try:
             job.manifest = await self._load_manifest(job)
@@ -108,20 +281,19 @@ class Pipeline:
                             email_to=exc.email)
             return JobResult.TERMINAL
 
-        summary = await self._validate(job)
+        summary: ValidationSummary = await self._drive(VALIDATE, job, None)
         if not summary.accepted:
             await self._end(job, JobState.REJECTED, error=summary.problem, validation=summary)
             return JobResult.TERMINAL
         job.check_stop()
-        dataset, identifier = await self._prepare(job, summary)
+        prepared: Prepared = await self._drive(PREPARE, job, summary)
         job.check_stop()
-        class_dir = await self._class_images(job, dataset.class_prompt) if dataset is not None else None
+        trained: Trained = await self._drive(TRAIN, job, prepared)
         job.check_stop()
-        weights_dir = await self._train(job, dataset, class_dir)
+        selection = await self._drive(GENERATE, job, GenerateInputs(summary, trained.weights_dir,
+                                                                    prepared.identifier))
         job.check_stop()
-        selection = await self._generate(job, summary, weights_dir, identifier)
-        job.check_stop()
-        delivered = await self._deliver(job, selection)
+        delivered = await self._drive(DELIVER, job, selection)
         job.check_stop()
         await self._notify_ready(job, delivered)
         await self._end(job, JobState.DELIVERED, result=delivered)
@@ -138,171 +310,14 @@ class Pipeline:
         await job.ckpt.put_bytes("manifest", MANIFEST_NAME, obj.body)
         return manifest
 
-    async def _download_photos(self, job: Attempt, names: list[str] | None = None) -> list[Path]:
-        listed = list(job.manifest.photos) if job.manifest and job.manifest.photos else None
-        return await download_photos(self.store, self.settings.input_bucket, job.job_id,
-                                     job.dir("photos"), listed, names)
-
-    async def _validate(self, job: Attempt) -> ValidationSummary:
-        done = await job.ckpt.done("validate")
-        if done is not None:
-            job.log.info("stage_skipped", stage="validate")
-            return ValidationSummary.from_dict(done["summary"])
-        await self._enter(job, "validate", JobState.VALIDATING)
-        photos = await self._download_photos(job)
-        self.failpoints.hit("validate.running")
-        report = await asyncio.to_thread(stages.run_validate, photos, self.settings, self.faces)
-        summary = summarize(report, stages.validate_config(self.settings).min_usable)
-        await job.ckpt.put_json("validate", "report.json", summary.to_dict())
-        self.failpoints.hit("validate.checkpointed")
-        await job.ckpt.mark_done("validate", {"summary": summary.to_dict()})
-        await self._leave(job, "validate", validation=summary)
-        return summary
-
-    async def _prepare(self, job: Attempt, summary: ValidationSummary) -> tuple[Any | None, str]:
-        """The training set and identifier; the set is None when training finished already."""
-        from handlers.prepare import PreparedDataset
-
-        folder = job.dir("prepare")
-        done = await job.ckpt.done("prepare")
-        if done is not None:
-            job.log.info("stage_skipped", stage="prepare")
-            lora = self.settings.train_method == "lora"
-            if lora and await job.ckpt.done("train") is not None:
-                return None, str(done["identifier"])  # trained already: the images are not needed
-            await job.ckpt.download_tree("prepare", folder, "dataset")
-            return PreparedDataset.load(folder), str(done["identifier"])
-        await self._enter(job, "prepare", JobState.TRAINING)
-        photos = await self._download_photos(job, list(summary.accepted_files))
-        identifier = await asyncio.to_thread(stages.choose_job_identifier, self.settings.base_model)
-        dataset = await asyncio.to_thread(stages.run_prepare, photos, list(summary.boxes), folder,
-                                          self.settings, identifier)
-        await job.ckpt.upload_tree("prepare", folder, "dataset")
-        await job.ckpt.mark_done("prepare", {"identifier": identifier, "images": len(dataset.images)})
-        await self._leave(job, "prepare")
-        return dataset, identifier
-
-    async def _class_images(self, job: Attempt, class_prompt: str) -> Path | None:
-        return await ensure_class_images(self.store, self.settings, class_prompt,
-                                         self._progress_fn(job, "class_images"))
-
-    async def _train(self, job: Attempt, dataset: Any | None, class_dir: Path | None) -> Path:
-        full = self.settings.train_method == "full"
-        out_dir = job.dir("train-full" if full else "train")
-        weights_dir = out_dir / "weights"
-        done = await job.ckpt.done("train")
-        # A full fine-tune's weights stay on the disk that trained them; elsewhere: train again.
-        if done is not None and (not full or (weights_dir / "train_result.json").exists()):
-            job.log.info("stage_skipped", stage="train")
-            if not full:
-                await job.ckpt.download_tree("train", weights_dir, "weights")
-            return weights_dir
-        await self._enter(job, "train", JobState.TRAINING)
-        resume = None
-        if full:  # a full fine-tune's checkpoints are gigabytes: local disk only
-            from handlers.train_checkpoint import latest_checkpoint
-
-            resume = latest_checkpoint(out_dir)
-        else:
-            resume = await job.ckpt.latest_train_checkpoint(out_dir / "checkpoints")
-        if resume is not None:
-            job.log.info("train_resuming", checkpoint=resume.name)
-
-        loop = asyncio.get_running_loop()
-
-        def on_checkpoint(path: Path) -> None:
-            if full:
-                return
-            # Wait for the upload: a checkpoint counts only once it is in S3.
-            asyncio.run_coroutine_threadsafe(
-                job.ckpt.upload_tree("train", path, f"checkpoints/{path.name}"), loop).result()
-            self.failpoints.hit("train.checkpointed")
-
-        def should_stop() -> bool:
-            self.failpoints.hit("train.step")
-            return job.run.should_stop()
-
-        result = await asyncio.to_thread(
-            stages.run_train, dataset, class_dir, out_dir, self.settings,
-            self._progress_fn(job, "train"), should_stop, on_checkpoint, resume)
-        if not full:
-            await job.ckpt.upload_tree("train", result.weights_dir, "weights")
-        await job.ckpt.mark_done("train", {"steps": result.steps, "final_loss": result.final_loss,
-                                           "method": result.method, "local_only": full})
-        await self._leave(job, "train")
-        return result.weights_dir
-
-    async def _generate(self, job: Attempt, summary: ValidationSummary, weights_dir: Path,
-                        identifier: str) -> Any:
-        image_dir = job.dir("generated")
-        done = await job.ckpt.done("generate")
-        if done is not None:
-            job.log.info("stage_skipped", stage="generate")
-            await job.ckpt.load_images(image_dir)
-            return selection_from_dict(done["selection"], image_dir)
-        await self._enter(job, "generate", JobState.GENERATING)
-        finished = await job.ckpt.load_images(image_dir)
-        if finished:
-            job.log.info("generate_resuming", images=len(finished))
-        references = await self._references(job, summary)
-        loop = asyncio.get_running_loop()
-
-        encoded_dir = job.dir(ENCODED_DIR)
-
-        def on_image(record: Any) -> None:
-            # On generation's writer thread, while the GPU samples the next batch: the checkpoint
-            # upload first (durability), then the delivery JPEG, so deliver only renames files.
-            asyncio.run_coroutine_threadsafe(job.ckpt.save_image(record, image_dir), loop).result()
-            self.failpoints.hit("generate.image")
-            encode_headshot(image_dir / record.file, encoded_dir)
-
-        selection = await asyncio.to_thread(
-            stages.run_generate, weights_dir, identifier, references, image_dir, self.settings,
-            self.faces, self._progress_fn(job, "generate"), job.run.should_stop, on_image, finished)
-        await job.ckpt.mark_done("generate", {"selection": selection_to_dict(selection)})
-        await self._leave(job, "generate")
-        return selection
-
-    async def _references(self, job: Attempt, summary: ValidationSummary) -> Any:
-        """Embeddings of the training photos (recomputed: embeddings are never stored)."""
-        photos = await self._download_photos(job, list(summary.accepted_files))
-        return await asyncio.to_thread(stages.reference_embeddings, photos, self.faces)
-
-    async def _deliver(self, job: Attempt, selection: Any) -> dict[str, Any]:
-        """Results under ``results/<job>/`` (:mod:`processor.publish`)."""
-        done = await job.ckpt.done("deliver")
-        if done is not None:
-            job.log.info("stage_skipped", stage="deliver")
-            return done
-        await self._enter(job, "deliver", JobState.DELIVERING)
-        deliverables = await asyncio.to_thread(build_deliverables, selection, job.dir("results"),
-                                               job.dir(ENCODED_DIR))
-        meta = await publish_results(self.store, self.settings.output_bucket, job.job_id, deliverables,
-                                     self.failpoints.hit)
-        await job.ckpt.mark_done("deliver", meta)
-        await self._leave(job, "deliver")
-        return meta
-
     async def _notify_ready(self, job: Attempt, delivered: dict[str, Any]) -> None:
-        await self._enter(job, "notify", JobState.DELIVERING)
+        await enter(job, "notify", JobState.DELIVERING, self.env.hit)
         assert job.manifest is not None
         links = await ready_links(self.store, self.settings, delivered)
-        await self.notifier.ready(job.job_id, job.manifest, links,
+        await self.notifier.ready(job.job_id, job.manifest, links, job.fence,
                                   note=selection_note(delivered["summary"], self.settings),
-                                  hit=self.failpoints.hit)
-        await self._leave(job, "notify")
-
-    # --- status.json ----------------------------------------------------------------
-    async def _enter(self, job: Attempt, stage: str, state: JobState) -> None:
-        job.check_stop()
-        self.failpoints.hit(f"{stage}.start")
-        await job.status.enter(stage, state)
-
-    async def _leave(self, job: Attempt, stage: str, validation: ValidationSummary | None = None) -> None:
-        await job.status.leave(stage, {"validation": validation.public_dict()} if validation else None)
-
-    def _progress_fn(self, job: Attempt, stage: str) -> Callable[[Progress], None]:
-        return job.status.progress_fn(stage)
+                                  hit=self.env.hit)
+        await job.status.leave("notify", None)
 
     async def _end(self, job: Attempt, state: JobState, *, error: str | None = None,
                    validation: ValidationSummary | None = None, result: dict[str, Any] | None = None,
@@ -310,14 +325,14 @@ class Pipeline:
         """Terminal state: one email (send-once), status, then the person's data is removed."""
         assert state in TERMINAL
         if state is JobState.REJECTED and job.manifest is not None and validation is not None:
-            await self.notifier.rejected(job.job_id, job.manifest, validation, hit=self.failpoints.hit)
+            await self.notifier.rejected(job.job_id, job.manifest, validation, job.fence, hit=self.env.hit)
         elif state is JobState.FAILED:
             current = await self.jobs.get(job.job_id)
             attempts = current[0].attempts if current else job.run.attempt
             to = job.manifest.email if job.manifest is not None else email_to
             if to:
                 await self.notifier.failed(job.job_id, str(to), job.manifest.name if job.manifest else None,
-                                           error or "unknown error", attempts, hit=self.failpoints.hit)
+                                           error or "unknown error", attempts, job.fence, hit=self.env.hit)
         now = time.time()
         public_validation = validation.public_dict() if validation is not None else None
         await job.status.update(lambda s: s.end(state, now, error=error, validation=public_validation,
@@ -330,4 +345,3 @@ class Pipeline:
         removed = await self.store.delete_prefix(self.settings.input_bucket, uploads_prefix(job.job_id))
         work = await job.ckpt.delete_all()
         job.log.info("job_data_removed", uploads=removed, work_objects=work)
-

@@ -9,18 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from processor.errors import SettingsError
 
 _BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 
 
 #: Settings read from a variable that someone else sets, under that variable's own name.
 _UNPREFIXED_ENV = {"ecs_agent_uri": "ECS_AGENT_URI"}
-
-
-class SettingsError(ValueError):
-    """Raised with a human-readable list of every bad setting."""
 
 
 class Settings(BaseSettings):

@@ -1,10 +1,14 @@
-"""The stages as the runtime calls them: ``Settings`` mapped to each handler's config, and the
-blocking work of each stage as one function over local folders.
+"""The one door from the runtime into ``handlers/``: ``Settings`` mapped to each handler's
+config, the blocking work of each stage as one function over local folders, and the handler
+types and errors the runtime names.
 
-Why a module of its own: the pipeline (``processor/pipeline.py``) decides *when* a stage runs,
-what it skips and where its checkpoints go; this module decides *how* a stage is called. Every
-function here is synchronous and runs off the event loop (``asyncio.to_thread``), so nothing
-here touches S3, SQS or email; callbacks carry progress and checkpoints back to the runtime.
+Why one module: the pipeline (``processor/pipeline.py``) decides *when* a stage runs, what it
+skips and where its checkpoints go; this module decides *how* a stage is called, and it is
+the only runtime module that imports ``handlers`` (pyproject's import contract checks it).
+Every function here is synchronous and runs off the event loop (``asyncio.to_thread``), so
+nothing here touches S3, SQS or email; callbacks carry progress and checkpoints back to the
+runtime. Torch-heavy handler modules are imported inside the functions, so the worker and
+the CLI start fast.
 """
 
 from __future__ import annotations
@@ -14,19 +18,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from handlers.deliver import Deliverables, build_deliverables, encode_headshot
+from handlers.errors import Interrupted, StageError
+from handlers.generate.records import ImageRecord, SelectionResult
+from handlers.progress import Progress, ProgressFn, StopFn
+from handlers.validate.messages import ADVICE as GATE_ADVICE
+from handlers.validate.messages import LABELS as REASON_LABELS
 from processor.settings import Settings
 
 if TYPE_CHECKING:  # heavy imports stay out of the worker's start-up
     from handlers.class_prior import PipelineLoader
     from handlers.faces import FaceAnalyzer, FaceModelConfig
-    from handlers.generate import GenerateConfig
-    from handlers.generation_records import ImageRecord, SelectionResult
+    from handlers.generate.config import GenerateConfig
+    from handlers.generate.select import SelectConfig
     from handlers.prepare import PrepareConfig, PreparedDataset
-    from handlers.progress import ProgressFn, StopFn
-    from handlers.select import SelectConfig
-    from handlers.train import TrainConfig
-    from handlers.trained_model import TrainResult
-    from handlers.validate import ValidateConfig, ValidationReport
+    from handlers.train.config import TrainConfig
+    from handlers.train.trained_model import TrainResult
+    from handlers.validate.config import ValidateConfig
+    from handlers.validate.gate import ValidationReport
+
+__all__ = [
+    "Deliverables", "GATE_ADVICE", "ImageRecord", "Interrupted", "Progress", "ProgressFn",
+    "REASON_LABELS", "SelectionResult", "StageError", "StopFn", "build_deliverables", "encode_headshot",
+]
+
 
 def quiet_library_progress() -> None:
     """diffusers/transformers draw tqdm bars on stderr per call; a worker reports progress itself."""
@@ -46,7 +61,7 @@ def face_model_config(settings: Settings) -> FaceModelConfig:
 
 
 def validate_config(settings: Settings) -> ValidateConfig:
-    from handlers.validate import ValidateConfig
+    from handlers.validate.config import ValidateConfig
 
     return ValidateConfig(face=face_model_config(settings))
 
@@ -58,7 +73,7 @@ def prepare_config(settings: Settings, identifier: str) -> PrepareConfig:
 
 
 def train_config(settings: Settings) -> TrainConfig:
-    from handlers.train import TrainConfig
+    from handlers.train.config import TrainConfig
 
     return TrainConfig(
         base_model=settings.base_model, method=settings.train_method, steps=settings.train_steps,
@@ -78,7 +93,7 @@ def checkpoint_every(settings: Settings) -> int:
 
 
 def generate_config(settings: Settings) -> GenerateConfig:
-    from handlers.generate import GenerateConfig
+    from handlers.generate.config import GenerateConfig
 
     return GenerateConfig(
         num_images=settings.num_images, steps=settings.inference_steps,
@@ -90,7 +105,7 @@ def generate_config(settings: Settings) -> GenerateConfig:
 
 
 def select_config(settings: Settings) -> SelectConfig:
-    from handlers.select import SelectConfig
+    from handlers.generate.select import SelectConfig
 
     return SelectConfig(mode=settings.selection_mode)
 
@@ -112,7 +127,7 @@ class FaceModels:
 
 
 def run_validate(photos: Sequence[Path], settings: Settings, faces: FaceModels) -> ValidationReport:
-    from handlers.validate import validate_photos
+    from handlers.validate.gate import validate_photos
 
     return validate_photos(list(photos), validate_config(settings), analyzer=faces.analyzer())
 
@@ -121,7 +136,7 @@ def choose_job_identifier(base_model: str) -> str:
     """The rare token for this base model (a pure function of its two tokenizers)."""
     from transformers import CLIPTokenizer
 
-    from handlers.identifier import choose_identifier
+    from handlers.train.identifier import choose_identifier
 
     tok = CLIPTokenizer.from_pretrained(base_model, subfolder="tokenizer")
     tok2 = CLIPTokenizer.from_pretrained(base_model, subfolder="tokenizer_2")
@@ -163,7 +178,7 @@ def run_class_images(settings: Settings, class_prompt: str, progress: ProgressFn
 def run_train(dataset: PreparedDataset, class_dir: Path | None, out_dir: Path, settings: Settings,
               progress: ProgressFn | None, should_stop: StopFn | None,
               on_checkpoint: Callable[[Path], None] | None, resume_from: Path | None) -> TrainResult:
-    from handlers.train import train_dreambooth
+    from handlers.train.dreambooth import train_dreambooth
 
     return train_dreambooth(dataset, class_dir, out_dir, train_config(settings), progress=progress,
                             should_stop=should_stop, on_checkpoint=on_checkpoint, resume_from=resume_from)
@@ -190,11 +205,11 @@ def run_generate(weights_dir: Path, identifier: str, references: Any, out_dir: P
                  settings: Settings, faces: FaceModels, progress: ProgressFn | None,
                  should_stop: StopFn | None, on_image: Callable[[ImageRecord], None],
                  done: Sequence[ImageRecord]) -> SelectionResult:
-    from handlers.generate import generate_and_select
-    from handlers.prompts import load_prompt_set
-    from handlers.sdxl_loading import torch_dtype
-    from handlers.train import resolve_device, resolve_precision
-    from handlers.trained_model import load_trained_pipeline
+    from handlers.generate.loop import generate_and_select
+    from handlers.generate.prompts import load_prompt_set
+    from handlers.sdxl.loading import torch_dtype
+    from handlers.train.dreambooth import resolve_device, resolve_precision
+    from handlers.train.trained_model import load_trained_pipeline
 
     device = resolve_device(settings.device)
     dtype = torch_dtype(resolve_precision(device, settings.mixed_precision))
@@ -204,3 +219,22 @@ def run_generate(weights_dir: Path, identifier: str, references: Any, out_dir: P
                                generate_config(settings), select_config(settings),
                                faces.analyzer(), progress=progress, should_stop=should_stop,
                                on_image=on_image, done=list(done))
+
+
+def load_prepared(folder: Path) -> PreparedDataset:
+    """A training set prepared by an earlier attempt (its files downloaded into ``folder``)."""
+    from handlers.prepare import PreparedDataset
+
+    return PreparedDataset.load(folder)
+
+
+def latest_local_train_checkpoint(out_dir: Path) -> Path | None:
+    """A full fine-tune's newest checkpoint on this disk (they are gigabytes: never uploaded)."""
+    from handlers.train.checkpoint import latest_checkpoint
+
+    return latest_checkpoint(out_dir)
+
+
+def run_deliver(selection: SelectionResult, out_dir: Path, encoded_dir: Path) -> Deliverables:
+    """JPEGs, contact sheet, zip and results.json (what was encoded ahead is reused)."""
+    return build_deliverables(selection, out_dir, encoded_dir)

@@ -6,7 +6,7 @@ finished job's duplicate is acknowledged with no work; a running job's duplicate
 with a delay; a malformed message is never deleted, so it reaches the dead-letter queue; the
 message stays invisible while its job runs; on SIGTERM the worker stops polling, lets the
 stage stop at its next atomic step, and hands the message back within the grace period. On ECS
-the task holds its scale-in protection for each attempt at a job (:mod:`processor.task_protection`).
+the task holds its scale-in protection for each attempt at a job (:mod:`processor.aws.task_protection`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 import structlog
 
+from processor.aws.queue import JobQueue, QueueMessage
+from processor.aws.retry import describe
+from processor.aws.storage import ObjectStore
+from processor.aws.task_protection import ScaleInProtection, scale_in_protection
 from processor.dispatch import (
     MessageAction,
     busy_action,
@@ -31,31 +33,21 @@ from processor.dispatch import (
     is_final_attempt,
     plan_message,
 )
-from processor.job_store import Claim, ClaimOutcome, JobStore, LostOwnership
-from processor.queue import JobQueue, MessageLost, QueueMessage
-from processor.retry import describe
+from processor.errors import LostOwnership, MessageLost
+from processor.job.attempt import JobResult, JobRun
+from processor.job.fence import Fence
+from processor.job.store import Claim, ClaimOutcome, JobStore
+from processor.pipeline import Pipeline
 from processor.settings import Settings
-from processor.task_protection import ScaleInProtection, scale_in_protection
 
 log = structlog.get_logger(__name__)
 
 
-# --- the runtime ---------------------------------------------------------------------
-class JobResult(StrEnum):
-    TERMINAL = "terminal"        # delivered, rejected or failed: delete the message
-    INTERRUPTED = "interrupted"  # stop asked; checkpoints written: hand the message back
-    LOST = "lost"                # another worker owns the job now: leave everything to it
+class Settled(StrEnum):
+    """What handling a message did with it (the worker's disposition of one message)."""
 
-
-@dataclass(frozen=True)
-class JobRun:
-    """What the worker hands the pipeline for one attempt at a job."""
-
-    job_id: str
-    worker_id: str
-    attempt: int
-    final_attempt: bool
-    should_stop: Callable[[], bool]
+    DELETE = "delete"      # done with: delete the message
+    RELEASED = "released"  # handed back (visible again now or after a delay): do not delete
 
 
 class JobRunner(Protocol):
@@ -180,33 +172,28 @@ class Worker:
                          to_dlq=is_final_attempt(message.receive_count, self.settings.max_receive_count))
             await self._release(message, 0)
             return
-        try:
-            for job_id in plan.job_ids:
-                if self.stopping:
-                    await self._release(message, 0)
-                    return
-                await self._handle_job(message, job_id)
-        except _Handled:
-            return  # the message was handed back already
+        for job_id in plan.job_ids:
+            if self.stopping:
+                await self._release(message, 0)
+                return
+            if await self._handle_job(message, job_id) is Settled.RELEASED:
+                return  # the message was handed back already
         await self._delete(message)
 
-    async def _handle_job(self, message: QueueMessage, job_id: str) -> None:
-        """Run one job of the message; returns when the message may be deleted for it.
-
-        Raises :class:`_Handled` when the message was handed back instead.
-        """
+    async def _handle_job(self, message: QueueMessage, job_id: str) -> Settled:
+        """Run one job of the message; say whether the message may be deleted for it."""
         jlog = log.bind(job_id=job_id, message_id=message.message_id, receive_count=message.receive_count)
         claim: Claim = await self.jobs.claim(job_id, self.worker_id, time.time())
         if claim.outcome is ClaimOutcome.FINISHED:
             jlog.info("duplicate_for_finished_job", state=claim.status.state.value)
-            return
+            return Settled.DELETE
         if claim.outcome is ClaimOutcome.BUSY:
             action = busy_action(message.receive_count, self.settings)
             jlog.info("job_owned_elsewhere", delay_s=action.delay_s, dropped=action.delete)
             if not action.delete:
                 await self._release(message, action.delay_s)
-                raise _Handled()
-            return
+                return Settled.RELEASED
+            return Settled.DELETE
         final = is_final_attempt(message.receive_count, self.settings.max_receive_count)
         job = JobRun(job_id=job_id, worker_id=self.worker_id, attempt=claim.status.attempts,
                      final_attempt=final, should_stop=self._job_stop.is_set)
@@ -215,33 +202,32 @@ class Worker:
         # Protected from scale-in from here until this attempt has been handled, however it
         # ends (done, handed back on SIGTERM, lost to another worker, crashed).
         async with self.protection.held(job_id):
-            await self._attempt(message, job)
+            return await self._attempt(message, job)
 
-    async def _attempt(self, message: QueueMessage, job: JobRun) -> None:
+    async def _attempt(self, message: QueueMessage, job: JobRun) -> Settled:
         """One claimed attempt: run it, then carry out what its result means for the message."""
         job_id = job.job_id
         jlog = log.bind(job_id=job_id, message_id=message.message_id, receive_count=message.receive_count)
         try:
             result = await self._run_with_heartbeats(message, job)
         except Exception as exc:
-            await self._after_crash(message, job, exc)
-            return
+            return await self._after_crash(message, job, exc)
         finally:
             self._current, self._current_job = None, None
         if result is JobResult.TERMINAL:
             self.jobs_finished += 1
-            return
+            return Settled.DELETE
         if result is JobResult.LOST:
             jlog.warning("job_lost_to_other_worker")
-            raise _Handled()
+            return Settled.RELEASED
         jlog.info("job_interrupted_releasing")
         try:
             await self.jobs.release(job_id, self.worker_id, time.time())
         finally:
             await self._release(message, 0)
-        raise _Handled()
+        return Settled.RELEASED
 
-    async def _after_crash(self, message: QueueMessage, job: JobRun, exc: Exception) -> None:
+    async def _after_crash(self, message: QueueMessage, job: JobRun, exc: Exception) -> Settled:
         """Last attempt: mark failed (one email). Otherwise: hand back with a backoff delay."""
         action = crash_action(message.receive_count, self.settings)
         log.error("job_crashed", job_id=job.job_id, error=describe(exc), final_attempt=action.delete,
@@ -249,21 +235,21 @@ class Worker:
         if action.delete:
             await self.runner.fail(job, f"internal error after {message.receive_count} attempts")
             self.jobs_finished += 1
-            return
+            return Settled.DELETE
         try:
             await self.jobs.release(job.job_id, self.worker_id, time.time())
         except Exception as release_exc:
             log.warning("release_job_failed", job_id=job.job_id, error=describe(release_exc))
         await self._release(message, action.delay_s)
-        raise _Handled()
+        return Settled.RELEASED
 
     async def _run_with_heartbeats(self, message: QueueMessage, job: JobRun) -> JobResult:
         """The pipeline, with the visibility and ownership heartbeats running beside it."""
-        lost = threading.Event()
+        fence = Fence(job.job_id)  # closed by the ownership heartbeat when the job is taken over
         job_stop = self._job_stop
 
         def should_stop() -> bool:
-            return job_stop.is_set() or lost.is_set()
+            return job_stop.is_set() or fence.lost
 
         async def owner_beat() -> None:
             while True:
@@ -273,12 +259,12 @@ class Worker:
                     await self.jobs.heartbeat(job.job_id, self.worker_id, time.time())
                 except LostOwnership:
                     log.warning("ownership_lost", job_id=job.job_id)
-                    lost.set()
+                    fence.close()
                     return
                 except Exception as exc:
                     log.warning("owner_heartbeat_failed", job_id=job.job_id, error=describe(exc))
 
-        run = JobRun(job.job_id, job.worker_id, job.attempt, job.final_attempt, should_stop)
+        run = JobRun(job.job_id, job.worker_id, job.attempt, job.final_attempt, should_stop, fence)
         beat = asyncio.create_task(owner_beat(), name=f"owner-{job.job_id}")
         try:
             async with self.queue.heartbeat(message) as hb:
@@ -291,7 +277,7 @@ class Worker:
                 await beat
             except asyncio.CancelledError:
                 pass
-        if lost.is_set() and result is not JobResult.TERMINAL:
+        if fence.lost and result is not JobResult.TERMINAL:
             return JobResult.LOST
         return result
 
@@ -308,17 +294,11 @@ class Worker:
             log.warning("release_lost_message", message_id=message.message_id)
 
 
-class _Handled(Exception):
-    """Internal: the message was already released; do not delete it."""
-
 
 async def serve(settings: Settings, *, max_jobs: int | None = None, idle_exit_s: float | None = None,
                 install_signals: bool = True) -> int:
     """Open the AWS edges, build the pipeline and run a :class:`Worker` until it stops."""
     import signal
-
-    from processor.pipeline import Pipeline
-    from processor.storage import ObjectStore
 
     async with (ObjectStore(settings) as store, JobQueue(settings) as queue,
                scale_in_protection(settings) as protection):

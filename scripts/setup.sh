@@ -19,7 +19,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   pip install -q -U pip 2>&1 | quiet
   pip install -q "torch==${TORCH_VERSION}" 2>&1 | quiet
   pip install -q aioboto3 2>&1 | quiet
-  pip install -q -e ".[dev]" 2>&1 | quiet
+  pip install -q -e ".[dev,devkit]" 2>&1 | quiet
   touch "$stamp"
 fi
 

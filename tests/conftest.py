@@ -18,16 +18,15 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # Two cores shared by everything: keep torch from oversubscribing them.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+import pytest  # noqa: E402
+import structlog  # noqa: E402
+
 from tests.fixtures.aws import *  # noqa: E402,F401,F403
 from tests.fixtures.ecs_agent import *  # noqa: E402,F401,F403
 from tests.fixtures.faces import *  # noqa: E402,F401,F403
 from tests.fixtures.jobs import *  # noqa: E402,F401,F403
 from tests.fixtures.models import *  # noqa: E402,F401,F403
 from tests.fixtures.selection_photos import *  # noqa: E402,F401,F403
-
-
-import pytest  # noqa: E402
-import structlog  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ import handlers, processor, prompts, templates
 site = sys.argv[1]
 for module in (handlers, processor, prompts, templates):
     assert module.__file__.startswith(site), module.__file__
-from handlers.prompts import load_prompt_set
+from handlers.generate.prompts import load_prompt_set
 from processor.email import _ENV
 print(len(load_prompt_set().prompts))
 for kind in ("ready", "rejected", "failed"):

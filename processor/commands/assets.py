@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from processor.samples import default_cache_dir
+from processor.devkit.samples import default_cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def resolve_deepface_home(configured: Path | None = None) -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     from handlers.faces import install_weights
-    from processor.samples import fetch_sample_sources
+    from processor.devkit.samples import fetch_sample_sources
     from processor.settings import load_settings
 
     started = time.monotonic()

@@ -34,12 +34,12 @@ class DemoResult:
 def demo_settings(cache: Path, model: str | None, outbox_smtp: bool = True,
                   num_images: int = 50) -> dict[str, Any]:
     """The demo's settings: tiny-model profile unless a real model is named, fast queue timings."""
-    from processor.profiles import fast_queue_settings, tiny_model_settings
+    from processor.devkit.profiles import fast_queue_settings, tiny_model_settings
 
     values: dict[str, Any] = {"email_backend": "smtp" if outbox_smtp else "ses",
                               "log_format": "console", **fast_queue_settings()}
     if model is None:
-        from handlers.tiny_sdxl import build_tiny_sdxl
+        from processor.devkit.tiny_sdxl import build_tiny_sdxl
 
         model_dir = cache.parent / "tiny-sdxl"
         if not (model_dir / "model_index.json").exists():
@@ -63,8 +63,8 @@ async def run_demo(cache: Path, photos: Path | None, model: str | None, email: s
                    num_images: int = 50) -> DemoResult:
     from processor.commands.status import read_status
     from processor.commands.submit import plan_upload, upload
-    from processor.local_stack import LocalStack
-    from processor.samples import build_person_set
+    from processor.devkit.local_stack import LocalStack
+    from processor.devkit.samples import build_person_set
     from processor.settings import Settings
     from processor.worker import serve
 

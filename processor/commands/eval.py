@@ -29,7 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from handlers.evaluate import EvalConfig, evaluate, format_report, list_photos, read_results
+    from handlers.evaluate import (
+        EvalConfig,
+        evaluate,
+        format_report,
+        list_photos,
+        read_results,
+    )
     from handlers.images import ImageError, load_image
     from processor.commands.assets import resolve_deepface_home
     from processor.logging import configure_logging

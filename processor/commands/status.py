@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from processor.state import JobStatus
+from processor.job.state import JobStatus
 
 
 def format_status(status: JobStatus, now: float) -> str:
@@ -34,9 +34,9 @@ def format_status(status: JobStatus, now: float) -> str:
 
 
 async def read_status(settings: object, job_id: str) -> JobStatus | None:
-    from processor.job_store import JobStore
+    from processor.aws.storage import ObjectStore
+    from processor.job.store import JobStore
     from processor.settings import Settings
-    from processor.storage import ObjectStore
 
     assert isinstance(settings, Settings)
     async with ObjectStore(settings) as store:

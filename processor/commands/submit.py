@@ -59,9 +59,9 @@ async def upload(plan: Upload, settings: object, show_progress: bool = True) -> 
     """Put the photos (with a progress bar), then the manifest; returns the manifest's key."""
     from tqdm import tqdm
 
+    from processor.aws.storage import ObjectStore
     from processor.manifest import MANIFEST_NAME, uploads_prefix
     from processor.settings import Settings
-    from processor.storage import ObjectStore
 
     assert isinstance(settings, Settings)
     prefix = uploads_prefix(plan.job_id)

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+
 # What the gate looks at in a folder: anything that is not hidden. Non-images are kept on
 # purpose, so a renamed HTML page or a PDF shows up as "unreadable" instead of vanishing.
 def photo_files(folder: Path) -> list[Path]:
@@ -39,7 +40,8 @@ def _run(args: argparse.Namespace) -> int:
         return 2
 
     from handlers.faces import FaceModelConfig
-    from handlers.validate import ValidateConfig, validate_photos
+    from handlers.validate.config import ValidateConfig
+    from handlers.validate.gate import validate_photos
     from processor.commands.assets import resolve_deepface_home
     from processor.logging import configure_logging
     from processor.settings import load_settings

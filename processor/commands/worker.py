@@ -9,9 +9,9 @@ import time
 
 
 def _run(args: argparse.Namespace) -> int:
+    from processor.dispatch import health_max_age_s, is_healthy
     from processor.logging import configure_logging
     from processor.settings import load_settings
-    from processor.dispatch import health_max_age_s, is_healthy
     from processor.worker import serve
 
     settings = load_settings()

@@ -18,7 +18,7 @@ from handlers.deliver import (
     sheet_layout,
     tile_origin,
 )
-from handlers.generation_records import Attempt, ImageRecord, SelectionResult
+from handlers.generate.records import Attempt, ImageRecord, SelectionResult
 
 # Distinct, far-apart colours: a tile shows which file it came from.
 COLOURS = [(220, 30, 30), (30, 200, 40), (40, 60, 220), (230, 200, 20), (200, 40, 200),

@@ -37,13 +37,19 @@ def _pictures(n: int, seed: int, side: int = 96) -> list[np.ndarray]:
 def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight CLIP with SDXL's tiny tokenizer, saved like a hub folder."""
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
 
-    from handlers.tiny_sdxl import _write_tokenizer, build_clip_vocab
+    from handlers.sdxl.tokenizer import build_clip_vocab, write_tokenizer
 
     out = tmp_path_factory.mktemp("tiny-clip")
     vocab, merges = build_clip_vocab()
-    _write_tokenizer(out / "_tok", vocab, merges, pad="<|endoftext|>")
+    write_tokenizer(out / "_tok", vocab, merges, pad="<|endoftext|>")
     torch.manual_seed(0)
     config = CLIPConfig(
         text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

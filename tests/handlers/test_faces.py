@@ -7,8 +7,15 @@ import os
 import numpy as np
 import pytest
 
-from handlers.faces import (DLIB_WEIGHT_FILES, FaceAnalyzer, FaceModelConfig, cosine_distance,
-                            identity_distance, install_weights, threshold_for)
+from handlers.faces import (
+    DLIB_WEIGHT_FILES,
+    FaceAnalyzer,
+    FaceModelConfig,
+    cosine_distance,
+    identity_distance,
+    install_weights,
+    threshold_for,
+)
 from handlers.images import load_image
 
 

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handlers.images import ImageError, ImageLimits, decode_image, load_image, probe_image
-from processor import samples
+from handlers.images import (
+    ImageError,
+    ImageLimits,
+    decode_image,
+    load_image,
+    probe_image,
+)
+from processor.devkit import samples
 
 
 @pytest.fixture(scope="module")

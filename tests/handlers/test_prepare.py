@@ -10,8 +10,8 @@ from PIL import Image
 
 from handlers.prepare import (
     Augmentation,
-    PreparedDataset,
     PrepareConfig,
+    PreparedDataset,
     crop_square,
     decode_photo,
     prepare_instance_images,

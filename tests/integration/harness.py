@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from processor.local_stack import LocalStack
+from processor.devkit.local_stack import LocalStack
 from processor.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from processor.local_stack import LocalStack
+from processor.devkit.local_stack import LocalStack
 from processor.settings import Settings
 from processor.worker import serve
 from tests.fixtures.jobs import RejectableSet

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from processor.fault_proxy import FaultProxy
-from processor.local_stack import LocalStack
+from processor.devkit.fault_proxy import FaultProxy
+from processor.devkit.local_stack import LocalStack
 from processor.settings import Settings
 from tests.fixtures.jobs import RejectableSet
 from tests.integration.harness import (

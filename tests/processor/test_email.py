@@ -1,16 +1,15 @@
-"""Email rendering, MIME building, the SES and SMTP backends on the local stack, send-once."""
+"""Email rendering, MIME building, the SES and SMTP backends on the local stack."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 import smtplib
-from pathlib import Path
 
 import pytest
 from markupsafe import escape
-import structlog
 
+from processor.devkit.local_stack import LocalStack
 from processor.email import (
     GENERIC_ADVICE,
     FailedContext,
@@ -24,13 +23,9 @@ from processor.email import (
     build_message,
     make_sender,
     render_email,
-    send_once,
     smtp_transient,
 )
-from processor.job_store import JobStore
-from processor.local_stack import LocalStack
 from processor.settings import Settings
-from processor.storage import ObjectStore
 
 ADDRESS = "ada.lovelace@example.com"
 
@@ -167,40 +162,3 @@ def test_smtp_temporary_failures_are_retried_and_permanent_ones_are_not() -> Non
     assert smtp_transient(ConnectionRefusedError())
     assert not smtp_transient(smtplib.SMTPResponseException(550, b"no such user"))
     assert not smtp_transient(smtplib.SMTPRecipientsRefused({ADDRESS: (550, b"no")}))
-
-
-# --- send once ---------------------------------------------------------------------------
-async def test_send_once_sends_a_single_email_however_often_it_is_called(
-        local_stack: LocalStack, aws_settings: Settings, job_id: str) -> None:
-    before = set(local_stack.outbox_messages())
-    sender = SmtpSender(local_stack.settings.smtp_host, local_stack.settings.smtp_port)
-    msg = build_message(render_email("failed", {"job_id": job_id, "reason": "x"}),
-                        aws_settings.email_sender, ADDRESS, job_id=job_id)
-    async with ObjectStore(aws_settings) as store:
-        jobs = JobStore(store, aws_settings.output_bucket, owner_stale_after_s=60)
-        with structlog.testing.capture_logs() as logs:
-            results = [await send_once(jobs, job_id, sender, msg, "failed") for _ in range(3)]
-        assert await jobs.email_sent(job_id)
-    assert results == [True, False, False]
-    new = [p for p in set(local_stack.outbox_messages()) - before
-           if email.message_from_bytes(p.read_bytes())["X-Headshots-Job"] == job_id]
-    assert len(new) == 1
-    assert ADDRESS not in repr(logs) and [e["event"] for e in logs].count("email_sent") == 1
-
-
-async def test_failed_send_removes_the_marker_so_a_retry_can_notify(
-        local_stack: LocalStack, aws_settings: Settings, job_id: str, tmp_path: Path) -> None:
-    from processor.local_stack import free_port
-    from processor.retry import RetryPolicy
-
-    dead = SmtpSender("127.0.0.1", free_port(), timeout_s=1,
-                      policy=RetryPolicy(attempts=2, initial_s=0.01, max_wait_s=0.01, jitter_s=0.01))
-    live = SmtpSender(local_stack.settings.smtp_host, local_stack.settings.smtp_port)
-    msg = build_message(render_email("failed", {"job_id": job_id, "reason": "x"}),
-                        aws_settings.email_sender, ADDRESS, job_id=job_id)
-    async with ObjectStore(aws_settings) as store:
-        jobs = JobStore(store, aws_settings.output_bucket, owner_stale_after_s=60)
-        with pytest.raises(ConnectionRefusedError):
-            await send_once(jobs, job_id, dead, msg, "failed")
-        assert not await jobs.email_sent(job_id)
-        assert await send_once(jobs, job_id, live, msg, "failed")

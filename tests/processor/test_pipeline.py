@@ -13,14 +13,21 @@ from pathlib import Path
 import pytest
 import structlog.testing
 
+from processor.aws.storage import ObjectStore
+from processor.devkit.local_stack import LocalStack
 from processor.failpoints import FailpointError
-from processor.job_store import JobStore
-from processor.local_stack import LocalStack
+from processor.job.attempt import JobResult, JobRun
+from processor.job.store import JobStore
 from processor.pipeline import Pipeline
 from processor.settings import Settings
-from processor.storage import ObjectStore
-from processor.worker import JobResult, JobRun
-from tests.integration.harness import emails_for, job_status, keys, stage_runs, submit, text_body
+from tests.integration.harness import (
+    emails_for,
+    job_status,
+    keys,
+    stage_runs,
+    submit,
+    text_body,
+)
 
 
 async def _attempt(settings: Settings, job_id: str, worker_id: str,

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from processor.settings import Settings
-from processor.stages import checkpoint_every, generate_config, select_config, train_config
+from processor.stages import (
+    checkpoint_every,
+    generate_config,
+    select_config,
+    train_config,
+)
 
 
 def test_train_config_carries_the_training_settings() -> None:

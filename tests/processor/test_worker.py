@@ -11,14 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-
-from processor.job_store import JobStore
-from processor.local_stack import LocalStack
-from processor.queue import JobQueue
-from processor.settings import Settings
-from processor.state import JobState, JobStatus
-from processor.storage import ObjectStore
+from processor.aws.queue import JobQueue
+from processor.aws.storage import ObjectStore
+from processor.devkit.local_stack import LocalStack
 from processor.dispatch import busy_action, health_max_age_s, is_healthy
+from processor.job.state import JobState, JobStatus
+from processor.job.store import JobStore
+from processor.settings import Settings
 from processor.worker import serve
 from tests.integration.harness import (
     REPO_ROOT,

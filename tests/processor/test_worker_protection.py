@@ -12,17 +12,25 @@ from collections.abc import Callable
 import pytest
 import structlog
 
-from processor.job_store import JobStore
-from processor.local_stack import LocalStack
-from processor.queue import JobQueue
-from processor.retry import RetryPolicy
+from processor.aws.queue import JobQueue
+from processor.aws.retry import RetryPolicy
+from processor.aws.storage import ObjectStore
+from processor.aws.task_protection import ScaleInProtection, TaskProtectionClient
+from processor.devkit.local_stack import LocalStack
+from processor.job.attempt import JobResult, JobRun
+from processor.job.store import JobStore
 from processor.settings import Settings
-from processor.storage import ObjectStore
-from processor.task_protection import ScaleInProtection, TaskProtectionClient
-from processor.worker import JobResult, JobRun, Worker, serve
+from processor.worker import Worker, serve
 from tests.fixtures.ecs_agent import FakeEcsAgent
 from tests.fixtures.jobs import RejectableSet
-from tests.integration.harness import emails_for, job_status, queue_counts, s3_event_body, send_raw, submit
+from tests.integration.harness import (
+    emails_for,
+    job_status,
+    queue_counts,
+    s3_event_body,
+    send_raw,
+    submit,
+)
 
 FAST = RetryPolicy(attempts=2, initial_s=0.01, max_wait_s=0.02, jitter_s=0.0)
 

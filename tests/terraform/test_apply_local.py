@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from processor.local_stack import LocalStack
+from processor.devkit.local_stack import LocalStack
 from processor.settings import Settings
 from processor.worker import serve
 from tests.integration.harness import job_status, keys, queue_counts, submit
@@ -139,7 +139,7 @@ def test_applied_buckets_block_public_access_and_encrypt_with_the_key(
 async def test_uploaded_folder_queues_a_job_that_a_worker_configured_from_outputs_delivers(
         applied: tuple[Terraform, dict[str, Any]], local_stack: LocalStack, job_photos: Path,
         tiny_model_dir: Path, deepface_home: Path, tmp_path: Path) -> None:
-    from processor.profiles import fast_queue_settings, tiny_model_settings
+    from processor.devkit.profiles import fast_queue_settings, tiny_model_settings
 
     _, outputs = applied
     settings = Settings(**{

@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from handlers.deliver import build_deliverables
-from handlers.generate import GenerateConfig, ImageRequest, generate_and_select
-from handlers.prompts import load_prompt_set
-from handlers.select import SelectConfig
+from handlers.generate.config import GenerateConfig
+from handlers.generate.loop import ImageRequest, generate_and_select
+from handlers.generate.prompts import load_prompt_set
+from handlers.generate.select import SelectConfig
 from processor.cli import main
 
 

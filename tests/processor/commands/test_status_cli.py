@@ -9,12 +9,12 @@ import subprocess
 import sys
 import time
 
+from processor.aws.storage import ObjectStore
 from processor.commands.status import format_status
-from processor.job_store import JobStore
-from processor.local_stack import LocalStack
+from processor.devkit.local_stack import LocalStack
+from processor.job.state import JobState, JobStatus, ProgressInfo
+from processor.job.store import JobStore
 from processor.settings import Settings
-from processor.state import JobState, JobStatus, ProgressInfo
-from processor.storage import ObjectStore
 from tests.integration.harness import REPO_ROOT
 
 

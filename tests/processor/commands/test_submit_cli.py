@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from processor.commands.submit import photo_files, plan_upload
-from processor.local_stack import LocalStack
+from processor.devkit.local_stack import LocalStack
 from processor.manifest import InvalidJobId, ManifestError
 from processor.settings import Settings
 from tests.integration.harness import REPO_ROOT, keys, queue_counts

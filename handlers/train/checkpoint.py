@@ -1,0 +1,81 @@
+"""Training checkpoints: ``out_dir/checkpoints/step-<N>/`` holding what a resume needs.
+
+Why this little: batches, noise and timesteps are pure functions of ``(seed, step)`` (see
+``handlers.train.data``), so the exact state of a run is the trainable weights, the optimizer
+(and fp16 grad-scaler) state and the step. For LoRA that is a few MB, small enough for the
+runtime to upload under ``jobs/<job>/work/train/``; a full fine-tune's checkpoint (weights plus
+Adam moments, ~30 GB for SDXL) stays on local disk.
+
+A checkpoint is written into a temporary folder and renamed into place, so a worker killed
+mid-write leaves either the previous checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CHECKPOINTS = "checkpoints"
+_WEIGHTS = "trainable.safetensors"
+_OPTIMIZER = "optimizer.pt"
+_STATE = "state.json"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    weights: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scaler: dict[str, Any] | None
+    fingerprint: dict[str, Any]
+    losses: list[float]
+
+
+def checkpoint_dir(out_dir: Path, step: int) -> Path:
+    return Path(out_dir) / CHECKPOINTS / f"step-{step}"
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    """The highest-step complete checkpoint under ``out_dir``, if any."""
+    root = Path(out_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return None
+    found = [(int(p.name.split("-", 1)[1]), p) for p in root.iterdir()
+             if p.is_dir() and p.name.startswith("step-") and (p / _STATE).exists()]
+    return max(found)[1] if found else None
+
+
+def save_checkpoint(out_dir: Path, step: int, weights: dict[str, torch.Tensor],
+                    optimizer: dict[str, Any], scaler: dict[str, Any] | None,
+                    fingerprint: dict[str, Any], losses: list[float], keep: int = 1) -> Path:
+    """Write checkpoint ``step`` atomically and delete all but the newest ``keep``."""
+    final = checkpoint_dir(out_dir, step)
+    tmp = final.with_name(final.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / _WEIGHTS))
+    torch.save({"optimizer": optimizer, "scaler": scaler}, tmp / _OPTIMIZER)
+    (tmp / _STATE).write_text(json.dumps({"step": step, "fingerprint": fingerprint,
+                                          "losses": losses}), encoding="utf-8")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    older = sorted((int(p.name.split("-", 1)[1]), p) for p in final.parent.iterdir()
+                   if p.is_dir() and p.name.startswith("step-") and not p.name.endswith(".partial"))
+    for _, path in older[:-keep] if keep > 0 else []:
+        shutil.rmtree(path, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> Checkpoint:
+    path = Path(path)
+    state = json.loads((path / _STATE).read_text(encoding="utf-8"))
+    blob = torch.load(path / _OPTIMIZER, map_location=map_location, weights_only=True)
+    return Checkpoint(step=int(state["step"]), weights=load_file(str(path / _WEIGHTS)),
+                      optimizer=blob["optimizer"], scaler=blob["scaler"],
+                      fingerprint=state["fingerprint"], losses=list(state.get("losses", [])))

@@ -1,0 +1,194 @@
+"""DreamBooth on SDXL with class-prior preservation: LoRA or a full fine-tune of the UNet.
+
+Why this shape: the loss is ``alpha * ||eps - eps_hat(instance)||^2 + beta * ||eps - eps_hat(class)||^2``
+(DreamBooth's prior preservation keeps "a photo of a person" meaning any person while the
+identifier learns this one). Conditioning follows SDXL: penultimate hidden states of both
+text encoders, the pooled projection of the second, and micro-conditioning time ids.
+Accelerate places the models and runs mixed precision; trainable weights stay fp32 while the
+frozen ones run in fp16/bf16 on a GPU. Everything random is a pure function of
+``(seed, step)``, so a checkpointed run resumes onto exactly the uninterrupted trajectory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+import torch.nn.functional as F
+
+from handlers.errors import Interrupted
+from handlers.prepare import PreparedDataset
+from handlers.progress import Progress, ProgressFn, StopFn, report
+from handlers.sdxl.configs import SDXLComponents
+from handlers.sdxl.loading import torch_dtype
+from handlers.train.checkpoint import load_checkpoint, save_checkpoint
+from handlers.train.config import TrainConfig
+from handlers.train.data import step_generator, time_ids
+from handlers.train.models import make_optimizer, trainable_state
+from handlers.train.setup import build_training
+from handlers.train.trained_model import TrainResult, save_trained_weights
+
+log = structlog.get_logger(__name__)
+
+
+
+
+
+def steps_for(n_photos: int, config: TrainConfig) -> int:
+    """Training steps for ``n_photos`` usable photos.
+
+    Rule: ``config.steps`` if set; else ``steps_per_photo`` (80) per photo, clamped to
+    ``[min_steps, max_steps]`` (400..1200): 10 photos -> 800, 15 -> 1200, 20 -> 1200.
+    """
+    if n_photos < 1:
+        raise ValueError("n_photos must be at least 1")
+    if config.steps is not None:
+        return config.steps
+    return max(config.min_steps, min(config.max_steps, config.steps_per_photo * n_photos))
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_precision(device: torch.device, requested: str) -> str:
+    """Mixed precision only where it speeds things up: CPUs train in fp32."""
+    return "no" if device.type == "cpu" else requested
+
+
+def dreambooth_loss(unet: Any, scheduler: Any, batch: Any, gen: torch.Generator, res: int,
+          alpha: float, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """alpha * instance MSE + beta * prior MSE on one batch; returns (total, instance, prior).
+
+    Noise and timesteps come from ``gen``: the same generator state gives the same loss.
+    """
+    latents = batch.latents
+    noise = torch.randn(latents.shape, generator=gen, device=latents.device)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],),
+                      generator=gen, device=latents.device)
+    noisy = scheduler.add_noise(latents, noise, t)
+    dtype = batch.prompt_embeds.dtype
+    pred = unet(noisy, t, encoder_hidden_states=batch.prompt_embeds,
+                added_cond_kwargs={"text_embeds": batch.pooled,
+                                   "time_ids": time_ids(res, latents.shape[0], latents.device, dtype)},
+                return_dict=False)[0].float()
+    if scheduler.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, t)
+    else:
+        target = noise
+    b = batch.n_instance
+    instance = F.mse_loss(pred[:b], target[:b])
+    if pred.shape[0] == b:
+        return alpha * instance, instance, None
+    prior = F.mse_loss(pred[b:], target[b:])
+    return alpha * instance + beta * prior, instance, prior
+
+
+def train_dreambooth(dataset: PreparedDataset, class_dir: Path | None, out_dir: Path,
+                     config: TrainConfig, progress: ProgressFn | None = None,
+                     should_stop: StopFn | None = None,
+                     on_checkpoint: Callable[[Path], None] | None = None,
+                     resume_from: Path | None = None,
+                     components: SDXLComponents | None = None) -> TrainResult:
+    """Train on ``dataset`` (and class images in ``class_dir``); weights go to ``out_dir/weights``.
+
+    ``components`` replaces loading ``config.base_model`` (benchmarks pass SDXL-shaped random
+    weights); training modifies and moves them. ``should_stop`` is checked after every step:
+    when it returns True a checkpoint is written and :class:`Interrupted` is raised.
+    """
+    from accelerate import Accelerator
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    device = resolve_device(config.device)
+    precision = resolve_precision(device, config.mixed_precision)
+    accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
+    device = accelerator.device
+    weight_dtype = torch_dtype(precision)
+    if device.type == "cuda":  # process-wide switches; the worker runs one job at a time
+        torch.backends.cuda.matmul.allow_tf32 = config.allow_tf32
+        torch.backends.cudnn.allow_tf32 = config.allow_tf32
+    total = steps_for(dataset.n_photos, config)
+    setup = build_training(dataset, class_dir, config, device, weight_dtype, components,
+                           autocast=accelerator.autocast)
+    parts, trainable, batches, scheduler = setup.parts, setup.trainable, setup.batches, setup.scheduler
+    instances, classes = batches.instances, batches.classes
+
+    optimizer = make_optimizer(trainable.params, config, device)
+    models = accelerator.prepare(*trainable.modules, optimizer)
+    optimizer = models[-1]
+    fingerprint = config.fingerprint() | {"total_steps": total}
+    start, losses = 0, []
+    if resume_from is not None:
+        ckpt = load_checkpoint(Path(resume_from), map_location=device)
+        if ckpt.fingerprint != fingerprint:
+            raise ValueError(f"checkpoint {resume_from} was written by a different training setup")
+        with torch.no_grad():
+            for name, p in trainable.named.items():
+                p.copy_(ckpt.weights[name].to(p.device, p.dtype))
+        optimizer.load_state_dict(ckpt.optimizer)
+        if ckpt.scaler is not None and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(ckpt.scaler)
+        start, losses = ckpt.step, list(ckpt.losses)
+        log.info("train.resumed", step=start, total=total)
+
+    def checkpoint(step: int) -> Path:
+        path = save_checkpoint(out_dir, step, trainable_state(trainable), optimizer.state_dict(),
+                               accelerator.scaler.state_dict() if accelerator.scaler else None,
+                               fingerprint, losses, keep=config.keep_checkpoints)
+        if on_checkpoint is not None:
+            on_checkpoint(path)
+        return path
+
+    log.info("train.start", method=config.method, steps=total, start=start, device=device.type,
+             precision=precision, images=len(instances), class_images=len(classes or []))
+    for m in trainable.modules:
+        m.train()
+    for step in range(start, total):
+        gen = step_generator(config.seed, step, device)
+        with accelerator.autocast():
+            batch = batches.batch(step, gen)
+            loss, inst, prior = dreambooth_loss(trainable.unet, scheduler, batch, gen, dataset.resolution,
+                                      config.instance_loss_weight, config.prior_loss_weight)
+        accelerator.backward(loss)
+        if config.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(trainable.params, config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        losses.append(float(loss.detach()))
+        report(progress, Progress("train", done, total, losses[-1], {
+            "instance_loss": float(inst.detach()),
+            "prior_loss": None if prior is None else float(prior.detach())}))
+        last_saved = None
+        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < total:
+            last_saved = checkpoint(done)
+        if should_stop is not None and should_stop() and done < total:
+            path = last_saved or checkpoint(done)
+            log.info("train.interrupted", step=done, total=total)
+            raise Interrupted(f"training stopped at step {done}/{total}; checkpoint {path.name}")
+
+    unwrap = accelerator.unwrap_model
+    optimizer = models = None  # free the Adam moments before writing the weights
+    weights_dir = save_trained_weights(
+        out_dir / "weights", config.method, unwrap(trainable.unet),
+        (unwrap(parts.text_encoder), unwrap(parts.text_encoder_2)) if config.train_text_encoder else None,
+        weight_dtype)
+    result = TrainResult(method=config.method, weights_dir=weights_dir, base_model=str(config.base_model),
+                         instance_prompt=dataset.instance_prompt, steps=total,
+                         train_text_encoder=config.train_text_encoder,
+                         final_loss=losses[-1] if losses else None, losses=losses,
+                         seconds=time.perf_counter() - started)
+    result.save()
+    log.info("train.done", steps=total, seconds=round(result.seconds, 1))
+    return result

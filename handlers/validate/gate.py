@@ -1,0 +1,248 @@
+"""The photo quality gate: which uploads can train a good likeness, and what to tell the
+person about the others.
+
+Each photo is checked in a fixed order (:data:`validate_messages.REASON_ORDER`) and gets
+the first reason that fails; photos that pass every per-photo check are then compared
+with each other (near-duplicates, then the majority identity). The set is accepted when
+at least ``min_usable`` photos pass; at most ``max_selected`` are kept for training, the
+best by quality while keeping a spread of head poses. The result depends only on the
+files and the config, in the order given (callers pass a sorted or manifest order).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from handlers.faces import FaceAnalyzer
+from handlers.images import ImageError, decode_image
+from handlers.validate.checks import comparable_faces, hamming, measure_face, phash
+from handlers.validate.config import ValidateConfig
+from handlers.validate.identity import group_identities
+from handlers.validate.messages import photo_message, set_message
+
+log = structlog.get_logger(__name__)
+
+
+
+
+@dataclass
+class PhotoResult:
+    """One photo's verdict and measurements.
+
+    ``face_box`` is (x, y, w, h) of the main face in ORIGINAL-image pixels after EXIF
+    rotation, i.e. in the coordinates of ``handlers.images.load_image(path)`` at full size;
+    ``handlers.prepare`` crops around it."""
+
+    file: str
+    path: Path
+    ok: bool = False
+    reason: str | None = None
+    message: str = ""
+    detail: str | None = None  # technical note for logs and debugging (never shown as advice)
+    width: int | None = None
+    height: int | None = None
+    faces: int | None = None
+    face_box: tuple[int, int, int, int] | None = None
+    face_fraction: float | None = None
+    sharpness: float | None = None
+    exposure: float | None = None
+    identity_distance: float | None = None
+    pose_yaw: float | None = None
+    duplicate_of: str | None = None
+    quality: float | None = None
+    selected: bool = False
+    # L2-normalised identity embedding of the face (photos that reached the identity check).
+    # Kept out of to_dict(): embeddings never go into logs, status files or emails.
+    embedding: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def measures(self) -> dict[str, Any]:
+        """The numbers recorded for debugging (job status, email), without the verdict."""
+        keys = ("width", "height", "faces", "face_fraction", "sharpness", "exposure",
+                "identity_distance", "pose_yaw", "quality", "duplicate_of")
+        return {k: getattr(self, k) for k in keys}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("path")
+        d.pop("embedding")
+        d["face_box"] = list(self.face_box) if self.face_box else None
+        order = ["file", "ok", "reason", "message"]
+        return {k: d[k] for k in order} | {k: v for k, v in d.items() if k not in order}
+
+
+@dataclass
+class ValidationReport:
+    """The gate's verdict on a set. ``selected`` are the files to train on (<= 20)."""
+
+    accepted: bool
+    photos: list[PhotoResult]
+    usable: int
+    needed: int
+    selected: list[Path]
+    identity_conflict: bool
+    message: str
+    thresholds: dict[str, float]
+    min_usable: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CLI's ``--json`` object: ``accepted``, ``photos``, ``usable`` as the issue
+        specifies, plus measurements and set-level extras under additional keys."""
+        return {
+            "accepted": self.accepted,
+            "photos": [p.to_dict() for p in self.photos],
+            "usable": self.usable,
+            "needed": self.needed,
+            "selected": [p.name for p in self.selected],
+            "identity_conflict": self.identity_conflict,
+            "message": self.message,
+            "thresholds": dict(self.thresholds),
+        }
+
+    @property
+    def required(self) -> int:
+        """Good photos a set needs (``min_usable``)."""
+        return self.min_usable
+
+    @property
+    def problem(self) -> str | None:
+        """Why the set was rejected, in words (None when accepted)."""
+        return None if self.accepted else self.message
+
+    @property
+    def rejected_photos(self) -> list[PhotoResult]:
+        return [p for p in self.photos if not p.ok]
+
+
+def _quality(r: PhotoResult, config: ValidateConfig) -> float:
+    """Bigger is better: sharpness (log scale), exposure near mid-grey, a big face."""
+    sharp = min(1.0, math.log10(max(r.sharpness or 1.0, 1.0) / config.min_sharpness) / 1.5)
+    expo = 1.0 - abs((r.exposure or 128.0) - 128.0) / 128.0
+    size = min(1.0, (r.face_fraction or 0.0) / 0.5)
+    return round(sharp + expo + size, 6)
+
+
+def _pose_bin(yaw: float | None) -> int:
+    if yaw is None or abs(yaw) <= 0.15:
+        return 0
+    return -1 if yaw < 0 else 1
+
+
+def select_training_photos(results: list[PhotoResult], limit: int) -> list[PhotoResult]:
+    """The best ``limit`` usable photos, taken round-robin over head-pose bins (left,
+    frontal, right) in quality order, so trimming never leaves only one pose."""
+    usable = [r for r in results if r.ok]
+    if len(usable) <= limit:
+        return usable
+    bins: dict[int, list[PhotoResult]] = {}
+    for r in sorted(usable, key=lambda r: (-(r.quality or 0.0), r.file)):
+        bins.setdefault(_pose_bin(r.pose_yaw), []).append(r)
+    chosen: list[PhotoResult] = []
+    while len(chosen) < limit:
+        for key in (0, -1, 1):
+            if bins.get(key) and len(chosen) < limit:
+                chosen.append(bins[key].pop(0))
+    keep = {id(r) for r in chosen}
+    return [r for r in usable if id(r) in keep]
+
+
+def _check_photo(path: Path, config: ValidateConfig, analyzer: FaceAnalyzer,
+                 accepted_hashes: list[tuple[str, int]]) -> tuple[PhotoResult, Any]:
+    """Per-photo checks in order; returns the result and, when it passed, its embedding."""
+    r = PhotoResult(file=path.name, path=path)
+    try:
+        img = decode_image(path, config.limits, config.analysis_max_side)
+    except ImageError as exc:
+        r.reason, r.detail = exc.code, exc.message
+        return r, None
+    r.width, r.height = img.info.width, img.info.height
+    if min(r.width, r.height) < config.min_short_side:
+        r.reason = "too_small"
+        r.detail = f"{r.width}x{r.height}"
+        return r, None
+    faces = analyzer.detect(img.pixels)
+    r.faces = len(faces)
+    if not faces:
+        r.reason = "no_face"
+        return r, None
+    m = measure_face(img.pixels, faces[0], img.scale, (r.width, r.height))
+    r.face_box, r.face_fraction = m.face_box, round(m.face_fraction, 4)
+    r.sharpness, r.exposure = round(m.sharpness, 2), round(m.exposure, 2)
+    r.pose_yaw = None if m.pose_yaw is None else round(m.pose_yaw, 3)
+    if comparable_faces(faces, config.comparable_face_ratio) > 1:
+        r.reason = "multiple_faces"
+    elif m.face_fraction < config.min_face_fraction:
+        r.reason = "face_too_small"
+    elif m.sharpness < config.min_sharpness:
+        r.reason = "blurry"
+    elif m.exposure < config.min_exposure or m.clipped_dark > config.max_clipped:
+        r.reason = "too_dark"
+    elif m.exposure > config.max_exposure or m.clipped_bright > config.max_clipped:
+        r.reason = "too_bright"
+    if r.reason:
+        return r, None
+    h = phash(img.pixels)
+    for name, other in accepted_hashes:
+        if hamming(h, other) <= config.duplicate_max_hamming:
+            r.reason, r.duplicate_of = "duplicate", name
+            return r, None
+    accepted_hashes.append((r.file, h))
+    r.quality = _quality(r, config)
+    return r, analyzer.embed(img.pixels, faces[0])
+
+
+def validate_photos(paths: Sequence[Path], config: ValidateConfig | None = None,
+                    analyzer: FaceAnalyzer | None = None) -> ValidationReport:
+    """Run the gate over ``paths`` (in the order given) and decide on the set."""
+    config = config or ValidateConfig()
+    analyzer = analyzer or FaceAnalyzer(config.face)
+    results: list[PhotoResult] = []
+    embedded: list[tuple[PhotoResult, Any]] = []
+    hashes: list[tuple[str, int]] = []
+    for path in paths:
+        r, emb = _check_photo(Path(path), config, analyzer, hashes)
+        results.append(r)
+        if emb is not None:
+            embedded.append((r, emb))
+
+    groups = group_identities([e for _, e in embedded], analyzer.threshold, config.majority_margin)
+    for i, (r, emb) in enumerate(embedded):
+        r.identity_distance = round(groups.distances[i], 4)
+        r.embedding = emb
+    for i in groups.others:
+        embedded[i][0].reason = "different_person"
+    for r in results:
+        r.ok = r.reason is None
+
+    usable = sum(r.ok for r in results)
+    accepted = usable >= config.min_usable and not groups.conflict
+    chosen = select_training_photos(results, config.max_selected) if accepted else []
+    for r in chosen:
+        r.selected = True
+    for r in results:
+        r.message = photo_message(r.reason, r.duplicate_of, r.selected or not accepted,
+                                  config.max_selected)
+        log.info("photo_checked", file=r.file, reason=r.reason, sharpness=r.sharpness,
+                 exposure=r.exposure, identity_distance=r.identity_distance)
+    needed = max(0, config.min_usable - usable)
+    report = ValidationReport(
+        accepted=accepted, photos=results, usable=usable, needed=needed,
+        selected=[r.path for r in chosen],
+        identity_conflict=groups.conflict,
+        message=set_message(accepted, usable, needed, config.min_usable, groups.conflict,
+                            len(groups.majority), groups.second_size),
+        thresholds={"identity": analyzer.threshold, "sharpness": config.min_sharpness,
+                    "min_exposure": config.min_exposure, "max_exposure": config.max_exposure,
+                    "min_face_fraction": config.min_face_fraction},
+        min_usable=config.min_usable,
+    )
+    log.info("photos_validated", photos=len(results), usable=usable, accepted=accepted,
+             identity_conflict=groups.conflict)
+    return report

@@ -1,0 +1,188 @@
+"""The S3 edge: bytes, JSON and files in and out, with ETags and conditional writes.
+
+Conditional PUTs (``If-Match: <etag>`` / ``If-None-Match: *``) are what let two workers
+share ``status.json`` safely; a lost race surfaces as :class:`PreconditionFailed`. Every call
+goes through the retry policy. Note for callers: a conditional PUT that is retried after a
+transient error may report :class:`PreconditionFailed` for a write that did land the first
+time; write a token you can recognise and read it back when that matters.
+
+moto server (5.x) honours ``If-None-Match: *`` and ``If-Match: <etag>`` (quoted or not) on
+PutObject; ``If-None-Match: <etag>`` is ignored on PutObject (real S3 only accepts ``*``
+there too). ``If-Match`` on a missing key answers 404 ``NoSuchKey`` (-> :class:`NotFound`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from processor.aws.clients import AsyncAwsClient
+from processor.errors import NotFound, PreconditionFailed, StorageError
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object's bytes and the ETag they were read at."""
+
+    body: bytes
+    etag: str
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredJson:
+    """A JSON object's decoded value and the ETag it was read at."""
+
+    data: Any
+    etag: str
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _translate(exc: ClientError) -> Exception:
+    code = _code(exc)
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code in ("NoSuchKey", "NoSuchBucket", "NotFound", "404") or status == 404:
+        return NotFound(code or "404")
+    if code in ("PreconditionFailed", "ConditionalRequestConflict", "412") or status in (409, 412):
+        return PreconditionFailed(code or str(status))
+    return exc
+
+
+class ObjectStore(AsyncAwsClient):
+    """S3 over aioboto3. Use as ``async with ObjectStore(settings) as store:``."""
+
+    service = "s3"
+
+    def _translate(self, exc: ClientError) -> Exception:
+        return _translate(exc)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- reads -----------------------------------------------------------------------
+    async def get_bytes(self, bucket: str, key: str) -> StoredObject:
+        async def op() -> StoredObject:
+            resp = await self.client.get_object(Bucket=bucket, Key=key)
+            stream = resp["Body"]
+            try:
+                body = await stream.read()
+            finally:
+                stream.close()
+            return StoredObject(body=body, etag=resp["ETag"], content_type=resp.get("ContentType"))
+        return await self._call(op)
+
+    async def get_json(self, bucket: str, key: str) -> StoredJson:
+        obj = await self.get_bytes(bucket, key)
+        return StoredJson(data=json.loads(obj.body), etag=obj.etag)
+
+    async def head_etag(self, bucket: str, key: str) -> str | None:
+        """The object's ETag, or None when it does not exist."""
+        async def op() -> str:
+            return (await self.client.head_object(Bucket=bucket, Key=key))["ETag"]
+        try:
+            return await self._call(op)
+        except NotFound:
+            return None
+
+    async def exists(self, bucket: str, key: str) -> bool:
+        return await self.head_etag(bucket, key) is not None
+
+    async def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        """All keys under ``prefix``, in S3 order (lexicographic)."""
+        async def op() -> list[str]:
+            keys: list[str] = []
+            paginator = self.client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                keys.extend(item["Key"] for item in page.get("Contents", []))
+            return keys
+        return await self._call(op)
+
+    async def download_file(self, bucket: str, key: str, path: Path) -> Path:
+        """Stream an object to ``path`` (parents created); a partial file never survives."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+
+        async def op() -> None:
+            resp = await self.client.get_object(Bucket=bucket, Key=key)
+            stream = resp["Body"]
+            try:
+                with tmp.open("wb") as fh:
+                    async for chunk in stream.iter_chunks(_CHUNK):
+                        fh.write(chunk)
+            finally:
+                stream.close()
+        try:
+            await self._call(op)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    # --- writes ----------------------------------------------------------------------
+    async def put_bytes(self, bucket: str, key: str, body: bytes, *, content_type: str | None = None,
+                        if_match: str | None = None, if_none_match: bool = False) -> str:
+        """Write ``body``; returns the new ETag. Conditional forms raise PreconditionFailed."""
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body}
+        if content_type:
+            params["ContentType"] = content_type
+        if if_match is not None:
+            params["IfMatch"] = if_match
+        if if_none_match:
+            params["IfNoneMatch"] = "*"
+
+        async def op() -> str:
+            return (await self.client.put_object(**params))["ETag"]
+        return await self._call(op)
+
+    async def put_json(self, bucket: str, key: str, data: Any, *, if_match: str | None = None,
+                       if_none_match: bool = False) -> str:
+        body = json.dumps(data, indent=2, sort_keys=True).encode()
+        return await self.put_bytes(bucket, key, body, content_type="application/json",
+                                    if_match=if_match, if_none_match=if_none_match)
+
+    async def upload_file(self, bucket: str, key: str, path: Path, *,
+                          content_type: str | None = None) -> str:
+        """Upload a local file in one PUT (files here are at most tens of MB); returns the ETag."""
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if content_type:
+            params["ContentType"] = content_type
+
+        async def op() -> str:
+            with path.open("rb") as fh:
+                return (await self.client.put_object(Body=fh, **params))["ETag"]
+        return await self._call(op)
+
+    async def delete(self, bucket: str, key: str) -> None:
+        async def op() -> None:
+            await self.client.delete_object(Bucket=bucket, Key=key)
+        await self._call(op)
+
+    async def delete_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every key under ``prefix`` (which must be non-empty); returns how many."""
+        if not prefix:
+            raise ValueError("refusing to delete a whole bucket: prefix is empty")
+        keys = await self.list_keys(bucket, prefix)
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start:start + 1000]]
+
+            async def op(batch: list[dict[str, str]] = batch) -> None:
+                resp = await self.client.delete_objects(Bucket=bucket,
+                                                        Delete={"Objects": batch, "Quiet": True})
+                if resp.get("Errors"):
+                    raise StorageError(f"{len(resp['Errors'])} keys could not be deleted")
+            await self._call(op)
+        return len(keys)
+
+    async def presign_get(self, bucket: str, key: str, ttl_s: int) -> str:
+        """A GET link valid for ``ttl_s`` seconds (SigV4 allows at most 7 days)."""
+        if not 1 <= ttl_s <= 7 * 24 * 3600:
+            raise ValueError("ttl_s must be between 1 s and 7 days")
+        return await self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl_s)

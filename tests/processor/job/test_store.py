@@ -1,0 +1,115 @@
+"""status.json ownership and updates, on the moto server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from processor.aws.storage import NotFound, ObjectStore
+from processor.job.state import InvalidTransition, JobState, JobStatus
+from processor.job.store import ClaimOutcome, JobStore, LostOwnership, decide_claim
+from processor.settings import Settings
+
+STALE = 60.0
+
+
+def jobs(store: ObjectStore, settings: Settings) -> JobStore:
+    return JobStore(store, settings.output_bucket, owner_stale_after_s=STALE)
+
+
+# --- the pure decision -----------------------------------------------------------------
+def test_decide_claim_covers_new_finished_busy_stale_and_own_jobs() -> None:
+    running = JobStatus.new("j", 0).with_owner("w1", 100)
+    assert decide_claim(None, "w2", 100, STALE) is ClaimOutcome.OWNED
+    assert decide_claim(running, "w2", 130, STALE) is ClaimOutcome.BUSY
+    assert decide_claim(running, "w2", 161, STALE) is ClaimOutcome.TAKEN_OVER
+    assert decide_claim(running, "w1", 500, STALE) is ClaimOutcome.OWNED
+    assert decide_claim(running.with_owner(None, 120), "w2", 121, STALE) is ClaimOutcome.OWNED
+    done = running.transition(JobState.VALIDATING, 1).transition(JobState.REJECTED, 2)
+    assert decide_claim(done, "w2", 1000, STALE) is ClaimOutcome.FINISHED
+
+
+# --- against S3 --------------------------------------------------------------------------
+async def test_first_claim_creates_status_owned_with_one_attempt(aws_settings: Settings, job_id: str) -> None:
+    async with ObjectStore(aws_settings) as store:
+        js = jobs(store, aws_settings)
+        claim = await js.claim(job_id, "w1", now=100)
+        assert claim.outcome is ClaimOutcome.OWNED and claim.runnable
+        status, etag = await js.get(job_id)  # type: ignore[misc]
+    assert status.owner == "w1" and status.attempts == 1 and status.state is JobState.RECEIVED
+    assert etag == claim.etag
+
+
+async def test_two_concurrent_claimers_exactly_one_wins(aws_settings: Settings, job_id: str) -> None:
+    async with ObjectStore(aws_settings) as store:
+        js = jobs(store, aws_settings)
+        claims = await asyncio.gather(*(js.claim(job_id, f"w{i}", now=100) for i in range(6)))
+        status, _ = await js.get(job_id)  # type: ignore[misc]
+    winners = [c for c in claims if c.runnable]
+    assert len(winners) == 1
+    assert all(c.outcome is ClaimOutcome.BUSY for c in claims if not c.runnable)
+    assert status.owner == winners[0].status.owner and status.attempts == 1
+
+
+async def test_busy_job_is_left_and_stale_owner_is_taken_over(aws_settings: Settings, job_id: str) -> None:
+    async with ObjectStore(aws_settings) as store:
+        js = jobs(store, aws_settings)
+        await js.claim(job_id, "w1", now=100)
+        await js.heartbeat(job_id, "w1", now=150)
+        assert (await js.claim(job_id, "w2", now=200)).outcome is ClaimOutcome.BUSY
+        taken = await js.claim(job_id, "w2", now=211)
+        assert taken.outcome is ClaimOutcome.TAKEN_OVER
+        assert taken.status.owner == "w2" and taken.status.attempts == 2
+        with pytest.raises(LostOwnership):
+            await js.heartbeat(job_id, "w1", now=212)
+
+
+async def test_finished_job_is_reported_without_taking_ownership(aws_settings: Settings, job_id: str) -> None:
+    async with ObjectStore(aws_settings) as store:
+        js = jobs(store, aws_settings)
+        await js.claim(job_id, "w1", now=1)
+        await js.update(job_id, lambda s: s.transition(JobState.VALIDATING, 2).transition(JobState.REJECTED, 3))
+        claim = await js.claim(job_id, "w2", now=4)
+        assert claim.outcome is ClaimOutcome.FINISHED and not claim.runnable
+        assert claim.status.owner == "w1" and claim.status.attempts == 1
+
+
+async def test_released_job_is_claimed_at_once_by_the_next_worker(aws_settings: Settings, job_id: str) -> None:
+    async with ObjectStore(aws_settings) as store:
+        js = jobs(store, aws_settings)
+        await js.claim(job_id, "w1", now=1)
+        released = await js.release(job_id, "w1", now=2)
+        assert released is not None and released.owner is None
+        assert (await js.claim(job_id, "w2", now=3)).outcome is ClaimOutcome.OWNED
+        assert await js.release(job_id, "w1", now=4) is None  # not ours any more
+
+
+async def test_concurrent_updates_are_all_kept(aws_settings: Settings, job_id: str) -> None:
+    async with ObjectStore(aws_settings) as store:
+        js = jobs(store, aws_settings)
+        await js.claim(job_id, "w1", now=0)
+
+        async def stage(name: str) -> None:
+            await js.update(job_id, lambda s: s.start_stage(name, 1).finish_stage(name, 2))
+        await asyncio.gather(*(stage(f"s{i}") for i in range(5)))
+        status, _ = await js.get(job_id)  # type: ignore[misc]
+    assert sorted(status.stages) == [f"s{i}" for i in range(5)]
+
+
+async def test_invalid_transition_in_update_writes_nothing(aws_settings: Settings, job_id: str) -> None:
+    async with ObjectStore(aws_settings) as store:
+        js = jobs(store, aws_settings)
+        etag = (await js.claim(job_id, "w", 0)).etag
+        with pytest.raises(InvalidTransition):
+            await js.update(job_id, lambda s: s.transition(JobState.DELIVERED, 1))
+        assert (await js.get(job_id))[1] == etag  # type: ignore[index]
+        with pytest.raises(NotFound):
+            await js.update("no-such-job", lambda s: s)
+
+
+def test_job_keys_refuse_bad_job_ids() -> None:
+    from processor.manifest import InvalidJobId
+
+    with pytest.raises(InvalidJobId):
+        JobStore.prefix("../x")
