@@ -56,36 +56,59 @@ def plan_message(body: str, input_bucket: str) -> MessagePlan:
     return MessagePlan(MessageAction.RUN, job_ids=tuple(job_ids))
 
 
-def is_final_attempt(receive_count: int, max_receive_count: int) -> bool:
-    """True on the last receive before redrive would move the message to the DLQ."""
-    return receive_count >= max_receive_count
+def crashes_before(receive_count: int, carried_crashes: int = 0) -> int:
+    """Crashed attempts before this receive: the copies' carried count plus this message's earlier
+    receives (a hand-back on SIGTERM or a wait for a live owner re-enqueues a fresh copy, so a
+    message's own earlier receives are crashes: a kill, an exception, a lost worker)."""
+    return max(0, carried_crashes) + max(0, receive_count - 1)
+
+
+def is_final_attempt(crashes: int, max_receive_count: int) -> bool:
+    """True when one more crash spends the job's budget (maxReceiveCount crashed attempts)."""
+    return crashes + 1 >= max_receive_count
+
+
+def over_budget(crashes: int, max_receive_count: int) -> bool:
+    """True when the job has crashed maxReceiveCount times already: fail it without running it."""
+    return crashes >= max_receive_count
 
 
 @dataclass(frozen=True)
 class QueueAction:
-    """What to do with the message: delete it, or make it visible again after ``delay_s``."""
+    """What to do with the message: delete it, put back a fresh copy after ``delay_s``, or hand
+    the same message back (visible after ``delay_s``; that receive counts as a crash)."""
 
-    delete: bool
+    delete: bool = False
+    requeue: bool = False
     delay_s: int = 0
 
 
-def busy_action(receive_count: int, settings: Settings) -> QueueAction:
-    """A duplicate of a job another live worker runs: back later, or dropped on its last receive.
+def busy_action(owner_message: str | None, origin: str, lease_left_s: float) -> QueueAction:
+    """The job's lease is alive and held by another worker: is this message its own?
 
-    On the last receive the next one would dead-letter a message whose job is alive and owned;
-    the owner's own message carries the job, so the duplicate is dropped instead.
+    A different message is a duplicate (the owner's own message carries the job, and comes
+    back if the owner dies): delete it. The owner's own message back in the queue means its
+    visibility lapsed: the owner is dead (its lease will go stale) or cut off. It is never
+    deleted: a fresh copy waits until the lease would be stale, so a dead owner's job is taken
+    over then, without spending the crash budget.
     """
-    if is_final_attempt(receive_count, settings.max_receive_count):
+    if owner_message is not None and owner_message != origin:
         return QueueAction(delete=True)
-    delay = max(1, min(int(settings.heartbeat_interval_s * 2), settings.visibility_timeout_s, 900))
-    return QueueAction(delete=False, delay_s=delay)
+    return QueueAction(requeue=True, delay_s=max(1, min(900, int(lease_left_s) + 1)))
 
 
-def crash_action(receive_count: int, settings: Settings) -> QueueAction:
-    """After an unexpected error: retry with exponential backoff, unless this was the last try."""
-    if is_final_attempt(receive_count, settings.max_receive_count):
+def crash_action(crashes: int, settings: Settings) -> QueueAction:
+    """After an unexpected error (``crashes`` counts this one): retry with exponential backoff,
+    or, once the budget is spent, end the job (the caller fails it and deletes the message)."""
+    if crashes >= settings.max_receive_count:
         return QueueAction(delete=True)
-    return QueueAction(delete=False, delay_s=min(2 ** receive_count, settings.visibility_timeout_s))
+    return QueueAction(delay_s=min(2 ** crashes, settings.visibility_timeout_s))
+
+
+def overdue_reason(settings: Settings) -> str:
+    """Why a job that ran past ``max_job_duration_s`` failed, in the person's words."""
+    hours = settings.max_job_duration_s / 3600
+    return f"the job took longer than the {hours:g} hours we allow for one"
 
 
 def health_max_age_s(settings: Settings) -> float:

@@ -14,24 +14,39 @@ import smtplib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate, make_msgid
+from email.utils import formataddr, formatdate, getaddresses, make_msgid, parseaddr
 from importlib.resources import files
 from typing import Any, Literal, Protocol
 
 import aioboto3
 import jinja2
 import structlog
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 from processor.aws.clients import client_kwargs, new_session
-from processor.aws.retry import DEFAULT_POLICY, RetryPolicy, aws_retrying, is_transient
+from processor.aws.retry import (
+    DEFAULT_POLICY,
+    THROTTLING_CODES,
+    RetryPolicy,
+    aws_retrying,
+    describe,
+    error_code,
+    http_status,
+    is_transient,
+)
+from processor.errors import EmailOutcomeUnknown
 from processor.settings import Settings
 from processor.stages import GATE_ADVICE
 
 log = structlog.get_logger(__name__)
 
-EmailKind = Literal["ready", "rejected", "failed"]
-KINDS: tuple[str, ...] = ("ready", "rejected", "failed")
+EmailKind = Literal["ready", "rejected", "failed", "no_likeness"]
+KINDS: tuple[str, ...] = ("ready", "rejected", "failed", "no_likeness")
 
 #: Plain-words advice per validation gate code: the gate's own sentences, one source of truth.
 ADVICE: dict[str, str] = GATE_ADVICE
@@ -98,8 +113,12 @@ class FailedContext(_Context):
     attempts: int = Field(1, ge=1)
 
 
+class NoLikenessContext(_Context):
+    """Photos accepted and trained on, but no generated image passed the likeness check."""
+
+
 CONTEXTS: dict[str, type[_Context]] = {"ready": ReadyContext, "rejected": RejectedContext,
-                                       "failed": FailedContext}
+                                       "failed": FailedContext, "no_likeness": NoLikenessContext}
 
 
 @dataclass(frozen=True)
@@ -166,8 +185,26 @@ class EmailSender(Protocol):
     async def send(self, message: EmailMessage) -> str: ...
 
 
+def ses_retryable(exc: BaseException) -> bool:
+    """SES failures that prove the message was not accepted: throttling, or no connection made."""
+    if isinstance(exc, ClientError):
+        return error_code(exc) in THROTTLING_CODES or http_status(exc) == 429
+    return isinstance(exc, (EndpointConnectionError, ConnectTimeoutError))
+
+
+def ses_ambiguous(exc: BaseException) -> bool:
+    """SES failures after the request went out with no answer to trust: SES may have sent it."""
+    if isinstance(exc, ClientError):
+        return http_status(exc) >= 500
+    return is_transient(exc) and not ses_retryable(exc)
+
+
 class SesSender:
-    """Amazon SES ``SendRawEmail`` (the sender identity must be verified)."""
+    """Amazon SES ``SendRawEmail`` (the sender identity must be verified).
+
+    Retried only when SES certainly did not take the message; an ambiguous failure raises
+    :class:`EmailOutcomeUnknown` instead, because a retry could mail the person twice.
+    """
 
     backend = "ses"
 
@@ -180,16 +217,23 @@ class SesSender:
     async def send(self, message: EmailMessage) -> str:
         raw = message.as_bytes()
         async with self._session.client("ses", **client_kwargs(self.settings, "ses")) as ses:
-            async for attempt in aws_retrying(self._policy):
-                with attempt:
-                    resp = await ses.send_raw_email(Source=str(message["From"]),
-                                                    Destinations=[str(message["To"])],
-                                                    RawMessage={"Data": raw})
+            try:
+                async for attempt in aws_retrying(self._policy, transient=ses_retryable):
+                    with attempt:
+                        resp = await ses.send_raw_email(Source=str(message["From"]),
+                                                        Destinations=[str(message["To"])],
+                                                        RawMessage={"Data": raw})
+            except Exception as exc:
+                if ses_ambiguous(exc):
+                    raise EmailOutcomeUnknown(describe(exc)) from exc
+                raise
         return str(resp["MessageId"])
 
 
 def smtp_transient(exc: BaseException) -> bool:
-    """SMTP failures worth retrying: connection trouble and 4xx (temporary) replies."""
+    """SMTP failures worth retrying: no connection, or a 4xx (temporary) refusal before the data."""
+    if isinstance(exc, EmailOutcomeUnknown):
+        return False
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
     if isinstance(exc, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError)):
@@ -200,7 +244,13 @@ def smtp_transient(exc: BaseException) -> bool:
 
 
 class SmtpSender:
-    """Plain SMTP (the local sink, or a relay); blocking smtplib runs in a thread."""
+    """Plain SMTP (the local sink, or a relay); blocking smtplib runs in a thread.
+
+    The conversation is driven step by step so a failure is placed: before the message data
+    went out, nothing was sent and a retry is safe; once the data went out, only the server's
+    final reply says whether it took the message, and losing that reply raises
+    :class:`EmailOutcomeUnknown`.
+    """
 
     backend = "smtp"
 
@@ -210,8 +260,25 @@ class SmtpSender:
         self._policy = policy
 
     def _send_blocking(self, message: EmailMessage) -> None:
+        sender = parseaddr(str(message["From"]))[1]
+        recipients = [addr for _, addr in getaddresses([str(message["To"])])]
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-            smtp.send_message(message)
+            smtp.ehlo_or_helo_if_needed()
+            code, reply = smtp.mail(sender)
+            if code != 250:
+                raise smtplib.SMTPSenderRefused(code, reply, sender)
+            for rcpt in recipients:
+                code, reply = smtp.rcpt(rcpt)
+                if code not in (250, 251):
+                    raise smtplib.SMTPRecipientsRefused({rcpt: (code, reply)})
+            try:
+                code, reply = smtp.data(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
+            except smtplib.SMTPDataError:
+                raise  # DATA itself refused: nothing was delivered
+            except (OSError, smtplib.SMTPServerDisconnected) as exc:
+                raise EmailOutcomeUnknown(type(exc).__name__) from exc
+            if code != 250:
+                raise smtplib.SMTPDataError(code, reply)  # the server refused the message
 
     async def send(self, message: EmailMessage) -> str:
         async for attempt in aws_retrying(self._policy, transient=smtp_transient):

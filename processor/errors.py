@@ -69,6 +69,11 @@ class MessageLost(HeadshotsError, RuntimeError):
     """The receipt handle is no longer valid: the message was deleted or redelivered."""
 
 
+class EmailOutcomeUnknown(HeadshotsError):
+    """A send failed in a way that does not say whether the message went out (a timeout or a
+    dropped connection after the request was sent). Never retried: it could mail twice."""
+
+
 class ProtectionError(HeadshotsError):
     """The ECS agent refused or failed a task-protection request (best effort: logged, not fatal).
 

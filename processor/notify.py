@@ -12,9 +12,10 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 import structlog
 
@@ -31,7 +32,7 @@ from processor.email import (
     make_sender,
     render_email,
 )
-from processor.errors import PreconditionFailed
+from processor.errors import EmailOutcomeUnknown, NotFound, PreconditionFailed
 from processor.job.fence import Fence
 from processor.job.validation import ValidationSummary
 from processor.manifest import Manifest, job_prefix
@@ -87,11 +88,44 @@ async def ready_links(store: ObjectStore, settings: Settings, delivered: dict[st
     return ReadyLinks(headshots=headshots, contact_sheet_url=sheet, zip_url=archive)
 
 
-class EmailMarker:
-    """``jobs/<job>/email-sent``: written (If-None-Match) before a job's email is sent.
+class MarkerState(StrEnum):
+    SENDING = "sending"  # claimed; the send may be under way (or its worker died mid-way)
+    SENT = "sent"        # the provider took the message
+    FAILED = "failed"    # the send failed before the message went out: another try may send
+    UNKNOWN = "unknown"  # nobody can tell whether it went out: never resent, alarmed instead
 
-    It holds a unique token, so a retried PUT that did land the first time is recognised as
-    ours instead of suppressing the only email.
+
+@dataclass(frozen=True)
+class MarkerRecord:
+    kind: str
+    token: str
+    epoch: int
+    state: MarkerState
+    message_id: str | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps({"kind": self.kind, "token": self.token, "epoch": self.epoch,
+                           "state": self.state.value, "message_id": self.message_id}).encode()
+
+    @classmethod
+    def from_json(cls, body: bytes) -> MarkerRecord:
+        try:
+            d = json.loads(body)
+            return cls(str(d["kind"]), str(d["token"]), int(d.get("epoch", 0)),
+                       MarkerState(d.get("state", MarkerState.SENT)), d.get("message_id"))
+        except (ValueError, KeyError, TypeError):
+            return cls("?", "?", 0, MarkerState.UNKNOWN)  # unreadable: never resend on it
+
+
+class EmailMarker:
+    """``jobs/<job>/email-sent``: the job's one email, claimed before it is sent.
+
+    Semantics (docs/delivery.md): the marker is created with If-None-Match, holding a unique
+    token, the lease epoch and state ``sending``; after the send it says ``sent``, or
+    ``failed`` when the send certainly did not go out (the next attempt may take it over), or
+    ``unknown`` when nobody can tell. A marker left in ``sending`` by an attempt that died is
+    read as ``unknown``: the email may or may not have gone, and a second one must never be
+    risked. A retried PUT that did land the first time is recognised by its token.
     """
 
     def __init__(self, store: ObjectStore, bucket: str, job_id: str) -> None:
@@ -100,52 +134,107 @@ class EmailMarker:
         self.job_id = job_id
         self.key = job_prefix(job_id) + "email-sent"
 
-    async def claim(self, kind: str, token: str | None = None) -> bool:
-        """Write the marker if absent; True means this caller may send."""
-        token = token or uuid.uuid4().hex
-        body = json.dumps({"kind": kind, "token": token}).encode()
+    async def read(self) -> tuple[MarkerRecord, str] | None:
         try:
-            await self.store.put_bytes(self.bucket, self.key, body, content_type="application/json",
-                                       if_none_match=True)
-            return True
-        except PreconditionFailed:
-            existing = await self.store.get_bytes(self.bucket, self.key)
+            obj = await self.store.get_bytes(self.bucket, self.key)
+        except NotFound:
+            return None
+        return MarkerRecord.from_json(obj.body), obj.etag
+
+    async def claim(self, kind: str, token: str | None = None, epoch: int = 0) -> bool:
+        """Take the marker (absent, or left ``failed``); True means this caller may send."""
+        token = token or uuid.uuid4().hex
+        mine = MarkerRecord(kind, token, epoch, MarkerState.SENDING)
+        for _ in range(5):
             try:
-                return json.loads(existing.body).get("token") == token
-            except ValueError:
-                return False
+                await self.store.put_bytes(self.bucket, self.key, mine.to_json(),
+                                           content_type="application/json", if_none_match=True)
+                return True
+            except PreconditionFailed:
+                found = await self.read()
+                if found is None:
+                    continue
+                record, etag = found
+                if record.token == token:
+                    return True
+                if record.state is not MarkerState.FAILED:
+                    return False
+                try:
+                    await self.store.put_bytes(self.bucket, self.key, mine.to_json(),
+                                               content_type="application/json", if_match=etag)
+                    return True
+                except PreconditionFailed:
+                    continue
+        return False
+
+    async def set(self, record: MarkerRecord, state: MarkerState, message_id: str | None = None) -> None:
+        await self.store.put_bytes(self.bucket, self.key, replace(record, state=state, message_id=message_id)
+                                   .to_json(), content_type="application/json")
 
     async def exists(self) -> bool:
         return await self.store.exists(self.bucket, self.key)
 
-    async def remove(self) -> None:
-        await self.store.delete(self.bucket, self.key)
+
+EmailOutcome = Literal["sent", "unknown"]
 
 
 async def send_once(marker: EmailMarker, sender: EmailSender, message: EmailMessage, kind: str,
-                    fence: Fence | None = None) -> bool:
-    """Send ``message`` unless this job's email went out already; True when sent now.
+                    fence: Fence | None = None, hit: Hit = _no_hit) -> EmailOutcome:
+    """Send ``message`` unless this job's email went out (or may have) already.
 
-    The marker is written before sending. If the send then fails, the marker is removed so a
-    later attempt can still notify; a crash between marker and send loses that email rather
-    than ever sending two.
+    Returns ``sent`` (now or earlier) or ``unknown`` (logged as ``email_unknown``, which raises
+    an alarm). A send that certainly failed marks the marker ``failed`` and raises, so a later
+    attempt can still notify.
     """
     job_id = marker.job_id
     if fence is not None:
         await fence.check()
-    if not await marker.claim(kind):
-        log.info("email_already_sent", job_id=job_id, kind=kind)
-        return False
+    token = uuid.uuid4().hex
+    epoch = fence.epoch if fence is not None else 0
+    if not await marker.claim(kind, token, epoch):
+        return await _earlier(marker, kind)
+    mine = MarkerRecord(kind, token, epoch, MarkerState.SENDING)
+    hit("notify.marked")
     started = time.monotonic()
     try:
+        if fence is not None:
+            await fence.check()
         message_id = await sender.send(message)
+    except EmailOutcomeUnknown as exc:
+        log.error("email_unknown", job_id=job_id, kind=kind, backend=sender.backend, error=str(exc))
+        await _best_effort(marker.set(mine, MarkerState.UNKNOWN), job_id)
+        return "unknown"
     except Exception:
-        await marker.remove()
         log.exception("email_send_failed", job_id=job_id, kind=kind, backend=sender.backend)
+        await _best_effort(marker.set(mine, MarkerState.FAILED), job_id)
         raise
+    await _best_effort(marker.set(mine, MarkerState.SENT, message_id), job_id)
     log.info("email_sent", job_id=job_id, kind=kind, backend=sender.backend, message_id=message_id,
              seconds=round(time.monotonic() - started, 3))
-    return True
+    return "sent"
+
+
+async def _earlier(marker: EmailMarker, kind: str) -> EmailOutcome:
+    """What an earlier attempt's marker says about the job's email."""
+    found = await marker.read()
+    record = found[0] if found else None
+    if record is not None and record.state is MarkerState.SENT:
+        log.info("email_already_sent", job_id=marker.job_id, kind=record.kind)
+        return "sent"
+    if record is not None and record.state is MarkerState.SENDING:
+        # Its attempt died between claiming and recording the outcome: it may have sent.
+        log.error("email_unknown", job_id=marker.job_id, kind=record.kind, reason="sender died mid-send")
+        await _best_effort(marker.set(record, MarkerState.UNKNOWN), marker.job_id)
+        return "unknown"
+    log.info("email_outcome_unknown_earlier", job_id=marker.job_id, kind=kind)
+    return "unknown"
+
+
+async def _best_effort(write: Any, job_id: str) -> None:
+    try:
+        await write
+    except Exception as exc:
+        log.warning("email_marker_write_failed", job_id=job_id, error=type(exc).__name__)
 
 
 class Notifier:
@@ -160,23 +249,23 @@ class Notifier:
         return EmailMarker(self.store, self.settings.output_bucket, job_id)
 
     async def _send(self, job_id: str, kind: str, to: str, name: str | None, ctx: Any, fence: Fence,
-                    hit: Hit) -> bool:
+                    hit: Hit) -> EmailOutcome:
         message = build_message(render_email(kind, ctx), self.settings.email_sender, to,
                                 job_id=job_id, recipient_name=name)
         hit("notify.start")
-        sent = await send_once(self.marker(job_id), self.sender, message, kind, fence)
+        outcome = await send_once(self.marker(job_id), self.sender, message, kind, fence, hit)
         hit("notify.sent")
-        return sent
+        return outcome
 
     async def ready(self, job_id: str, manifest: Manifest, links: ReadyLinks, fence: Fence,
-                    note: str | None, hit: Hit = _no_hit) -> bool:
+                    note: str | None, hit: Hit = _no_hit) -> EmailOutcome:
         ctx = ReadyContext(job_id=job_id, name=manifest.name, headshots=links.headshots,
                            contact_sheet_url=links.contact_sheet_url, zip_url=links.zip_url,
                            link_ttl_s=self.settings.link_ttl_s, selection_note=note)
         return await self._send(job_id, "ready", str(manifest.email), manifest.name, ctx, fence, hit)
 
     async def rejected(self, job_id: str, manifest: Manifest, summary: ValidationSummary, fence: Fence,
-                       hit: Hit = _no_hit) -> bool:
+                       hit: Hit = _no_hit) -> EmailOutcome:
         bad = [RejectedPhoto(name=p.file, reason=REASON_LABELS.get(p.reason or "", "Not usable."),
                              advice=p.message or advice_for(p.reason))
                for p in summary.photos if not p.ok]
@@ -184,7 +273,13 @@ class Notifier:
                               required=summary.required, problem=summary.problem)
         return await self._send(job_id, "rejected", str(manifest.email), manifest.name, ctx, fence, hit)
 
+    async def no_likeness(self, job_id: str, to: str, name: str | None, fence: Fence,
+                          hit: Hit = _no_hit) -> EmailOutcome:
+        """Photos accepted, training done, but no generated image looked enough like the person."""
+        ctx = {"job_id": job_id, "name": name}
+        return await self._send(job_id, "no_likeness", to, name, ctx, fence, hit)
+
     async def failed(self, job_id: str, to: str, name: str | None, reason: str, attempts: int,
-                     fence: Fence, hit: Hit = _no_hit) -> bool:
+                     fence: Fence, hit: Hit = _no_hit) -> EmailOutcome:
         ctx = FailedContext(job_id=job_id, name=name, reason=reason, attempts=max(1, attempts))
         return await self._send(job_id, "failed", to, name, ctx, fence, hit)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import structlog
 
 from processor import stages
 from processor.aws.storage import NotFound, ObjectStore
+from processor.dispatch import overdue_reason
 from processor.errors import LostOwnership, ManifestError
 from processor.failpoints import Failpoints
 from processor.job.attempt import Attempt, JobResult, JobRun
@@ -32,14 +34,22 @@ from processor.job.state import TERMINAL, JobState
 from processor.job.store import JobStore
 from processor.job.uploads import download_photos
 from processor.job.validation import ValidationSummary, summarize
-from processor.manifest import MANIFEST_NAME, Manifest, parse_manifest, uploads_prefix
-from processor.notify import Notifier, ready_links, selection_note
+from processor.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    job_prefix,
+    parse_manifest,
+    uploads_prefix,
+)
+from processor.notify import EmailOutcome, Notifier, ready_links, selection_note
 from processor.settings import Settings
 from processor.stages import Interrupted, SelectionResult, StageError
 
 log = structlog.get_logger(__name__)
 
 ENCODED_DIR = "delivery-encoded"  # local: delivery JPEGs made while generation runs
+NO_LIKENESS = ("none of the {generated} headshots we generated looked enough like you to send, even after "
+               "an extra round")
 
 
 @dataclass(frozen=True)
@@ -176,9 +186,21 @@ async def _generate(env: Env, job: Attempt, inputs: GenerateInputs) -> Selection
         env.hit("generate.image")
         stages.encode_headshot(image_dir / record.file, encoded_dir)
 
-    return await asyncio.to_thread(
-        stages.run_generate, inputs.weights_dir, inputs.identifier, references, image_dir, env.settings,
-        env.faces, job.status.progress_fn("generate"), job.run.should_stop, on_image, finished)
+    def generate(settings: Settings, done: list[stages.ImageRecord]) -> Awaitable[SelectionResult]:
+        return asyncio.to_thread(
+            stages.run_generate, inputs.weights_dir, inputs.identifier, references, image_dir, settings,
+            env.faces, job.status.progress_fn("generate"), job.run.should_stop, on_image, done)
+
+    selection = await generate(env.settings, finished)
+    if selection.records or selection.mode != "enforce":
+        return selection
+    # Nothing passed the likeness check: one more round, with more tries per prompt, before
+    # telling the person (the job then ends with the no_likeness email).
+    job.log.warning("no_image_passed_selection", attempts=len(selection.attempts))
+    second = await generate(stages.extra_round(env.settings), [])
+    return replace(second, attempts=selection.attempts + second.attempts,
+                   generated=selection.generated + second.generated,
+                   seconds=selection.seconds + second.seconds, extra={**second.extra, "extra_round": True})
 
 
 async def _load_images(job: Attempt, image_dir: Path) -> list[stages.ImageRecord]:
@@ -223,7 +245,8 @@ async def _download_photos(env: Env, job: Attempt, names: list[str] | None = Non
 class Pipeline:
     """Runs attempts at jobs for one worker process (face models are loaded once and reused).
 
-    Implements the worker's ``JobRunner``: ``run`` one attempt, or ``fail`` a job for good.
+    Implements the worker's ``JobRunner``: ``run`` one attempt, ``fail`` a job for good, and
+    ``cleanup`` after a job that ended.
     """
 
     def __init__(self, settings: Settings, store: ObjectStore, jobs: JobStore,
@@ -243,31 +266,55 @@ class Pipeline:
 
     # --- the worker's entry points ------------------------------------------------------
     async def run(self, run: JobRun) -> JobResult:
+        """One attempt. Its local folder goes however it ends: the checkpoints are in S3."""
         job = self._begin(run)
-        job.clear_local(keep=("train-full",))
+        job.clear_local()
         try:
             return await self._run(job)
         except Interrupted as exc:
+            if run.overdue:
+                await self._end(job, JobState.FAILED, error=overdue_reason(self.settings))
+                return JobResult.TERMINAL
             job.log.info("job_interrupted", reason=str(exc))
             return JobResult.INTERRUPTED
         except LostOwnership:
             return JobResult.LOST
         except StageError as exc:
             job.log.warning("job_stage_error", code=exc.code, reason=exc.message)
-            await self._end(job, JobState.FAILED, error=exc.message)
+            await self._end(job, JobState.FAILED, error=exc.message, kind=exc.code)
             return JobResult.TERMINAL
         finally:
-            if not run.should_stop():
-                shutil.rmtree(job.root, ignore_errors=True)
+            shutil.rmtree(job.root, ignore_errors=True)
 
     async def fail(self, run: JobRun, reason: str) -> None:
-        """The worker's last word on a job that kept crashing: failed, and one email."""
+        """The last word on a job that kept crashing: failed, and one email if it can go out.
+
+        Every step that can be skipped is (an unreadable manifest, an email that cannot be
+        sent); only the terminal status write must succeed, or this raises and the message
+        comes back to try again.
+        """
         job = self._begin(run)
         try:
-            job.manifest = await self._load_manifest(job)
-        except (ManifestError, NotFound):
-            job.manifest = None
-        await self._end(job, JobState.FAILED, error=reason)
+            try:
+                job.manifest = await self._load_manifest(job)
+            except LostOwnership:
+                raise
+            except Exception as exc:  # missing, invalid, or S3 trouble: fail without an address
+                job.log.warning("fail_without_manifest", error=type(exc).__name__)
+                job.manifest = None
+            await self._end(job, JobState.FAILED, error=reason, best_effort_email=True)
+        finally:
+            shutil.rmtree(job.root, ignore_errors=True)
+
+    async def cleanup(self, job_id: str) -> None:
+        """Remove what a finished job may still have in S3 (late uploads, a duplicate's leftovers)."""
+        try:
+            removed = await self.store.delete_prefix(self.settings.input_bucket, uploads_prefix(job_id))
+            work = await self.store.delete_prefix(self.settings.output_bucket, job_prefix(job_id) + "work/")
+            if removed or work:
+                log.info("job_data_removed", job_id=job_id, uploads=removed, work_objects=work, late=True)
+        except Exception as exc:
+            log.warning("job_data_removal_failed", job_id=job_id, error=type(exc).__name__)
 
     async def _run(self, job: Attempt) -> JobResult:
         try:
@@ -278,7 +325,7 @@ class Pipeline:
         except ManifestError as exc:
             job.manifest = None
             await self._end(job, JobState.FAILED, error=f"manifest.json is invalid: {exc.reason}",
-                            email_to=exc.email)
+                            email_to=exc.email, kind="bad_manifest")
             return JobResult.TERMINAL
 
         summary: ValidationSummary = await self._drive(VALIDATE, job, None)
@@ -293,10 +340,12 @@ class Pipeline:
         selection = await self._drive(GENERATE, job, GenerateInputs(summary, trained.weights_dir,
                                                                     prepared.identifier))
         job.check_stop()
+        if not selection.records:
+            raise StageError("no_likeness", NO_LIKENESS.format(generated=len(selection.attempts)))
         delivered = await self._drive(DELIVER, job, selection)
         job.check_stop()
-        await self._notify_ready(job, delivered)
-        await self._end(job, JobState.DELIVERED, result=delivered)
+        email = await self._notify_ready(job, delivered)
+        await self._end(job, JobState.DELIVERED, result=delivered, email=email)
         return JobResult.TERMINAL
 
     async def _load_manifest(self, job: Attempt) -> Manifest:
@@ -310,38 +359,63 @@ class Pipeline:
         await job.ckpt.put_bytes("manifest", MANIFEST_NAME, obj.body)
         return manifest
 
-    async def _notify_ready(self, job: Attempt, delivered: dict[str, Any]) -> None:
+    async def _notify_ready(self, job: Attempt, delivered: dict[str, Any]) -> EmailOutcome:
         await enter(job, "notify", JobState.DELIVERING, self.env.hit)
         assert job.manifest is not None
         links = await ready_links(self.store, self.settings, delivered)
-        await self.notifier.ready(job.job_id, job.manifest, links, job.fence,
-                                  note=selection_note(delivered["summary"], self.settings),
-                                  hit=self.env.hit)
+        outcome = await self.notifier.ready(job.job_id, job.manifest, links, job.fence,
+                                            note=selection_note(delivered["summary"], self.settings),
+                                            hit=self.env.hit)
         await job.status.leave("notify", None)
+        return outcome
 
     async def _end(self, job: Attempt, state: JobState, *, error: str | None = None,
                    validation: ValidationSummary | None = None, result: dict[str, Any] | None = None,
-                   email_to: str | None = None) -> None:
-        """Terminal state: one email (send-once), status, then the person's data is removed."""
+                   email_to: str | None = None, kind: str | None = None, email: str | None = None,
+                   best_effort_email: bool = False) -> None:
+        """Terminal state: one email (send-once, fenced), the status, then the person's data goes."""
         assert state in TERMINAL
-        if state is JobState.REJECTED and job.manifest is not None and validation is not None:
-            await self.notifier.rejected(job.job_id, job.manifest, validation, job.fence, hit=self.env.hit)
-        elif state is JobState.FAILED:
-            current = await self.jobs.get(job.job_id)
-            attempts = current[0].attempts if current else job.run.attempt
-            to = job.manifest.email if job.manifest is not None else email_to
-            if to:
-                await self.notifier.failed(job.job_id, str(to), job.manifest.name if job.manifest else None,
-                                           error or "unknown error", attempts, job.fence, hit=self.env.hit)
+        try:
+            if email is None:
+                email = await self._terminal_email(job, state, error, validation, email_to, kind)
+        except LostOwnership:
+            raise
+        except Exception as exc:
+            if not best_effort_email:
+                raise
+            job.log.error("terminal_email_failed", error=type(exc).__name__)
+            email = "failed"
         now = time.time()
         public_validation = validation.public_dict() if validation is not None else None
         await job.status.update(lambda s: s.end(state, now, error=error, validation=public_validation,
-                                                result=result))
-        job.log.info("job_ended", state=state.value, error=error)
+                                                result=result, email=email))  # type: ignore[arg-type]
+        job.log.info("job_ended", state=state.value, error=error, email=email)
         await self._cleanup(job)
+
+    async def _terminal_email(self, job: Attempt, state: JobState, error: str | None,
+                              validation: ValidationSummary | None, email_to: str | None,
+                              kind: str | None) -> str:
+        if state is JobState.REJECTED and job.manifest is not None and validation is not None:
+            return await self.notifier.rejected(job.job_id, job.manifest, validation, job.fence, hit=self.env.hit)
+        if state is not JobState.FAILED:
+            return "none"
+        to = job.manifest.email if job.manifest is not None else email_to
+        if not to:
+            return "none"
+        name = job.manifest.name if job.manifest else None
+        if kind == "no_likeness":
+            return await self.notifier.no_likeness(job.job_id, str(to), name, job.fence, hit=self.env.hit)
+        current = await self.jobs.get(job.job_id)
+        attempts = current[0].attempts if current else job.run.attempt
+        return await self.notifier.failed(job.job_id, str(to), name, error or "unknown error", attempts,
+                                          job.fence, hit=self.env.hit)
 
     async def _cleanup(self, job: Attempt) -> None:
         """Privacy: uploads and work files go once the job has ended (a lifecycle rule is the backstop)."""
-        removed = await self.store.delete_prefix(self.settings.input_bucket, uploads_prefix(job.job_id))
-        work = await job.ckpt.delete_all()
+        try:
+            removed = await self.store.delete_prefix(self.settings.input_bucket, uploads_prefix(job.job_id))
+            work = await self.store.delete_prefix(self.settings.output_bucket, job_prefix(job.job_id) + "work/")
+        except Exception as exc:  # the job has ended: a duplicate message or the lifecycle rule retries
+            job.log.warning("job_data_removal_failed", error=type(exc).__name__)
+            return
         job.log.info("job_data_removed", uploads=removed, work_objects=work)

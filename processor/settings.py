@@ -46,12 +46,17 @@ class Settings(BaseSettings):
     # --- queue and ownership ---------------------------------------------------------
     visibility_timeout_s: int = Field(120, ge=2, le=43200,
                                       description="visibility set on receive and by each heartbeat")
-    heartbeat_interval_s: float = Field(30.0, gt=0, description="how often visibility is extended")
+    heartbeat_interval_s: float = Field(30.0, gt=0, description="how often visibility and the lease are renewed")
     wait_time_s: int = Field(10, ge=0, le=20, description="SQS long-poll wait")
     max_receive_count: int = Field(3, ge=1, le=1000,
-                                   description="the queue's redrive maxReceiveCount (final attempt)")
-    owner_stale_after_s: float = Field(300.0, gt=0,
-                                       description="a running job whose owner heartbeat is older is taken over")
+                                   description="the queue's redrive maxReceiveCount: crashes a job may cost")
+    owner_stale_after_s: float | None = Field(
+        None, gt=0, description="a job whose owner has not renewed its lease for this long is taken over; "
+                                "empty: visibility - 2 x heartbeat (see lease_problems)")
+    max_job_duration_s: int = Field(10800, gt=0, description="past this (from the job's first claim) the job "
+                                                             "ends failed, with its email")
+    dlq_sweep_interval_s: float = Field(300.0, ge=0, description="how often an idle worker turns dead-lettered "
+                                                                 "jobs into failed ones (0: never)")
     shutdown_grace_s: float = Field(100.0, gt=0, le=120,
                                     description="SIGTERM -> message released and exit 0 within this")
     health_file: Path | None = Field(None, description="touched by the worker loop; the container health check reads it")
@@ -139,9 +144,64 @@ class Settings(BaseSettings):
     def _cross_checks(self) -> "Settings":
         if self.input_bucket == self.output_bucket:
             raise ValueError("input_bucket and output_bucket must differ")
-        if self.heartbeat_interval_s >= self.visibility_timeout_s:
-            raise ValueError("heartbeat_interval_s must be shorter than visibility_timeout_s")
+        problems = lease_problems(self.visibility_timeout_s, self.heartbeat_interval_s,
+                                  self.owner_stale_after_s, self.max_job_duration_s)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def stale_after_s(self) -> float:
+        """The lease's staleness: the setting, or the rule's default."""
+        if self.owner_stale_after_s is not None:
+            return self.owner_stale_after_s
+        return default_stale_after(self.visibility_timeout_s, self.heartbeat_interval_s)
+
+
+# --- the lease rule (mirrored by terraform/: keep both in step) ---------------------------
+def default_stale_after(visibility_s: float, heartbeat_s: float) -> float:
+    """Visibility minus two heartbeats.
+
+    Why: a worker that dies renews neither its message's visibility nor its job's lease; its
+    message reappears about ``visibility - heartbeat`` after its last renewal at the earliest.
+    A lease that is stale by then lets the next receiver take the job over at once, with one
+    heartbeat of margin for clocks and slow requests.
+    """
+    return visibility_s - 2 * heartbeat_s
+
+
+def owner_validity(stale_s: float, heartbeat_s: float) -> float:
+    """How long after its last renewal an owner may still write: the staleness less a margin.
+
+    A rival takes the job over only after ``stale_s`` of silence (by the wall clock written in
+    status.json); the owner stops writing ``min(heartbeat / 2, 5 s)`` before that, by its own
+    monotonic clock, which covers clock skew and a write already on the wire.
+    """
+    return stale_s - min(heartbeat_s / 2, 5.0)
+
+
+def lease_problems(visibility_s: float, heartbeat_s: float, stale_s: float | None,
+                   max_job_s: float) -> list[str]:
+    """What is inconsistent in a visibility / heartbeat / staleness / job-duration set (empty: fine).
+
+    - visibility >= 3 x heartbeat: the message stays hidden through one failed renewal;
+    - staleness >= 2 x heartbeat: a live owner may miss one renewal without losing its job;
+    - the maximum job duration outlasts a visibility timeout.
+    A staleness above the default is allowed: a dead owner's message is then put back with a
+    delay until the lease is stale, which is slower, never lost.
+    """
+    problems = []
+    if visibility_s < 3 * heartbeat_s:
+        problems.append(f"visibility_timeout_s ({visibility_s:g}) must be at least 3 x heartbeat_interval_s "
+                        f"({heartbeat_s:g})")
+    stale = default_stale_after(visibility_s, heartbeat_s) if stale_s is None else stale_s
+    if stale < 2 * heartbeat_s:
+        problems.append(f"owner_stale_after_s ({stale:g}) must be at least 2 x heartbeat_interval_s "
+                        f"({heartbeat_s:g})" + (" (it defaults to visibility - 2 x heartbeat)"
+                                                 if stale_s is None else ""))
+    if max_job_s <= visibility_s:
+        problems.append(f"max_job_duration_s ({max_job_s:g}) must exceed visibility_timeout_s ({visibility_s:g})")
+    return problems
 
 
 def load_settings(**overrides: object) -> Settings:

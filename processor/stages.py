@@ -107,7 +107,18 @@ def generate_config(settings: Settings) -> GenerateConfig:
 def select_config(settings: Settings) -> SelectConfig:
     from handlers.generate.select import SelectConfig
 
-    return SelectConfig(mode=settings.selection_mode)
+    return SelectConfig(mode=settings.selection_mode, threshold=settings.selection_threshold)
+
+
+def extra_round(settings: Settings) -> Settings:
+    """The settings of one more generation round when no image passed selection.
+
+    Twice the regenerations per prompt (at least two more), from a different base seed so no
+    image of the first round is drawn again.
+    """
+    return settings.model_copy(update={"max_regenerations": max(2 * settings.max_regenerations,
+                                                                settings.max_regenerations + 2),
+                                       "seed": (settings.seed + 1_000_003) % 2**32})
 
 
 # --- the blocking work of each stage ---------------------------------------------------

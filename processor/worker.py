@@ -1,23 +1,30 @@
 """The queue worker: long-poll SQS, one job at a time, and keep the delivery promises.
 
 What each message means is decided by pure functions (:mod:`processor.dispatch`); the
-:class:`Worker` only carries those decisions out against SQS and ``status.json``. The promises (DESIGN.md, "Delivery semantics"): a
-finished job's duplicate is acknowledged with no work; a running job's duplicate goes back
-with a delay; a malformed message is never deleted, so it reaches the dead-letter queue; the
-message stays invisible while its job runs; on SIGTERM the worker stops polling, lets the
-stage stop at its next atomic step, and hands the message back within the grace period. On ECS
-the task holds its scale-in protection for each attempt at a job (:mod:`processor.aws.task_protection`).
+:class:`Worker` carries those decisions out against SQS and ``status.json``. The promises
+(DESIGN.md, "Delivery semantics"; docs/delivery.md): a finished job's duplicate is
+acknowledged with no work; a duplicate of a job a live worker runs is deleted, while that
+worker's own message is never deleted before its job ends (a fresh copy waits until the lease
+would be stale); a malformed message reaches the dead-letter queue; the message stays
+invisible and the job's lease renewed while it runs; on SIGTERM the worker stops polling, lets
+the stage stop at its next atomic step, and puts the job back as a fresh message (so spot
+interruptions do not spend the crash budget) within the grace period; maxReceiveCount crashes
+end the job as failed, with its email. No exception from one job ends the process: only bad
+settings or SIGTERM do. Between jobs an idle worker sweeps the dead-letter queue
+(:mod:`processor.job.sweeper`). On ECS the task holds its scale-in protection for each attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import threading
 import time
 import uuid
 from enum import StrEnum
+from pathlib import Path
 from typing import Protocol
 
 import structlog
@@ -30,13 +37,17 @@ from processor.dispatch import (
     MessageAction,
     busy_action,
     crash_action,
+    crashes_before,
     is_final_attempt,
+    over_budget,
+    overdue_reason,
     plan_message,
 )
 from processor.errors import LostOwnership, MessageLost
 from processor.job.attempt import JobResult, JobRun
-from processor.job.fence import Fence
+from processor.job.lease import LeaseKeeper
 from processor.job.store import Claim, ClaimOutcome, JobStore
+from processor.job.sweeper import DeadLetterSweeper
 from processor.pipeline import Pipeline
 from processor.settings import Settings
 
@@ -47,7 +58,7 @@ class Settled(StrEnum):
     """What handling a message did with it (the worker's disposition of one message)."""
 
     DELETE = "delete"      # done with: delete the message
-    RELEASED = "released"  # handed back (visible again now or after a delay): do not delete
+    RELEASED = "released"  # handed back, re-enqueued or left to its owner: do not delete
 
 
 class JobRunner(Protocol):
@@ -57,16 +68,33 @@ class JobRunner(Protocol):
 
     async def fail(self, job: JobRun, reason: str) -> None: ...
 
+    async def cleanup(self, job_id: str) -> None: ...
+
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def clear_stale_job_folders(work_dir: Path) -> int:
+    """Remove what earlier processes on this disk left in the work folder (killed mid-job)."""
+    if not work_dir.exists():
+        return 0
+    removed = 0
+    for child in work_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 class Worker:
     """One job at a time from ``queue``; ``request_stop()`` (SIGTERM) ends the loop cleanly."""
 
     def __init__(self, settings: Settings, queue: JobQueue, jobs: JobStore, runner: JobRunner,
-                 worker_id: str | None = None, protection: ScaleInProtection | None = None) -> None:
+                 worker_id: str | None = None, protection: ScaleInProtection | None = None,
+                 sweeper: DeadLetterSweeper | None = None) -> None:
         self.settings = settings
         self.queue = queue
         self.jobs = jobs
@@ -74,21 +102,25 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         # Held while an attempt runs; off ECS (the default) it does nothing.
         self.protection = protection or ScaleInProtection.disabled()
+        self.sweeper = sweeper
         self.jobs_finished = 0
         self._stopping = asyncio.Event()
         self._job_stop = threading.Event()
-        self._current: QueueMessage | None = None
-        self._current_job: str | None = None
+        self._current: tuple[QueueMessage, LeaseKeeper, int] | None = None
 
     # --- control ---------------------------------------------------------------------
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def current_job(self) -> str | None:
+        return self._current[1].job_id if self._current else None
+
     def request_stop(self) -> None:
         """Stop polling; the running stage stops at its next atomic step (SIGTERM)."""
         if not self._stopping.is_set():
-            log.info("worker_stop_requested", worker=self.worker_id, job_id=self._current_job)
+            log.info("worker_stop_requested", worker=self.worker_id, job_id=self.current_job)
         self._stopping.set()
         self._job_stop.set()
 
@@ -104,22 +136,19 @@ class Worker:
             log.warning("health_file_unwritable", error=type(exc).__name__)
 
     async def release_current(self) -> None:
-        """Hand the in-flight message and job back now (the grace period ran out)."""
-        message, job_id = self._current, self._current_job
-        if job_id is not None:
-            try:
-                await self.jobs.release(job_id, self.worker_id, time.time())
-            except Exception as exc:  # best effort: staleness takes over otherwise
-                log.warning("release_job_failed", job_id=job_id, error=describe(exc))
-        if message is not None:
-            await self._release(message, 0)
-        if job_id is not None:
-            await self.protection.release(job_id)
+        """Hand the in-flight job back now (the grace period ran out)."""
+        if self._current is None:
+            return
+        message, lease, crashes = self._current
+        await lease.release()
+        await self._requeue(message, 0, crashes)
+        await self.protection.release(lease.job_id)
 
     # --- the loop --------------------------------------------------------------------
     async def run(self, max_jobs: int | None = None, idle_exit_s: float | None = None) -> int:
         """Serve until stopped (or ``max_jobs`` jobs, or ``idle_exit_s`` without messages)."""
-        log.info("worker_started", worker=self.worker_id, queue=self.queue.queue_url)
+        cleared = clear_stale_job_folders(self.settings.work_dir)
+        log.info("worker_started", worker=self.worker_id, queue=self.queue.queue_url, stale_folders=cleared)
         idle_since = time.monotonic()
         while not self.stopping:
             self.touch_health()
@@ -133,6 +162,8 @@ class Worker:
                 await self.handle(message)
             if messages:
                 idle_since = time.monotonic()
+            elif self.sweeper is not None and not self.stopping:
+                await self.sweeper.maybe_sweep()
         log.info("worker_stopped", worker=self.worker_id, jobs=self.jobs_finished)
         return 0
 
@@ -159,7 +190,18 @@ class Worker:
             return []
 
     async def handle(self, message: QueueMessage) -> None:
-        """Carry out the plan for one message."""
+        """Carry out the plan for one message; nothing raised here ends the worker."""
+        try:
+            await self._handle(message)
+        except Exception as exc:
+            # A bug or an outage outside any job's attempt (e.g. claiming): the message comes
+            # back after a backoff, like a crash, and the worker serves the next one.
+            crashes = crashes_before(message.receive_count, message.carried_crashes) + 1
+            log.error("message_handling_failed", message_id=message.message_id, error=describe(exc),
+                      exc_info=exc)
+            await self._release(message, crash_action(crashes, self.settings).delay_s or 1)
+
+    async def _handle(self, message: QueueMessage) -> None:
         plan = plan_message(message.body, self.settings.input_bucket)
         mlog = log.bind(message_id=message.message_id, receive_count=message.receive_count)
         if plan.action is MessageAction.ACK:
@@ -167,9 +209,10 @@ class Worker:
             await self._delete(message)
             return
         if plan.action is MessageAction.DEAD_LETTER:
-            # Visible again at once: it reaches the DLQ after maxReceiveCount quick receives.
+            # Visible again at once: it reaches the DLQ after maxReceiveCount quick receives,
+            # where the sweeper logs and drops it.
             mlog.warning("message_rejected", reason=plan.reason,
-                         to_dlq=is_final_attempt(message.receive_count, self.settings.max_receive_count))
+                         to_dlq=message.receive_count >= self.settings.max_receive_count)
             await self._release(message, 0)
             return
         for job_id in plan.job_ids:
@@ -177,110 +220,104 @@ class Worker:
                 await self._release(message, 0)
                 return
             if await self._handle_job(message, job_id) is Settled.RELEASED:
-                return  # the message was handed back already
+                return
         await self._delete(message)
 
     async def _handle_job(self, message: QueueMessage, job_id: str) -> Settled:
         """Run one job of the message; say whether the message may be deleted for it."""
+        crashes = crashes_before(message.receive_count, message.carried_crashes)
         jlog = log.bind(job_id=job_id, message_id=message.message_id, receive_count=message.receive_count)
-        claim: Claim = await self.jobs.claim(job_id, self.worker_id, time.time())
+        now = time.time()
+        claim: Claim = await self.jobs.claim(job_id, self.worker_id, now, message.origin)
         if claim.outcome is ClaimOutcome.FINISHED:
             jlog.info("duplicate_for_finished_job", state=claim.status.state.value)
+            await self.runner.cleanup(job_id)  # a late manifest or photos: nothing may stay
             return Settled.DELETE
         if claim.outcome is ClaimOutcome.BUSY:
-            action = busy_action(message.receive_count, self.settings)
-            jlog.info("job_owned_elsewhere", delay_s=action.delay_s, dropped=action.delete)
-            if not action.delete:
-                await self._release(message, action.delay_s)
-                return Settled.RELEASED
-            return Settled.DELETE
-        final = is_final_attempt(message.receive_count, self.settings.max_receive_count)
-        job = JobRun(job_id=job_id, worker_id=self.worker_id, attempt=claim.status.attempts,
-                     final_attempt=final, should_stop=self._job_stop.is_set)
-        jlog.info("job_claimed", outcome=claim.outcome.value, attempt=job.attempt, final_attempt=final)
-        self._current, self._current_job = message, job_id
-        # Protected from scale-in from here until this attempt has been handled, however it
-        # ends (done, handed back on SIGTERM, lost to another worker, crashed).
-        async with self.protection.held(job_id):
-            return await self._attempt(message, job)
-
-    async def _attempt(self, message: QueueMessage, job: JobRun) -> Settled:
-        """One claimed attempt: run it, then carry out what its result means for the message."""
-        job_id = job.job_id
-        jlog = log.bind(job_id=job_id, message_id=message.message_id, receive_count=message.receive_count)
-        try:
-            result = await self._run_with_heartbeats(message, job)
-        except Exception as exc:
-            return await self._after_crash(message, job, exc)
-        finally:
-            self._current, self._current_job = None, None
-        if result is JobResult.TERMINAL:
-            self.jobs_finished += 1
-            return Settled.DELETE
-        if result is JobResult.LOST:
-            jlog.warning("job_lost_to_other_worker")
+            silent = now - (claim.status.owner_heartbeat_at or now)
+            action = busy_action(claim.status.owner_message, message.origin,
+                                 self.settings.stale_after_s - silent)
+            jlog.info("job_owned_elsewhere", owners_message=not action.delete, delay_s=action.delay_s)
+            if action.delete:
+                return Settled.DELETE  # a duplicate: the owner's own message carries the job
+            await self._requeue(message, action.delay_s, crashes)
             return Settled.RELEASED
-        jlog.info("job_interrupted_releasing")
+        status = claim.status
+        deadline = status.created_at + self.settings.max_job_duration_s
+        lease = LeaseKeeper(self.jobs, self.settings, job_id, self.worker_id, status.lease_epoch,
+                            on_beat=self.touch_health)
+        job = JobRun(job_id=job_id, worker_id=self.worker_id, attempt=status.attempts,
+                     final_attempt=is_final_attempt(crashes, self.settings.max_receive_count),
+                     should_stop=self._job_stop.is_set, fence=lease.fence, deadline=deadline)
+        jlog.info("job_claimed", outcome=claim.outcome.value, attempt=job.attempt, epoch=status.lease_epoch,
+                  crashes=crashes, final_attempt=job.final_attempt)
+        if over_budget(crashes, self.settings.max_receive_count):
+            return await self._fail(message, job, crashes, _crashed_reason(crashes))
+        if job.overdue:
+            return await self._fail(message, job, crashes, overdue_reason(self.settings))
+        self._current = (message, lease, crashes)
         try:
-            await self.jobs.release(job_id, self.worker_id, time.time())
+            # Protected from scale-in until this attempt has been handled, however it ends.
+            async with self.protection.held(job_id):
+                return await self._attempt(message, job, lease, crashes)
         finally:
-            await self._release(message, 0)
-        return Settled.RELEASED
+            self._current = None
 
-    async def _after_crash(self, message: QueueMessage, job: JobRun, exc: Exception) -> Settled:
-        """Last attempt: mark failed (one email). Otherwise: hand back with a backoff delay."""
-        action = crash_action(message.receive_count, self.settings)
-        log.error("job_crashed", job_id=job.job_id, error=describe(exc), final_attempt=action.delete,
-                  exc_info=exc)
-        if action.delete:
-            await self.runner.fail(job, f"internal error after {message.receive_count} attempts")
-            self.jobs_finished += 1
-            return Settled.DELETE
-        try:
-            await self.jobs.release(job.job_id, self.worker_id, time.time())
-        except Exception as release_exc:
-            log.warning("release_job_failed", job_id=job.job_id, error=describe(release_exc))
-        await self._release(message, action.delay_s)
-        return Settled.RELEASED
-
-    async def _run_with_heartbeats(self, message: QueueMessage, job: JobRun) -> JobResult:
-        """The pipeline, with the visibility and ownership heartbeats running beside it."""
-        fence = Fence(job.job_id)  # closed by the ownership heartbeat when the job is taken over
+    async def _attempt(self, message: QueueMessage, job: JobRun, lease: LeaseKeeper, crashes: int) -> Settled:
+        """One claimed attempt: run it, then carry out what its result means for the message."""
+        jlog = log.bind(job_id=job.job_id, message_id=message.message_id)
         job_stop = self._job_stop
 
         def should_stop() -> bool:
-            return job_stop.is_set() or fence.lost
+            return job_stop.is_set() or lease.fence.lost or job.overdue
 
-        async def owner_beat() -> None:
-            while True:
-                await asyncio.sleep(self.settings.heartbeat_interval_s)
-                self.touch_health()
-                try:
-                    await self.jobs.heartbeat(job.job_id, self.worker_id, time.time())
-                except LostOwnership:
-                    log.warning("ownership_lost", job_id=job.job_id)
-                    fence.close()
-                    return
-                except Exception as exc:
-                    log.warning("owner_heartbeat_failed", job_id=job.job_id, error=describe(exc))
-
-        run = JobRun(job.job_id, job.worker_id, job.attempt, job.final_attempt, should_stop, fence)
-        beat = asyncio.create_task(owner_beat(), name=f"owner-{job.job_id}")
+        run = JobRun(job.job_id, job.worker_id, job.attempt, job.final_attempt, should_stop,
+                     lease.fence, job.deadline)
         try:
-            async with self.queue.heartbeat(message) as hb:
+            async with self.queue.heartbeat(message), lease:
                 result = await self.runner.run(run)
-                if hb.lost and result is not JobResult.TERMINAL:
-                    return JobResult.LOST
-        finally:
-            beat.cancel()
-            try:
-                await beat
-            except asyncio.CancelledError:
-                pass
-        if fence.lost and result is not JobResult.TERMINAL:
-            return JobResult.LOST
-        return result
+        except Exception as exc:
+            crashes += 1
+            log.error("job_crashed", job_id=job.job_id, error=describe(exc), crashes=crashes, exc_info=exc)
+            if crash_action(crashes, self.settings).delete:
+                return await self._fail(message, job, crashes, _crashed_reason(crashes))
+            await lease.release()
+            await self._release(message, crash_action(crashes, self.settings).delay_s)
+            return Settled.RELEASED
+        if result is JobResult.TERMINAL:
+            self.jobs_finished += 1
+            return Settled.DELETE
+        if result is JobResult.LOST or lease.fence.lost:
+            # Another lease holds the job: its holder settles the job and its own message.
+            jlog.warning("job_lost_to_other_worker")
+            return Settled.RELEASED
+        jlog.info("job_interrupted_requeued")
+        await lease.release()
+        await self._requeue(message, 0, crashes)
+        return Settled.RELEASED
 
+    async def _fail(self, message: QueueMessage, job: JobRun, crashes: int, reason: str) -> Settled:
+        """End the job as failed (one email). If even that fails, the message comes back later."""
+        lease = LeaseKeeper(self.jobs, self.settings, job.job_id, self.worker_id, job.fence.epoch if job.fence else 0)
+        run = JobRun(job.job_id, job.worker_id, job.attempt, True, lambda: lease.fence.lost,
+                     lease.fence, job.deadline)
+        try:
+            await lease.renew_now()
+        except LostOwnership:
+            log.warning("job_lost_before_failing", job_id=job.job_id)
+            return Settled.RELEASED  # another lease holds the job: its holder settles it
+        try:
+            async with lease:
+                await self.runner.fail(run, reason)
+        except Exception as exc:
+            log.error("job_fail_failed", job_id=job.job_id, error=describe(exc), exc_info=exc)
+            await lease.release()
+            await self._release(message, crash_action(crashes, self.settings).delay_s or 30)
+            return Settled.RELEASED
+        self.jobs_finished += 1
+        return Settled.DELETE
+
+    # --- SQS, never raising for a message that is already gone ---------------------------
     async def _delete(self, message: QueueMessage) -> None:
         try:
             await self.queue.delete(message)
@@ -293,6 +330,18 @@ class Worker:
         except MessageLost:
             log.warning("release_lost_message", message_id=message.message_id)
 
+    async def _requeue(self, message: QueueMessage, delay_s: int, crashes: int) -> None:
+        """A fresh copy of the message (the crash budget kept); the same message handed back
+        (one receive spent) only if the copy cannot be sent."""
+        try:
+            await self.queue.requeue(message, delay_s, crashes)
+        except Exception as exc:
+            log.warning("requeue_failed", message_id=message.message_id, error=describe(exc))
+            await self._release(message, delay_s)
+
+
+def _crashed_reason(crashes: int) -> str:
+    return f"internal error after {crashes} attempts"
 
 
 async def serve(settings: Settings, *, max_jobs: int | None = None, idle_exit_s: float | None = None,
@@ -302,14 +351,18 @@ async def serve(settings: Settings, *, max_jobs: int | None = None, idle_exit_s:
 
     async with (ObjectStore(settings) as store, JobQueue(settings) as queue,
                scale_in_protection(settings) as protection):
-        jobs = JobStore(store, settings.output_bucket, settings.owner_stale_after_s)
-        worker = Worker(settings, queue, jobs, Pipeline(settings, store, jobs), protection=protection)
+        jobs = JobStore(store, settings.output_bucket, settings.stale_after_s)
+        pipeline = Pipeline(settings, store, jobs)
+        worker_id = new_worker_id()
+        sweeper = DeadLetterSweeper(settings, jobs, pipeline, worker_id) if settings.dlq_url else None
+        worker = Worker(settings, queue, jobs, pipeline, worker_id=worker_id, protection=protection,
+                        sweeper=sweeper)
         loop = asyncio.get_running_loop()
         watchdog: list[asyncio.Task[None]] = []
 
         async def grace_expired() -> None:
             await asyncio.sleep(max(1.0, settings.shutdown_grace_s - 5.0))
-            log.error("shutdown_grace_expired", job_id=worker._current_job)
+            log.error("shutdown_grace_expired", job_id=worker.current_job)
             await worker.release_current()
             os._exit(0)
 
@@ -324,6 +377,8 @@ async def serve(settings: Settings, *, max_jobs: int | None = None, idle_exit_s:
         try:
             return await worker.run(max_jobs=max_jobs, idle_exit_s=idle_exit_s)
         finally:
+            if sweeper is not None:
+                await sweeper.close()
             for task in watchdog:
                 task.cancel()
             if install_signals:

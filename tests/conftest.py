@@ -27,6 +27,7 @@ from tests.fixtures.faces import *  # noqa: E402,F401,F403
 from tests.fixtures.jobs import *  # noqa: E402,F401,F403
 from tests.fixtures.models import *  # noqa: E402,F401,F403
 from tests.fixtures.selection_photos import *  # noqa: E402,F401,F403
+from tests.fixtures.smtp_peers import *  # noqa: E402,F401,F403
 
 
 @pytest.fixture(autouse=True)

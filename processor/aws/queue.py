@@ -28,15 +28,31 @@ _LOST_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue", "Mes
                          "AWS.SimpleQueueService.NonExistentQueue"})
 
 
+#: Message attributes the worker adds when it puts a job's message back as a fresh one.
+ORIGIN_ATTRIBUTE = "headshots-origin"    # the first message's id, kept across re-enqueues
+CRASHES_ATTRIBUTE = "headshots-crashes"  # crashed receives of earlier copies of this message
+
+
 @dataclass(frozen=True)
 class QueueMessage:
-    """One received SQS message."""
+    """One received SQS message.
+
+    ``origin``: the id of the message this one continues (itself unless re-enqueued);
+    ``carried_crashes``: crashed receives of the copies before it. With ``receive_count``
+    they tell how much of the job's crash budget is spent (:func:`processor.dispatch.crashes_before`).
+    """
 
     message_id: str
     receipt_handle: str
     body: str
     receive_count: int
     sent_at_ms: int | None = None
+    origin: str = ""
+    carried_crashes: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.origin:
+            object.__setattr__(self, "origin", self.message_id)
 
 
 class JobQueue(AsyncAwsClient):
@@ -66,6 +82,7 @@ class JobQueue(AsyncAwsClient):
             "VisibilityTimeout": (self.settings.visibility_timeout_s if visibility_timeout_s is None
                                   else visibility_timeout_s),
             "MessageSystemAttributeNames": ["ApproximateReceiveCount", "SentTimestamp"],
+            "MessageAttributeNames": [ORIGIN_ATTRIBUTE, CRASHES_ATTRIBUTE],
         }
 
         async def op() -> list[QueueMessage]:
@@ -73,13 +90,33 @@ class JobQueue(AsyncAwsClient):
             return [_to_message(m) for m in resp.get("Messages", [])]
         return await self._call(op)
 
-    async def send(self, body: str, delay_s: int = 0) -> str:
+    async def send(self, body: str, delay_s: int = 0, attributes: dict[str, str] | None = None) -> str:
         """Send a message (tests, re-queues); returns its id."""
+        params: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": body, "DelaySeconds": delay_s}
+        if attributes:
+            params["MessageAttributes"] = {k: {"DataType": "String", "StringValue": v}
+                                           for k, v in attributes.items()}
+
         async def op() -> str:
-            resp = await self.client.send_message(QueueUrl=self.queue_url, MessageBody=body,
-                                                  DelaySeconds=delay_s)
-            return resp["MessageId"]
+            return (await self.client.send_message(**params))["MessageId"]
         return await self._call(op)
+
+    async def requeue(self, message: QueueMessage, delay_s: int, crashes: int) -> str:
+        """Put ``message`` back as a fresh copy (receive count 1), then delete the old one.
+
+        Why not ``ChangeMessageVisibility``: every receive of the same message counts toward the
+        queue's maxReceiveCount, so handing a healthy job back on SIGTERM would spend its crash
+        budget and three spot interruptions would dead-letter it. The copy carries the origin id
+        and the crashes spent so far. If the delete fails after the send, the job has two
+        messages for a moment; the second is a duplicate, which the worker acknowledges.
+        """
+        new_id = await self.send(message.body, delay_s=max(0, min(900, int(delay_s))), attributes={
+            ORIGIN_ATTRIBUTE: message.origin, CRASHES_ATTRIBUTE: str(max(0, crashes))})
+        try:
+            await self.delete(message)
+        except MessageLost:
+            log.warning("requeue_old_message_gone", message_id=message.message_id)
+        return new_id
 
     async def delete(self, message: QueueMessage) -> None:
         """Acknowledge: the message is done with and will not come back."""
@@ -125,12 +162,16 @@ class JobQueue(AsyncAwsClient):
 def _to_message(raw: dict[str, Any]) -> QueueMessage:
     attrs = raw.get("Attributes", {})
     sent = attrs.get("SentTimestamp")
+    custom = {k: v.get("StringValue", "") for k, v in (raw.get("MessageAttributes") or {}).items()}
+    crashes = custom.get(CRASHES_ATTRIBUTE, "0")
     return QueueMessage(
         message_id=raw["MessageId"],
         receipt_handle=raw["ReceiptHandle"],
         body=raw.get("Body", ""),
         receive_count=int(attrs.get("ApproximateReceiveCount", "1")),
         sent_at_ms=int(sent) if sent is not None else None,
+        origin=custom.get(ORIGIN_ATTRIBUTE, "")[:128],
+        carried_crashes=int(crashes) if crashes.isdigit() else 0,
     )
 
 

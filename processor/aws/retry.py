@@ -68,11 +68,11 @@ class RetryPolicy:
 DEFAULT_POLICY = RetryPolicy()
 
 
-def _error_code(exc: ClientError) -> str:
+def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _http_status(exc: ClientError) -> int:
+def http_status(exc: ClientError) -> int:
     meta = exc.response.get("ResponseMetadata", {})
     try:
         return int(meta.get("HTTPStatusCode", 0))
@@ -83,8 +83,8 @@ def _http_status(exc: ClientError) -> int:
 def is_transient(exc: BaseException) -> bool:
     """True when the same request may well succeed if sent again a little later."""
     if isinstance(exc, ClientError):
-        code = _error_code(exc)
-        status = _http_status(exc)
+        code = error_code(exc)
+        status = http_status(exc)
         return code in THROTTLING_CODES or code in SERVER_CODES or status == 429 or status >= 500
     if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError,
                         ReadTimeoutError, BotoConnectionError)):
@@ -99,7 +99,7 @@ def is_transient(exc: BaseException) -> bool:
 def describe(exc: BaseException) -> str:
     """A short label for logs: the AWS error code, else the exception type."""
     if isinstance(exc, ClientError):
-        return f"{_error_code(exc) or 'ClientError'} ({_http_status(exc)})"
+        return f"{error_code(exc) or 'ClientError'} ({http_status(exc)})"
     return type(exc).__name__
 
 

@@ -40,7 +40,7 @@ async def read_status(settings: object, job_id: str) -> JobStatus | None:
 
     assert isinstance(settings, Settings)
     async with ObjectStore(settings) as store:
-        found = await JobStore(store, settings.output_bucket, settings.owner_stale_after_s).get(job_id)
+        found = await JobStore(store, settings.output_bucket, settings.stale_after_s).get(job_id)
     return found[0] if found else None
 
 

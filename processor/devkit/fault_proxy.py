@@ -53,15 +53,20 @@ class FaultProxy:
     """``with FaultProxy(upstream, rates={"s3": 0.3, "ses": 0.3}) as proxy: proxy.url``.
 
     ``fail_first={"ses": 1}`` makes the first call of a service fail whatever the dice say, so
-    a test of a service called once per job sees at least one fault.
+    a test of a service called once per job sees at least one fault. ``drop_after_forward=
+    {"ses": 1}`` forwards the first call of a service and then closes the connection without
+    its answer: the request took effect, the caller cannot know (a timeout after the send).
     """
 
-    def __init__(self, upstream: str, rates: dict[str, float], seed: int = 0,
-                 signed_only: bool = True, fail_first: dict[str, int] | None = None) -> None:
+    def __init__(self, upstream: str, rates: dict[str, float] | None = None, seed: int = 0,
+                 signed_only: bool = True, fail_first: dict[str, int] | None = None,
+                 drop_after_forward: dict[str, int] | None = None) -> None:
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.rates = dict(rates)
+        self.rates = dict(rates or {})
         self.fail_first = dict(fail_first or {})  # the first N calls of a service always fail
+        self.drop_after_forward = dict(drop_after_forward or {})
+        self.dropped: dict[str, int] = {}
         self.signed_only = signed_only
         self.counts = FaultCounts()
         self._rng = random.Random(seed)
@@ -97,6 +102,15 @@ class FaultProxy:
             bucket = self.counts.injected if inject else self.counts.forwarded
             bucket[key] = bucket.get(key, 0) + 1
         return inject
+
+    def _drop(self, service: str | None) -> bool:
+        """True when this (forwarded) request's answer is to be dropped."""
+        key = service or "unsigned"
+        with self._lock:
+            if self.dropped.get(key, 0) >= self.drop_after_forward.get(key, 0):
+                return False
+            self.dropped[key] = self.dropped.get(key, 0) + 1
+            return True
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -150,6 +164,7 @@ class FaultProxy:
                 if proxy._decide(service):
                     self._fault(service or "unsigned")
                     return
+                drop = proxy._drop(service)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 if body or "Content-Length" in self.headers or "Transfer-Encoding" in self.headers:
                     headers["Content-Length"] = str(len(body))
@@ -158,6 +173,10 @@ class FaultProxy:
                     conn.request(self.command, self.path, body=body, headers=headers)
                     resp = conn.getresponse()
                     data = resp.read()
+                    if drop:  # the upstream acted on it; the caller never hears back
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return
                     out = {k: v for k, v in resp.getheaders()
                            if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"}
                     # HEAD answers carry the object's length with no body: keep it.

@@ -7,6 +7,7 @@ from the checkpoints in S3, never from what a dead attempt left on local disk.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,7 +40,12 @@ class JobRun:
     attempt: int
     final_attempt: bool
     should_stop: Callable[[], bool]
-    fence: Fence | None = None  # the worker's, closed by its ownership heartbeat; None: a fresh one
+    fence: Fence | None = None  # the lease's (processor.job.lease); None: one that never expires
+    deadline: float | None = None  # wall time past which the job has run too long (max_job_duration_s)
+
+    @property
+    def overdue(self) -> bool:
+        return self.deadline is not None and time.time() > self.deadline
 
 
 @dataclass
@@ -61,7 +67,7 @@ class Attempt:
         fence = run.fence or Fence(run.job_id)
         return cls(run=run, root=work_dir / run.job_id, fence=fence,
                    ckpt=JobCheckpoints(store, jobs.bucket, run.job_id, fence),
-                   status=StatusWriter(jobs, run.job_id, run.worker_id, jlog), log=jlog)
+                   status=StatusWriter(jobs, run.job_id, run.worker_id, jlog, fence), log=jlog)
 
     @property
     def job_id(self) -> str:

@@ -8,7 +8,7 @@ Times are epoch seconds passed in by the caller (no clock in here).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -90,6 +90,13 @@ class JobStatus(BaseModel):
     error: str | None = None
     owner: str | None = None
     owner_heartbeat_at: float | None = None
+    #: The lease: bumped by every claim, so a write can say which lease it was made under.
+    lease_epoch: int = Field(0, ge=0)
+    #: The origin id of the queue message the owner holds (kept across re-enqueues).
+    owner_message: str | None = None
+    #: What became of the job's one email: sent, unknown (outcome ambiguous: alarmed), failed
+    #: (it could not be delivered), none (no readable address), or None while it is not due.
+    email: Literal["sent", "unknown", "failed", "none"] | None = None
     validation: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
 
@@ -121,7 +128,8 @@ class JobStatus(BaseModel):
         return self.model_copy(update=changes)
 
     def end(self, target: JobState, now: float, *, error: str | None = None,
-            validation: dict[str, Any] | None = None, result: dict[str, Any] | None = None) -> JobStatus:
+            validation: dict[str, Any] | None = None, result: dict[str, Any] | None = None,
+            email: Literal["sent", "unknown", "failed", "none"] | None = None) -> JobStatus:
         """The terminal update: idempotent for the same end, refused after a different one.
 
         A repeat (a redelivered message, a retried write) must not bump ``updated_at`` or
@@ -134,6 +142,8 @@ class JobStatus(BaseModel):
         if self.is_terminal:
             raise InvalidTransition(f"job already ended as {self.state.value}")
         updates: dict[str, Any] = {}
+        if email is not None:
+            updates["email"] = email
         if validation is not None:
             updates["validation"] = validation
         if result is not None:
@@ -155,8 +165,22 @@ class JobStatus(BaseModel):
         return self.model_copy(update={"progress": progress, "updated_at": now})
 
     def with_owner(self, owner: str | None, now: float) -> JobStatus:
+        """Renew (same owner) or drop (None) the lease; the epoch is the claim's, unchanged."""
         return self.model_copy(update={"owner": owner, "owner_heartbeat_at": now if owner else None,
+                                       "owner_message": self.owner_message if owner else None,
                                        "updated_at": now})
+
+    def claimed_by(self, owner: str, message: str | None, now: float) -> JobStatus:
+        """A new lease for ``owner``: the next epoch, one more attempt."""
+        return self.model_copy(update={"owner": owner, "owner_heartbeat_at": now, "owner_message": message,
+                                       "lease_epoch": self.lease_epoch + 1, "attempts": self.attempts + 1,
+                                       "updated_at": now})
+
+    def holds_lease(self, owner: str, epoch: int) -> bool:
+        return self.owner == owner and self.lease_epoch == epoch
+
+    def with_email(self, outcome: Literal["sent", "unknown", "failed", "none"], now: float) -> JobStatus:
+        return self.model_copy(update={"email": outcome, "updated_at": now})
 
     def owner_is_stale(self, now: float, stale_after_s: float) -> bool:
         """True when nobody owns the job or its owner has not checked in for ``stale_after_s``."""

@@ -16,8 +16,10 @@ from typing import Any
 
 import structlog
 
+from processor.errors import LostOwnership
+from processor.job.fence import Fence
 from processor.job.state import JobState, JobStatus, ProgressInfo
-from processor.job.store import JobStore, LostOwnership
+from processor.job.store import JobStore
 from processor.stages import Progress
 
 log = structlog.get_logger(__name__)
@@ -27,20 +29,30 @@ PROGRESS_INTERVAL_S = 2.0
 
 
 class StatusWriter:
-    """The status.json writer of one attempt (one worker, one job)."""
+    """The status.json writer of one attempt (one worker, one job, one lease)."""
 
-    def __init__(self, jobs: JobStore, job_id: str, worker_id: str, logger: Any = None) -> None:
+    def __init__(self, jobs: JobStore, job_id: str, worker_id: str, logger: Any = None,
+                 fence: Fence | None = None) -> None:
         self.jobs = jobs
         self.job_id = job_id
         self.worker_id = worker_id
         self.log = logger or log.bind(job_id=job_id)
+        self.fence = fence
         self._started: dict[str, float] = {}
 
     async def update(self, change: Callable[[JobStatus], JobStatus]) -> JobStatus:
-        """Apply ``change`` only while this worker owns the job (else :class:`LostOwnership`)."""
+        """Apply ``change`` only under this attempt's lease (else :class:`LostOwnership`).
+
+        The check is inside the compare-and-swap: the write lands only if status.json still
+        names this worker and this lease's epoch when it is written.
+        """
+        if self.fence is not None:
+            await self.fence.check()
+        epoch = self.fence.epoch if self.fence is not None and self.fence.epoch else None
+
         def owned(status: JobStatus) -> JobStatus:
-            if status.owner != self.worker_id:
-                raise LostOwnership(f"job {self.job_id} is owned by {status.owner}")
+            if status.owner != self.worker_id or (epoch is not None and status.lease_epoch != epoch):
+                raise LostOwnership(f"job {self.job_id} is held by another lease")
             return change(status)
         return (await self.jobs.update(self.job_id, owned))[0]
 

@@ -110,13 +110,16 @@ class JobStore:
             return new, new_etag
         raise ConflictError(f"status of job {job_id} changed on every one of {self.max_conflicts} tries")
 
-    async def claim(self, job_id: str, worker_id: str, now: float) -> Claim:
-        """Try to become the job's owner; counts an attempt when we get it."""
+    async def claim(self, job_id: str, worker_id: str, now: float, message: str | None = None) -> Claim:
+        """Try to take the job's lease; a new lease counts an attempt and bumps the epoch.
+
+        ``message``: the origin id of the queue message that carries the job for this worker,
+        recorded so a later receiver can tell the owner's own message from a duplicate.
+        """
         for _ in range(self.max_conflicts):
             current = await self.get(job_id)
             if current is None:
-                status = JobStatus.new(job_id, now).with_owner(worker_id, now)
-                status = status.model_copy(update={"attempts": 1})
+                status = JobStatus.new(job_id, now).claimed_by(worker_id, message, now)
                 try:
                     etag = await self.create(status)
                 except PreconditionFailed:
@@ -129,8 +132,7 @@ class JobStore:
             if outcome is ClaimOutcome.TAKEN_OVER:
                 log.warning("job_taken_over", job_id=job_id, previous_owner=status.owner,
                             owner_silent_s=round(now - (status.owner_heartbeat_at or now), 1))
-            claimed = status.with_owner(worker_id, now).model_copy(
-                update={"attempts": status.attempts + 1})
+            claimed = status.claimed_by(worker_id, message, now)
             try:
                 new_etag = await self.store.put_bytes(
                     self.bucket, self.status_key(job_id), claimed.to_json(),
@@ -140,22 +142,26 @@ class JobStore:
             return Claim(outcome, claimed, new_etag)
         raise ConflictError(f"could not claim job {job_id}: status kept changing")
 
-    async def heartbeat(self, job_id: str, worker_id: str, now: float) -> JobStatus:
-        """Refresh our owner heartbeat; raises LostOwnership when someone else owns the job."""
+    async def heartbeat(self, job_id: str, worker_id: str, now: float, *, epoch: int | None = None) -> JobStatus:
+        """Renew our lease; raises LostOwnership when another lease (owner or epoch) holds the job."""
         def beat(status: JobStatus) -> JobStatus:
-            if status.owner != worker_id:
-                raise LostOwnership(f"job {job_id} is owned by another worker")
+            _require_lease(status, job_id, worker_id, epoch)
             return status.with_owner(worker_id, now)
         return (await self.update(job_id, beat))[0]
 
-    async def release(self, job_id: str, worker_id: str, now: float) -> JobStatus | None:
-        """Give up ownership (on shutdown) so the next worker need not wait for staleness."""
+    async def release(self, job_id: str, worker_id: str, now: float, *,
+                      epoch: int | None = None) -> JobStatus | None:
+        """Give up the lease (on shutdown) so the next worker need not wait for staleness."""
         def drop(status: JobStatus) -> JobStatus:
-            if status.owner != worker_id:
-                raise LostOwnership(f"job {job_id} is owned by another worker")
+            _require_lease(status, job_id, worker_id, epoch)
             return status.with_owner(None, now)
         try:
             return (await self.update(job_id, drop))[0]
         except LostOwnership:
             return None
 
+
+def _require_lease(status: JobStatus, job_id: str, worker_id: str, epoch: int | None) -> None:
+    """Raise LostOwnership unless ``worker_id`` holds the job's lease (of ``epoch``, when given)."""
+    if status.owner != worker_id or (epoch is not None and status.lease_epoch != epoch):
+        raise LostOwnership(f"job {job_id} is held by another lease")

@@ -13,8 +13,10 @@ from processor.dispatch import (
     QueueAction,
     busy_action,
     crash_action,
+    crashes_before,
     is_final_attempt,
     is_healthy,
+    over_budget,
     plan_message,
 )
 from processor.settings import Settings
@@ -52,20 +54,32 @@ def test_plan_dead_letters_an_event_from_another_bucket() -> None:
     assert plan.action is MessageAction.DEAD_LETTER
 
 
-def test_final_attempt_is_the_receive_that_reaches_max_receive_count() -> None:
-    assert not is_final_attempt(2, 3) and is_final_attempt(3, 3) and is_final_attempt(4, 3)
+def test_crashes_before_a_receive_count_the_copies_and_this_messages_earlier_receives() -> None:
+    assert crashes_before(1) == 0 and crashes_before(3) == 2
+    assert crashes_before(1, carried_crashes=2) == 2 and crashes_before(2, carried_crashes=1) == 2
 
 
-def test_busy_duplicate_goes_back_with_a_delay_but_is_dropped_on_its_last_receive() -> None:
-    s = Settings(heartbeat_interval_s=5, visibility_timeout_s=60, max_receive_count=3)
-    assert busy_action(1, s) == QueueAction(delete=False, delay_s=10)
-    assert busy_action(3, s) == QueueAction(delete=True)
+def test_the_final_attempt_is_the_one_whose_crash_spends_the_budget() -> None:
+    assert not is_final_attempt(1, 3) and is_final_attempt(2, 3) and is_final_attempt(5, 3)
+    assert not over_budget(2, 3) and over_budget(3, 3)
 
 
-def test_crash_backs_off_exponentially_until_the_last_attempt() -> None:
+def test_a_duplicate_of_a_live_owners_job_is_deleted() -> None:
+    assert busy_action(owner_message="m-owner", origin="m-dup", lease_left_s=40) == QueueAction(delete=True)
+
+
+def test_the_owners_own_message_is_never_deleted_and_waits_until_the_lease_would_be_stale() -> None:
+    action = busy_action(owner_message="m1", origin="m1", lease_left_s=41.5)
+    assert action == QueueAction(requeue=True, delay_s=42) and not action.delete
+    # an owner that recorded no message (an older status): never delete on a guess
+    assert busy_action(owner_message=None, origin="m1", lease_left_s=-3) == QueueAction(requeue=True, delay_s=1)
+    assert busy_action("m1", "m1", lease_left_s=5000).delay_s == 900  # SQS's longest delay
+
+
+def test_crash_backs_off_exponentially_until_the_budget_is_spent() -> None:
     s = Settings(visibility_timeout_s=60, heartbeat_interval_s=5, max_receive_count=3)
-    assert crash_action(1, s) == QueueAction(delete=False, delay_s=2)
-    assert crash_action(2, s) == QueueAction(delete=False, delay_s=4)
+    assert crash_action(1, s) == QueueAction(delay_s=2)
+    assert crash_action(2, s) == QueueAction(delay_s=4)
     assert crash_action(3, s) == QueueAction(delete=True)
 
 

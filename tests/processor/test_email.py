@@ -162,3 +162,33 @@ def test_smtp_temporary_failures_are_retried_and_permanent_ones_are_not() -> Non
     assert smtp_transient(ConnectionRefusedError())
     assert not smtp_transient(smtplib.SMTPResponseException(550, b"no such user"))
     assert not smtp_transient(smtplib.SMTPRecipientsRefused({ADDRESS: (550, b"no")}))
+
+
+async def test_ses_answer_lost_after_the_send_is_unknown_and_not_retried(
+        local_stack: LocalStack, aws_settings: Settings) -> None:
+    """SES took the message, the connection dropped before its answer: never send it again."""
+    from processor.devkit.fault_proxy import FaultProxy
+    from processor.errors import EmailOutcomeUnknown
+
+    before = len(local_stack.ses_sent_messages())
+    with FaultProxy(local_stack.endpoint_url, drop_after_forward={"ses": 1}) as proxy:
+        settings = aws_settings.model_copy(update={"email_backend": "ses", "aws_endpoint_url": proxy.url})
+        msg = build_message(render_email("failed", {"job_id": "j", "reason": "x"}), settings.email_sender, ADDRESS)
+        with pytest.raises(EmailOutcomeUnknown):
+            await SesSender(settings).send(msg)
+        forwarded = dict(proxy.counts.forwarded)
+    assert forwarded.get("ses") == 1  # one request, no retry
+    assert len(local_stack.ses_sent_messages()) == before + 1
+
+
+async def test_ses_throttling_is_retried_because_nothing_was_sent(
+        local_stack: LocalStack, aws_settings: Settings) -> None:
+    from processor.devkit.fault_proxy import FaultProxy
+
+    before = len(local_stack.ses_sent_messages())
+    with FaultProxy(local_stack.endpoint_url, fail_first={"ses": 2}) as proxy:
+        settings = aws_settings.model_copy(update={"email_backend": "ses", "aws_endpoint_url": proxy.url})
+        msg = build_message(render_email("failed", {"job_id": "j", "reason": "x"}), settings.email_sender, ADDRESS)
+        assert await SesSender(settings).send(msg)
+        injected = dict(proxy.counts.injected)
+    assert injected.get("ses") == 2 and len(local_stack.ses_sent_messages()) == before + 1

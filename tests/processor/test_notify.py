@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import email
+import smtplib
 from pathlib import Path
 
 import pytest
 import structlog
 
+from processor.aws.retry import RetryPolicy
 from processor.aws.storage import ObjectStore
 from processor.devkit.local_stack import LocalStack
 from processor.email import SmtpSender, build_message, render_email
-from processor.notify import EmailMarker, selection_note, send_once
+from processor.errors import LostOwnership
+from processor.job.fence import Fence
+from processor.notify import EmailMarker, MarkerState, selection_note, send_once
 from processor.settings import Settings
+from tests.fixtures.smtp_peers import SmtpPeer
 
 ADDRESS = "ada.lovelace@example.com"
 
@@ -53,37 +58,98 @@ async def test_email_marker_recognises_its_own_token_after_a_retried_put(aws_set
 
 
 # --- send once ---------------------------------------------------------------------------
+def _msg(settings: Settings, job_id: str):  # noqa: ANN202
+    return build_message(render_email("failed", {"job_id": job_id, "reason": "x"}),
+                         settings.email_sender, ADDRESS, job_id=job_id)
+
+
+def _sent_to_sink(local_stack: LocalStack, before: set, job_id: str) -> int:
+    return len([p for p in set(local_stack.outbox_messages()) - before
+                if email.message_from_bytes(p.read_bytes())["X-Headshots-Job"] == job_id])
+
+
+QUICK = RetryPolicy(attempts=2, initial_s=0.01, max_wait_s=0.01, jitter_s=0.01)
+
+
 async def test_send_once_sends_a_single_email_however_often_it_is_called(
         local_stack: LocalStack, aws_settings: Settings, job_id: str) -> None:
     before = set(local_stack.outbox_messages())
     sender = SmtpSender(local_stack.settings.smtp_host, local_stack.settings.smtp_port)
-    msg = build_message(render_email("failed", {"job_id": job_id, "reason": "x"}),
-                        aws_settings.email_sender, ADDRESS, job_id=job_id)
     async with ObjectStore(aws_settings) as store:
         marker = EmailMarker(store, aws_settings.output_bucket, job_id)
         with structlog.testing.capture_logs() as logs:
-            results = [await send_once(marker, sender, msg, "failed") for _ in range(3)]
-        assert await marker.exists()
-    assert results == [True, False, False]
-    new = [p for p in set(local_stack.outbox_messages()) - before
-           if email.message_from_bytes(p.read_bytes())["X-Headshots-Job"] == job_id]
-    assert len(new) == 1
-    assert ADDRESS not in repr(logs) and [e["event"] for e in logs].count("email_sent") == 1
+            results = [await send_once(marker, sender, _msg(aws_settings, job_id), "failed") for _ in range(3)]
+        record, _ = await marker.read()  # type: ignore[misc]
+    assert results == ["sent", "sent", "sent"] and record.state is MarkerState.SENT
+    assert _sent_to_sink(local_stack, before, job_id) == 1
+    events = [e["event"] for e in logs]
+    assert ADDRESS not in repr(logs) and events.count("email_sent") == 1 and events.count("email_already_sent") == 2
 
 
-async def test_failed_send_removes_the_marker_so_a_retry_can_notify(
+async def test_a_send_that_certainly_failed_leaves_the_marker_failed_so_a_retry_can_notify(
         local_stack: LocalStack, aws_settings: Settings, job_id: str, tmp_path: Path) -> None:
-    from processor.aws.retry import RetryPolicy
     from processor.devkit.local_stack import free_port
 
-    dead = SmtpSender("127.0.0.1", free_port(), timeout_s=1,
-                      policy=RetryPolicy(attempts=2, initial_s=0.01, max_wait_s=0.01, jitter_s=0.01))
+    before = set(local_stack.outbox_messages())
+    dead = SmtpSender("127.0.0.1", free_port(), timeout_s=1, policy=QUICK)
     live = SmtpSender(local_stack.settings.smtp_host, local_stack.settings.smtp_port)
-    msg = build_message(render_email("failed", {"job_id": job_id, "reason": "x"}),
-                        aws_settings.email_sender, ADDRESS, job_id=job_id)
     async with ObjectStore(aws_settings) as store:
         marker = EmailMarker(store, aws_settings.output_bucket, job_id)
         with pytest.raises(ConnectionRefusedError):
-            await send_once(marker, dead, msg, "failed")
+            await send_once(marker, dead, _msg(aws_settings, job_id), "failed")
+        assert (await marker.read())[0].state is MarkerState.FAILED  # type: ignore[index]
+        assert await send_once(marker, live, _msg(aws_settings, job_id), "failed") == "sent"
+    assert _sent_to_sink(local_stack, before, job_id) == 1
+
+
+async def test_a_refused_recipient_is_a_certain_failure_not_an_unknown(
+        aws_settings: Settings, job_id: str, smtp_refuses_recipients: SmtpPeer) -> None:
+    sender = SmtpSender("127.0.0.1", smtp_refuses_recipients.port, timeout_s=5, policy=QUICK)
+    async with ObjectStore(aws_settings) as store:
+        marker = EmailMarker(store, aws_settings.output_bucket, job_id)
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            await send_once(marker, sender, _msg(aws_settings, job_id), "failed")
+        assert (await marker.read())[0].state is MarkerState.FAILED  # type: ignore[index]
+    assert smtp_refuses_recipients.received == []
+
+
+async def test_a_connection_lost_after_the_data_is_unknown_never_retried_and_alarmed(
+        aws_settings: Settings, job_id: str, smtp_drops_after_data: SmtpPeer) -> None:
+    sender = SmtpSender("127.0.0.1", smtp_drops_after_data.port, timeout_s=5)  # default: 6 tries
+    async with ObjectStore(aws_settings) as store:
+        marker = EmailMarker(store, aws_settings.output_bucket, job_id)
+        with structlog.testing.capture_logs() as logs:
+            first = await send_once(marker, sender, _msg(aws_settings, job_id), "failed")
+            again = await send_once(marker, sender, _msg(aws_settings, job_id), "failed")
+        assert (await marker.read())[0].state is MarkerState.UNKNOWN  # type: ignore[index]
+    assert (first, again) == ("unknown", "unknown")
+    assert len(smtp_drops_after_data.received) == 1  # the server got it once: no retry, no resend
+    assert [e["event"] for e in logs].count("email_unknown") == 1 and ADDRESS not in repr(logs)
+
+
+async def test_a_marker_left_sending_by_a_dead_attempt_is_unknown_and_nothing_is_sent(
+        local_stack: LocalStack, aws_settings: Settings, job_id: str) -> None:
+    before = set(local_stack.outbox_messages())
+    live = SmtpSender(local_stack.settings.smtp_host, local_stack.settings.smtp_port)
+    async with ObjectStore(aws_settings) as store:
+        marker = EmailMarker(store, aws_settings.output_bucket, job_id)
+        assert await marker.claim("ready", token="dead-attempt", epoch=1)  # then it was killed
+        with structlog.testing.capture_logs() as logs:
+            outcome = await send_once(marker, live, _msg(aws_settings, job_id), "failed", Fence(job_id, 2))
+        assert (await marker.read())[0].state is MarkerState.UNKNOWN  # type: ignore[index]
+    assert outcome == "unknown" and _sent_to_sink(local_stack, before, job_id) == 0
+    assert any(e["event"] == "email_unknown" for e in logs)
+
+
+async def test_a_worker_that_lost_its_lease_sends_nothing_and_claims_nothing(
+        local_stack: LocalStack, aws_settings: Settings, job_id: str) -> None:
+    before = set(local_stack.outbox_messages())
+    live = SmtpSender(local_stack.settings.smtp_host, local_stack.settings.smtp_port)
+    fence = Fence(job_id, epoch=3)
+    fence.close()
+    async with ObjectStore(aws_settings) as store:
+        marker = EmailMarker(store, aws_settings.output_bucket, job_id)
+        with pytest.raises(LostOwnership):
+            await send_once(marker, live, _msg(aws_settings, job_id), "failed", fence)
         assert not await marker.exists()
-        assert await send_once(marker, live, msg, "failed")
+    assert _sent_to_sink(local_stack, before, job_id) == 0

@@ -34,7 +34,7 @@ async def _attempt(settings: Settings, job_id: str, worker_id: str,
                    should_stop: Callable[[], bool] = lambda: False) -> JobResult:
     """Claim the job as ``worker_id`` and run one attempt (what the worker does, minus SQS)."""
     async with ObjectStore(settings) as store:
-        jobs = JobStore(store, settings.output_bucket, settings.owner_stale_after_s)
+        jobs = JobStore(store, settings.output_bucket, settings.stale_after_s)
         claim = await jobs.claim(job_id, worker_id, time.time())
         assert claim.runnable, claim.outcome
         run = JobRun(job_id, worker_id, claim.status.attempts, False, should_stop)

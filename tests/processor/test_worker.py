@@ -11,10 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import structlog.testing
+
 from processor.aws.queue import JobQueue
 from processor.aws.storage import ObjectStore
 from processor.devkit.local_stack import LocalStack
-from processor.dispatch import busy_action, health_max_age_s, is_healthy
+from processor.dispatch import health_max_age_s, is_healthy
 from processor.job.state import JobState, JobStatus
 from processor.job.store import JobStore
 from processor.settings import Settings
@@ -37,7 +39,7 @@ from tests.integration.harness import (
 
 async def _status(settings: Settings, job_id: str, status: JobStatus) -> None:
     async with ObjectStore(settings) as store:
-        await JobStore(store, settings.output_bucket, settings.owner_stale_after_s).create(status)
+        await JobStore(store, settings.output_bucket, settings.stale_after_s).create(status)
 
 
 def _delivered(job_id: str) -> JobStatus:
@@ -58,13 +60,26 @@ async def test_test_event_is_deleted_without_creating_a_job(job_settings: Settin
 
 
 async def test_bad_job_id_never_becomes_a_path_and_the_message_reaches_the_dlq(
-        job_settings: Settings, local_stack: LocalStack) -> None:
-    body = s3_event_body(job_settings.input_bucket, "uploads/../etc/manifest.json")
-    send_raw(local_stack, job_settings, body)
-    await serve(job_settings, idle_exit_s=2, install_signals=False)
-    assert [m.body for m in local_stack.dlq_messages(job_settings)] == [body]
-    assert queue_counts(local_stack, job_settings) == (0, 0)
-    assert keys(local_stack, job_settings.output_bucket, "", job_settings) == []
+        make_job_settings, local_stack: LocalStack) -> None:  # noqa: ANN001
+    settings = make_job_settings(dlq_sweep_interval_s=0)  # no sweeper: see what lands in the DLQ
+    body = s3_event_body(settings.input_bucket, "uploads/../etc/manifest.json")
+    send_raw(local_stack, settings, body)
+    await serve(settings, idle_exit_s=2, install_signals=False)
+    assert [m.body for m in local_stack.dlq_messages(settings)] == [body]
+    assert queue_counts(local_stack, settings) == (0, 0)
+    assert keys(local_stack, settings.output_bucket, "", settings) == []
+
+
+async def test_the_sweeper_logs_and_drops_poison_that_reached_the_dlq_never_logging_its_body(
+        make_job_settings, local_stack: LocalStack) -> None:  # noqa: ANN001
+    settings = make_job_settings(dlq_sweep_interval_s=0.5)
+    body = "<html>not an event: ada@example.com</html>"
+    local_stack.client("sqs", settings).send_message(QueueUrl=settings.dlq_url, MessageBody=body)
+    with structlog.testing.capture_logs() as logs:
+        await serve(settings, idle_exit_s=2, install_signals=False)
+    assert local_stack.dlq_messages(settings) == []
+    [dropped] = [e for e in logs if e["event"] == "dlq_poison_dropped"]
+    assert "JSON" in dropped["reason"] and "ada@" not in repr(logs)
 
 
 async def test_duplicate_for_a_finished_job_is_acknowledged_with_no_work_and_no_email(
@@ -79,26 +94,53 @@ async def test_duplicate_for_a_finished_job_is_acknowledged_with_no_work_and_no_
     assert queue_counts(local_stack, job_settings) == (0, 0) and dlq_count(local_stack, job_settings) == 0
 
 
-async def test_duplicate_of_a_job_a_live_worker_owns_goes_back_with_a_delay(
+async def _handle_first(settings: Settings) -> tuple[str, str]:
+    """One worker handles the first message on the queue; returns (message id, origin)."""
+    from processor.pipeline import Pipeline
+    from processor.worker import Worker
+
+    async with ObjectStore(settings) as store, JobQueue(settings) as queue:
+        jobs = JobStore(store, settings.output_bucket, settings.stale_after_s)
+        [message] = await queue.receive(wait_time_s=1)
+        await Worker(settings, queue, jobs, Pipeline(settings, store, jobs)).handle(message)
+        return message.message_id, message.origin
+
+
+async def test_duplicate_of_a_job_a_live_worker_runs_is_deleted(
         job_settings: Settings, local_stack: LocalStack, job_id: str) -> None:
     now = time.time()
-    await _status(job_settings, job_id, JobStatus.new(job_id, now).with_owner("other-worker", now))
+    await _status(job_settings, job_id, JobStatus.new(job_id, now).claimed_by("other-worker", "its-own-message", now))
     send_raw(local_stack, job_settings, s3_event_body(job_settings.input_bucket, f"uploads/{job_id}/manifest.json"))
-    async with ObjectStore(job_settings) as store, JobQueue(job_settings) as queue:
-        from processor.pipeline import Pipeline
-        from processor.worker import Worker
-
-        jobs = JobStore(store, job_settings.output_bucket, job_settings.owner_stale_after_s)
-        worker = Worker(job_settings, queue, jobs, Pipeline(job_settings, store, jobs))
-        [message] = await queue.receive(wait_time_s=1)
-        await worker.handle(message)
-        assert await queue.approximate_counts() == (0, 1)  # hidden for the delay, not deleted
-        delay = busy_action(1, job_settings).delay_s
-        await asyncio.sleep(delay + 0.5)
-        [again] = await queue.receive(wait_time_s=1)
-        assert again.message_id == message.message_id and again.receive_count == 2
+    await _handle_first(job_settings)
+    assert queue_counts(local_stack, job_settings) == (0, 0) and _delayed(local_stack, job_settings) == 0
     status = job_status(local_stack, job_settings, job_id)
-    assert status is not None and status["owner"] == "other-worker" and status["attempts"] == 0
+    assert status is not None and status["owner"] == "other-worker" and status["attempts"] == 1
+
+
+async def test_the_live_owners_own_message_comes_back_as_a_fresh_copy_when_the_lease_would_be_stale(
+        make_job_settings, local_stack: LocalStack, job_id: str) -> None:  # noqa: ANN001
+    """Never deleted, and no receive spent: a fresh copy, delayed until the lease is stale."""
+    settings = make_job_settings(owner_stale_after_s=4.0)
+    send_raw(local_stack, settings, s3_event_body(settings.input_bucket, f"uploads/{job_id}/manifest.json"))
+    sqs = local_stack.client("sqs", settings)
+    [raw] = sqs.receive_message(QueueUrl=settings.queue_url, WaitTimeSeconds=1, VisibilityTimeout=0)["Messages"]
+    now = time.time()
+    await _status(settings, job_id, JobStatus.new(job_id, now).claimed_by("other-worker", raw["MessageId"], now))
+    message_id, origin = await _handle_first(settings)
+    assert message_id == raw["MessageId"]
+    assert queue_counts(local_stack, settings) == (0, 0) and _delayed(local_stack, settings) == 1
+    await asyncio.sleep(5.5)
+    async with JobQueue(settings) as queue:
+        [again] = await queue.receive(wait_time_s=2, visibility_timeout_s=1)
+    assert again.message_id != message_id and again.origin == origin and again.receive_count == 1
+    # The owner's receive whose message lapsed counts as its crash (a kill); the wait does not.
+    assert again.carried_crashes == 1
+
+
+def _delayed(stack: LocalStack, settings: Settings) -> int:
+    attrs = stack.client("sqs", settings).get_queue_attributes(
+        QueueUrl=settings.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessagesDelayed"])
 
 
 async def test_a_job_that_crashes_on_every_attempt_ends_failed_with_one_failed_email(

@@ -117,6 +117,9 @@ class StubRunner:
     async def fail(self, job: JobRun, reason: str) -> None:
         self.agent.mark("fail")
 
+    async def cleanup(self, job_id: str) -> None:
+        self.agent.mark("cleanup")
+
 
 async def _handle_one(settings: Settings, local_stack: LocalStack, job_id: str, runner: StubRunner,
                       agent: FakeEcsAgent, expires_in_minutes: int = 120,
@@ -124,7 +127,7 @@ async def _handle_one(settings: Settings, local_stack: LocalStack, job_id: str, 
     send_raw(local_stack, settings, s3_event_body(settings.input_bucket, f"uploads/{job_id}/manifest.json"))
     async with (ObjectStore(settings) as store, JobQueue(settings) as queue,
                 TaskProtectionClient(agent.uri, policy=FAST) as client):
-        jobs = JobStore(store, settings.output_bucket, settings.owner_stale_after_s)
+        jobs = JobStore(store, settings.output_bucket, settings.stale_after_s)
         worker = Worker(settings, queue, jobs, runner,
                         protection=ScaleInProtection(client, expires_in_minutes, renew_every_s))
         [message] = await queue.receive(wait_time_s=1)
@@ -170,7 +173,7 @@ async def test_when_the_shutdown_grace_runs_out_the_protection_is_released_with_
     send_raw(local_stack, settings, s3_event_body(settings.input_bucket, f"uploads/{job_id}/manifest.json"))
     async with (ObjectStore(settings) as store, JobQueue(settings) as queue,
                 TaskProtectionClient(ecs_agent.uri, policy=FAST) as client):
-        jobs = JobStore(store, settings.output_bucket, settings.owner_stale_after_s)
+        jobs = JobStore(store, settings.output_bucket, settings.stale_after_s)
         worker = Worker(settings, queue, jobs, StubRunner(ecs_agent, "interrupted", seconds=1.0),
                         protection=ScaleInProtection(client, 120))
         [message] = await queue.receive(wait_time_s=1)
