@@ -174,10 +174,12 @@ def owner_validity(stale_s: float, heartbeat_s: float) -> float:
     """How long after its last renewal an owner may still write: the staleness less a margin.
 
     A rival takes the job over only after ``stale_s`` of silence (by the wall clock written in
-    status.json); the owner stops writing ``min(heartbeat / 2, 5 s)`` before that, by its own
-    monotonic clock, which covers clock skew and a write already on the wire.
+    status.json); the owner stops writing a sixth of a heartbeat before that (5 s at the
+    production defaults), by its own monotonic clock, which covers clock skew and a write
+    already on the wire. The lease is renewed every half heartbeat, so a healthy owner keeps
+    well over a heartbeat of slack.
     """
-    return stale_s - min(heartbeat_s / 2, 5.0)
+    return stale_s - heartbeat_s / 6
 
 
 def lease_problems(visibility_s: float, heartbeat_s: float, stale_s: float | None,

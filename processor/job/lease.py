@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 
 
 class LeaseKeeper:
-    """``async with LeaseKeeper(...) as fence:``: renews the lease every heartbeat while the block runs.
+    """``async with LeaseKeeper(...) as fence:``: renews the lease every half heartbeat while the block runs.
 
     The fence closes when another lease is found on the job, and expires on its own when
     renewals stop succeeding; the attempt's writes and its stop check both read it.
@@ -40,7 +40,7 @@ class LeaseKeeper:
         self.job_id = job_id
         self.worker_id = worker_id
         self.epoch = epoch
-        self.interval_s = settings.heartbeat_interval_s
+        self.interval_s = settings.heartbeat_interval_s / 2  # two renewals per heartbeat: slack
         self.fence = Fence(job_id, epoch, owner_validity(settings.stale_after_s, settings.heartbeat_interval_s))
         self._on_beat = on_beat
         self._task: asyncio.Task[None] | None = None

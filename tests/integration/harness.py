@@ -88,7 +88,9 @@ class WorkerProcess:
         self._log.close()
 
     def logs(self) -> str:
-        self._log.flush()
+        """Everything the worker wrote, also after :meth:`stop` closed our end of its log."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def events(self) -> list[dict[str, Any]]:
@@ -143,6 +145,14 @@ class Fleet:
     def stop_all(self) -> None:
         for w in self.workers:
             w.stop()
+
+    def work_dir(self, name: str) -> Path:
+        """The local job folders of worker ``name`` (one "instance disk" per name)."""
+        return self.root / name / "work"
+
+    def leftover_job_dirs(self) -> list[Path]:
+        """Job folders still on any worker's disk (after the job ended, none may remain)."""
+        return sorted(d for w in self.root.glob("*/work") for d in w.iterdir()) if self.root.exists() else []
 
     def all_events(self) -> list[dict[str, Any]]:
         return [e for w in self.workers for e in w.events()]

@@ -1,269 +1,177 @@
-"""The fault suite: DESIGN.md's delivery promises under kill -9, SIGTERM, duplicates, concurrent
-workers, injected AWS errors, poison messages and short visibility timeouts.
+"""The fault suite: DESIGN.md's delivery promises under kill -9, SIGTERM, pauses, duplicates,
+concurrent workers, injected AWS errors, lost SES answers, poison messages and dead letters.
 
-Workers are real child processes (``python -m processor.cli worker``) on the local stack; the
-job runs on the tiny model. Every case checks the promise, not the mechanism: the job ends in
-the expected terminal state, exactly one email, no duplicate result objects, the queue empty
-and the dead-letter queue empty (or holding exactly the poison).
+Timing is production's: the production defaults' visibility : heartbeat : staleness : receive
+count, scaled down to a tenth (``processor.devkit.profiles.production_timing``); the kill and
+SIGTERM cases also run with the staleness of the settings before the lease rule (300 s against
+a 120 s visibility, scaled). The scenarios themselves live in ``tests/integration/scenarios.py``
+(shared with ``bench/faults.py``); each test checks the promise, not the mechanism: one terminal
+state, exactly one email (or an explicit ``email: unknown`` with its alarm), no work done twice,
+the queue and the dead-letter queue empty, no job folder left on any worker's disk.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from processor.devkit.fault_proxy import FaultProxy
 from processor.devkit.local_stack import LocalStack
+from processor.devkit.profiles import production_timing
 from processor.settings import Settings
-from tests.fixtures.jobs import RejectableSet
-from tests.integration.harness import (
-    Fleet,
-    WorkerProcess,
-    dlq_count,
-    emails_for,
-    job_status,
-    keys,
-    queue_counts,
-    s3_event_body,
-    send_raw,
-    stage_runs,
-    submit,
-    wait_for,
-    wait_for_stage,
-    wait_for_state,
+from tests.integration.harness import keys, stage_runs
+from tests.integration.scenarios import (
+    KILL_POINTS,
+    STAGES,
+    Outcome,
+    Scenarios,
+    stage_reruns,
 )
 
-STAGES = ("validate", "prepare", "train", "generate", "deliver", "notify")
-JOB_TIMEOUT = 300
+TIMINGS = {"derived": production_timing(), "legacy": production_timing(legacy=True)}
 
 
-@pytest.fixture
-def fault_settings(make_job_settings: Callable[..., Settings]) -> Callable[..., Settings]:
-    """Short visibility and staleness, so a dead worker's job is picked up within seconds."""
-    def make(**overrides: object) -> Settings:
-        values: dict[str, object] = {"visibility_timeout_s": 10, "heartbeat_interval_s": 2.0,
-                                     "owner_stale_after_s": 6.0, "num_images": 3}
-        values.update(overrides)
-        return make_job_settings(**values)
-    return make
+@pytest.fixture(params=["derived"])
+def scenarios(request: pytest.FixtureRequest, make_job_settings: Callable[..., Settings],
+              local_stack: LocalStack, job_photos: Path, tmp_path: Path) -> Iterator[Scenarios]:
+    yield Scenarios(local_stack, job_photos, make_job_settings, tmp_path, TIMINGS[request.param])
 
 
-@pytest.fixture
-def fleet_for(local_stack: LocalStack, tmp_path: Path) -> Iterator[Callable[[Settings], Fleet]]:
-    fleets: list[Fleet] = []
-
-    def make(settings: Settings) -> Fleet:
-        fleet = Fleet(local_stack, settings, tmp_path / f"fleet{len(fleets)}", [])
-        fleets.append(fleet)
-        return fleet
-    yield make
-    for fleet in fleets:
-        fleet.stop_all()
-
-
-def assert_delivered_once(stack: LocalStack, settings: Settings, job_id: str) -> dict:
-    """The promise: delivered, one email, each result object once, queue and DLQ empty."""
-    status = job_status(stack, settings, job_id)
-    assert status is not None and status["state"] == "delivered", status
-    assert len(emails_for(stack.outbox, job_id)) == 1
-    names = sorted(k.rsplit("/", 1)[-1] for k in keys(stack, settings.output_bucket, f"results/{job_id}/", settings))
-    n = settings.num_images
-    assert names == sorted([f"headshot-{i:03d}.jpg" for i in range(1, n + 1)]
-                           + ["contact-sheet.jpg", "headshots.zip", "results.json"])
-    wait_for(lambda: queue_counts(stack, settings) == (0, 0), 30, what="an empty queue")
-    assert dlq_count(stack, settings) == 0
+def assert_delivered_once(outcome: Outcome, job_id: str, allowed_reruns: dict[str, int] | None = None) -> dict:
+    """The promise: delivered, one email, each stage once (but for allowed reruns), all clean."""
+    status = outcome.jobs[job_id]
+    assert status.get("state") == "delivered", status
+    assert outcome.emails[job_id] == 1 and status.get("email") == "sent"
+    assert stage_reruns(outcome, job_id, allowed_reruns) == 0, stage_runs(status)
+    assert outcome.queue == (0, 0) and outcome.dlq == 0
+    assert outcome.leftover_dirs == []
     return status
 
 
-# --- 1. kill -9 during each stage ------------------------------------------------------------
-#: Where in each stage the worker is frozen (SIGSTOP) so the test can kill -9 it from outside
-#: at a known point: a tiny job's stages last milliseconds to seconds, polling would be a race.
-KILL_POINTS = {
-    "validate": "validate.running",         # photos downloaded, the gate running
-    "train": "train.step@5",                # a checkpoint at step 4, step 5 done: one step lost
-    "generate": "generate.image@2",         # two headshots checkpointed, two to go
-    "deliver": "deliver.uploaded@2",        # headshots and contact sheet uploaded, zip not yet
-    "notify": "notify.sent",                # email sent, status not yet delivered
-}
+# --- 1. kill -9 in each stage, and on the same instance the disk is cleared ---------------------
+KILL_CASES = [pytest.param("derived", s, marks=() if s == "train" else pytest.mark.slow, id=f"{s}-derived")
+              for s in KILL_POINTS] + [pytest.param("legacy", "train", marks=pytest.mark.slow, id="train-legacy")]
 
 
-def kill_at(fleet: Fleet, point: str) -> WorkerProcess:
-    """Start a worker that freezes at ``point``; return it frozen (the caller kills it)."""
-    name, _, nth = point.partition("@")
-    return fleet.start("first", HEADSHOTS_FAILPOINTS=f"{name}=pause" + (f"@{nth}" if nth else ""))
-
-
-@pytest.mark.parametrize("stage", [
-    pytest.param(s, marks=() if s == "train" else pytest.mark.slow) for s in KILL_POINTS])
-def test_kill_9_during_a_stage_loses_only_that_stage_and_a_new_worker_finishes(
-        stage: str, fault_settings: Callable[..., Settings], fleet_for: Callable[[Settings], Fleet],
-        local_stack: LocalStack, job_photos: Path, job_id: str) -> None:
-    settings = fault_settings(train_steps=8, num_images=4, generation_batch_size=1)
-    fleet = fleet_for(settings)
-    first = kill_at(fleet, KILL_POINTS[stage])
-    submit(settings, job_photos, "kim@example.com", job_id)
-    first.wait_paused(JOB_TIMEOUT)
-    status = job_status(local_stack, settings, job_id)
-    assert status is not None and status["stages"][stage]["finished_at"] is None  # inside the stage
-    first.kill9()
-    assert first.proc.returncode == -9
-
-    fleet.start("second")
-    wait_for_state(local_stack, settings, job_id, ["delivered"], JOB_TIMEOUT, fleet=fleet)
-    status = assert_delivered_once(local_stack, settings, job_id)
+@pytest.mark.parametrize(("scenarios", "stage"), KILL_CASES, indirect=["scenarios"])
+def test_kill_9_in_a_stage_loses_only_that_stage_and_a_restarted_worker_finishes_on_a_clean_disk(
+        stage: str, scenarios: Scenarios, job_id: str) -> None:
+    outcome = scenarios.kill9(stage, job_id)
+    assert outcome.extra["inside_stage"] and outcome.extra["exit_code"] == -9
+    status = assert_delivered_once(outcome, job_id, allowed_reruns={stage: 1})
     runs = stage_runs(status)
     killed = STAGES.index(stage)
-    assert all(runs[s] == 1 for s in STAGES[:killed]), runs  # finished stages were not redone
-    assert runs[stage] == 2, runs
-    assert all(runs[s] == 1 for s in STAGES[killed + 1:]), runs
+    assert all(runs[s] == 1 for s in STAGES[:killed]) and runs[stage] == 2, runs
+    # the dead worker's job folder was on the disk; the restarted worker cleared it
+    assert outcome.extra["left_behind"] == [job_id]
+    starts = [e for e in outcome.events if e.get("event") == "worker_started"]
+    assert starts[-1]["stale_folders"] >= 1
 
 
-# --- 2. SIGTERM during training ------------------------------------------------------------
-def test_sigterm_during_training_releases_the_message_within_the_grace_and_another_worker_finishes(
-        fault_settings: Callable[..., Settings], fleet_for: Callable[[Settings], Fleet],
-        local_stack: LocalStack, job_photos: Path, job_id: str) -> None:
-    settings = fault_settings(train_steps=20, visibility_timeout_s=60, heartbeat_interval_s=5.0,
-                              shutdown_grace_s=20.0)
-    fleet = fleet_for(settings)
-    first = fleet.start("first", HEADSHOTS_FAILPOINTS="train.step=pause@5")
-    submit(settings, job_photos, "lee@example.com", job_id)
-    first.wait_paused(JOB_TIMEOUT)
-
-    started = time.monotonic()
-    first.terminate()  # pending while frozen; delivered the moment it runs again
-    first.resume()
-    assert first.wait(settings.shutdown_grace_s) == 0
-    assert time.monotonic() - started < settings.shutdown_grace_s
-    # handed back: visible now, long before the 60 s visibility timeout would have run out
-    assert queue_counts(local_stack, settings) == (1, 0)
-    status = job_status(local_stack, settings, job_id)
-    assert status is not None and status["owner"] is None and status["state"] == "training"
-    assert keys(local_stack, settings.output_bucket, f"jobs/{job_id}/work/train/checkpoints/", settings)
-
-    second = fleet.start("second")
-    wait_for_state(local_stack, settings, job_id, ["delivered"], JOB_TIMEOUT, fleet=fleet)
-    status = assert_delivered_once(local_stack, settings, job_id)
-    assert stage_runs(status)["train"] == 2 and stage_runs(status)["validate"] == 1
-    assert any(e.get("event") == "train_resuming" for e in second.events())
+# --- 2. spot interruptions do not spend the crash budget ----------------------------------------
+@pytest.mark.slow
+def test_four_sigterms_in_a_row_still_deliver_with_one_email(scenarios: Scenarios, job_id: str) -> None:
+    settings_receives = scenarios.timing["max_receive_count"]
+    outcome = scenarios.sigterms(job_id, times=settings_receives + 1)
+    assert all(code == 0 and seconds < 30 for code, seconds in outcome.extra["exits"])
+    status = assert_delivered_once(outcome, job_id, allowed_reruns={"train": settings_receives + 1})
+    assert status["attempts"] == settings_receives + 2
+    assert outcome.event_count("job_interrupted_requeued") == settings_receives + 1
+    assert outcome.event_count("job_dead_lettered") == 0
 
 
-# --- 3. the same S3 event five times -------------------------------------------------------
+# --- 3. a paused owner wakes up after the job moved on ------------------------------------------
+@pytest.mark.slow
+def test_an_owner_paused_past_staleness_sends_nothing_and_the_new_owner_delivers_once(
+        scenarios: Scenarios, job_id: str) -> None:
+    outcome = scenarios.paused_past_staleness(job_id)
+    assert_delivered_once(outcome, job_id, allowed_reruns={"generate": 1})
+    assert outcome.extra["old_alive"]  # it noticed, stopped the job, and serves the queue again
+    assert "email_sent" not in outcome.extra["old_events"] and "job_ended" not in outcome.extra["old_events"]
+    assert outcome.jobs[job_id]["lease_epoch"] == 2
+
+
+# --- 4. duplicates and concurrency ----------------------------------------------------------------
 def test_the_same_event_five_times_some_during_the_run_gives_one_run_and_one_email(
-        fault_settings: Callable[..., Settings], fleet_for: Callable[[Settings], Fleet],
-        local_stack: LocalStack, job_photos: Path, job_id: str) -> None:
-    settings = fault_settings()
-    fleet = fleet_for(settings)
-    submit(settings, job_photos, "max@example.com", job_id)
-    body = s3_event_body(settings.input_bucket, f"uploads/{job_id}/manifest.json")
-    send_raw(local_stack, settings, body)
-    fleet.start("a")
-    fleet.start("b")
-    wait_for_stage(local_stack, settings, job_id, "validate", JOB_TIMEOUT, fleet=fleet)
-    for _ in range(3):
-        send_raw(local_stack, settings, body)
-    wait_for_state(local_stack, settings, job_id, ["delivered"], JOB_TIMEOUT, fleet=fleet)
-    status = assert_delivered_once(local_stack, settings, job_id)
-    assert status["attempts"] == 1
-    assert all(runs == 1 for runs in stage_runs(status).values())
-    claims = [e for e in fleet.all_events() if e.get("event") == "job_claimed"]
-    assert len(claims) == 1
+        scenarios: Scenarios, job_id: str) -> None:
+    outcome = scenarios.duplicates(job_id)
+    status = assert_delivered_once(outcome, job_id)
+    assert status["attempts"] == 1 and outcome.event_count("job_claimed") == 1
 
 
-# --- 4. two workers, several jobs ------------------------------------------------------------
 @pytest.mark.parametrize("n_jobs", [2, pytest.param(6, marks=pytest.mark.slow)])
 def test_two_workers_on_one_queue_deliver_every_job_exactly_once(
-        n_jobs: int, fault_settings: Callable[..., Settings], fleet_for: Callable[[Settings], Fleet],
-        local_stack: LocalStack, job_photos: Path, new_job_id: Callable[[], str]) -> None:
-    settings = fault_settings(num_images=2)
-    fleet = fleet_for(settings)
-    fleet.start("a")
-    fleet.start("b")
+        n_jobs: int, scenarios: Scenarios, new_job_id: Callable[[], str]) -> None:
     jobs = [new_job_id() for _ in range(n_jobs)]
-    for i, job in enumerate(jobs):
-        submit(settings, job_photos, f"user{i}@example.com", job)
+    outcome = scenarios.two_workers(jobs)
     for job in jobs:
-        wait_for_state(local_stack, settings, job, ["delivered"], JOB_TIMEOUT * 2, fleet=fleet)
-    for job in jobs:
-        status = assert_delivered_once(local_stack, settings, job)
-        assert all(runs == 1 for runs in stage_runs(status).values()) and status["attempts"] == 1
-    claims = [e["job_id"] for e in fleet.all_events() if e.get("event") == "job_claimed"]
+        assert assert_delivered_once(outcome, job)["attempts"] == 1
+    claims = [e["job_id"] for e in outcome.events if e.get("event") == "job_claimed"]
     assert sorted(claims) == sorted(jobs)  # none run twice
     if n_jobs >= 6:
-        assert all(any(e.get("event") == "job_claimed" for e in w.events()) for w in fleet.workers)
+        assert all(n > 0 for n in outcome.extra["claims_by_worker"].values())
 
 
-# --- 5. injected S3 503 SlowDown and SES throttling ----------------------------------------
+def test_a_job_longer_than_the_visibility_timeout_is_not_redelivered_while_the_heartbeat_lives(
+        scenarios: Scenarios, job_id: str) -> None:
+    outcome = scenarios.long_job_short_visibility(job_id)
+    assert outcome.extra["seconds"] > 3 * outcome.settings.visibility_timeout_s
+    assert assert_delivered_once(outcome, job_id)["attempts"] == 1
+    assert outcome.event_count("job_claimed") == 1 and outcome.event_count("job_owned_elsewhere") == 0
+
+
+# --- 5. AWS faults and the email ------------------------------------------------------------------
 def test_s3_slowdown_and_ses_throttling_on_30_percent_of_calls_are_retried_and_the_job_delivered(
-        fault_settings: Callable[..., Settings], fleet_for: Callable[[Settings], Fleet],
-        local_stack: LocalStack, job_photos: Path, job_id: str) -> None:
-    settings = fault_settings(email_backend="ses")
-    submit(settings, job_photos, "ned@example.com", job_id)
-    # SES is called once per job: its first call always fails, then 30% as for S3.
-    with FaultProxy(local_stack.endpoint_url, rates={"s3": 0.3, "ses": 0.3}, seed=7,
-                    fail_first={"ses": 1}) as proxy:
-        fleet = fleet_for(settings)
-        worker = fleet.start("faulty", HEADSHOTS_AWS_ENDPOINT_URL=proxy.url)
-        wait_for_state(local_stack, settings, job_id, ["delivered"], JOB_TIMEOUT, fleet=fleet)
-        wait_for(lambda: queue_counts(local_stack, settings) == (0, 0), 30, what="an empty queue")
-        injected = dict(proxy.counts.injected)
-    assert injected.get("s3", 0) > 5 and injected.get("ses", 0) >= 1
-    retries = [e for e in worker.events() if e.get("event") == "aws_retry"]
-    # retried and logged (a fault whose answer never reached a closed connection is not seen)
-    assert len(retries) >= 0.9 * sum(injected.values())
+        scenarios: Scenarios, job_id: str) -> None:
+    outcome = scenarios.injected_faults(job_id)
+    assert outcome.extra["injected"].get("s3", 0) > 5 and outcome.extra["injected"].get("ses", 0) >= 1
+    retries = [e for e in outcome.events if e.get("event") == "aws_retry"]
+    assert len(retries) >= 0.9 * sum(outcome.extra["injected"].values())
     assert any("SlowDown" in str(e.get("error")) for e in retries)
     assert any("Throttling" in str(e.get("error")) for e in retries)
-    sent = [m for m in local_stack.ses_sent_messages() if f"X-Headshots-Job: {job_id}" in m.raw]
-    assert len(sent) == 1
-    status = job_status(local_stack, settings, job_id)
-    assert status is not None and status["state"] == "delivered"
-    assert dlq_count(local_stack, settings) == 0
+    assert outcome.state(job_id) == "delivered" and outcome.emails[job_id] == 1
+    assert outcome.queue == (0, 0) and outcome.dlq == 0
 
 
-# --- 6. poison messages ------------------------------------------------------------------
-def test_poison_messages_reach_the_dlq_or_end_with_a_reason_and_the_worker_serves_the_next_job(
-        fault_settings: Callable[..., Settings], fleet_for: Callable[[Settings], Fleet],
-        local_stack: LocalStack, rejectable_photos: RejectableSet, new_job_id: Callable[[], str]) -> None:
-    settings = fault_settings()
-    not_json = "<html>not an event</html>"
-    bad_id = s3_event_body(settings.input_bucket, "uploads/../../etc/manifest.json")
-    missing = new_job_id()
-    send_raw(local_stack, settings, not_json)
-    send_raw(local_stack, settings, bad_id)
-    send_raw(local_stack, settings, s3_event_body(settings.input_bucket, f"uploads/{missing}/manifest.json"))
-    good = new_job_id()
-    submit(settings, rejectable_photos.folder, "ora@example.com", good)
-    fleet = fleet_for(settings)
-    worker = fleet.start("w")
-
-    wait_for_state(local_stack, settings, good, ["rejected"], JOB_TIMEOUT, fleet=fleet)
-    wait_for(lambda: dlq_count(local_stack, settings) == 2, 60, what="two messages in the DLQ")
-    assert sorted(m.body for m in local_stack.dlq_messages(settings)) == sorted([not_json, bad_id])
-    status = job_status(local_stack, settings, missing)
-    assert status is not None and status["state"] == "failed" and "manifest" in status["error"]
-    assert emails_for(local_stack.outbox, good) and len(emails_for(local_stack.outbox, good)) == 1
-    wait_for(lambda: queue_counts(local_stack, settings) == (0, 0), 30, what="an empty queue")
-    assert worker.alive
-    reasons = [e.get("reason") for e in worker.events() if e.get("event") == "message_rejected"]
-    assert any("JSON" in (r or "") for r in reasons) and any("job id" in (r or "") for r in reasons)
+def test_an_ses_answer_lost_after_the_send_gives_no_second_email_and_an_alarmed_unknown(
+        scenarios: Scenarios, job_id: str) -> None:
+    outcome = scenarios.ses_answer_lost(job_id)
+    assert outcome.state(job_id) == "delivered"
+    assert outcome.emails[job_id] == 1  # SES took it once; nobody sent it again
+    assert outcome.jobs[job_id]["email"] == "unknown" and outcome.event_count("email_unknown") == 1
+    assert outcome.extra["forwarded"].get("ses") == 1
 
 
-# --- 7. visibility shorter than the job ------------------------------------------------------
-def test_a_job_longer_than_the_visibility_timeout_is_not_redelivered_while_the_heartbeat_lives(
-        fault_settings: Callable[..., Settings], fleet_for: Callable[[Settings], Fleet],
-        local_stack: LocalStack, job_photos: Path, job_id: str) -> None:
-    settings = fault_settings(visibility_timeout_s=2, heartbeat_interval_s=0.5)
-    fleet = fleet_for(settings)
-    fleet.start("a")
-    fleet.start("b")
-    submit(settings, job_photos, "pat@example.com", job_id)
-    started = time.monotonic()
-    wait_for_state(local_stack, settings, job_id, ["delivered"], JOB_TIMEOUT, fleet=fleet)
-    assert time.monotonic() - started > 3 * settings.visibility_timeout_s  # the job outlived it
-    status = assert_delivered_once(local_stack, settings, job_id)
-    assert status["attempts"] == 1 and all(r == 1 for r in stage_runs(status).values())
-    events = fleet.all_events()
-    assert [e["job_id"] for e in events if e.get("event") == "job_claimed"] == [job_id]
-    assert not [e for e in events if e.get("event") == "job_owned_elsewhere"]
+@pytest.mark.slow
+def test_kill_9_between_the_marker_and_the_send_is_never_a_silent_zero(scenarios: Scenarios, job_id: str) -> None:
+    outcome = scenarios.kill_between_marker_and_send(job_id)
+    status = outcome.jobs[job_id]
+    assert status["state"] == "delivered" and outcome.emails[job_id] <= 1
+    # exactly one email, or "unknown" with its alarm (the log event a metric filter counts)
+    assert outcome.emails[job_id] == 1 or (status["email"] == "unknown" and outcome.event_count("email_unknown") == 1)
+    assert outcome.queue == (0, 0) and outcome.dlq == 0 and outcome.leftover_dirs == []
+
+
+# --- 6. jobs that cannot finish -------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_job_whose_message_reaches_the_dlq_ends_failed_with_one_email(scenarios: Scenarios, job_id: str) -> None:
+    outcome = scenarios.dead_lettered(job_id)
+    assert outcome.state(job_id) == "failed" and outcome.emails[job_id] == 1
+    assert outcome.event_count("job_dead_lettered") == 1
+    assert outcome.jobs[job_id]["attempts"] == outcome.settings.max_receive_count
+    assert outcome.queue == (0, 0) and outcome.dlq == 0
+    assert keys(scenarios.stack, outcome.settings.input_bucket, f"uploads/{job_id}/", outcome.settings) == []
+
+
+def test_poison_messages_are_dead_lettered_then_dropped_and_the_worker_serves_the_next_job(
+        scenarios: Scenarios, new_job_id: Callable[[], str]) -> None:
+    good, missing = new_job_id(), new_job_id()
+    outcome = scenarios.poison(good, missing)
+    assert outcome.extra["worker_alive"]
+    assert outcome.state(good) == "delivered" and outcome.emails[good] == 1
+    assert outcome.state(missing) == "failed" and "manifest" in outcome.jobs[missing]["error"]
+    assert outcome.emails[missing] == 0 and outcome.jobs[missing]["email"] == "none"
+    reasons = [e.get("reason") or "" for e in outcome.events if e.get("event") == "dlq_poison_dropped"]
+    assert any("JSON" in r for r in reasons) and any("job id" in r for r in reasons)
+    assert outcome.queue == (0, 0) and outcome.dlq == 0

@@ -1,0 +1,222 @@
+"""The five checkpointed stages of a job, each declared once: validate, prepare, train,
+generate + select, deliver.
+
+Each declaration (:class:`~processor.job.stage.Stage`) names the stage, the job state it shows,
+what it does with its inputs (one call into :mod:`processor.stages`, run off the event loop,
+and the S3 transfers around it), its done record and how a later attempt restores it.
+:func:`~processor.job.stage.drive` runs any of them the same way; :mod:`processor.pipeline`
+runs them in order and ends the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from processor import stages
+from processor.aws.storage import ObjectStore
+from processor.failpoints import Failpoints
+from processor.job.attempt import Attempt
+from processor.job.class_cache import ensure_class_images
+from processor.job.publish import publish_results
+from processor.job.stage import Stage
+from processor.job.state import JobState
+from processor.job.uploads import download_photos
+from processor.job.validation import ValidationSummary, summarize
+from processor.settings import Settings
+from processor.stages import SelectionResult
+
+ENCODED_DIR = "delivery-encoded"  # local: delivery JPEGs made while generation runs
+
+
+@dataclass(frozen=True)
+class Env:
+    """What every stage of every attempt shares: settings, the S3 edge, face models, failpoints."""
+
+    settings: Settings
+    store: ObjectStore
+    faces: stages.FaceModels
+    failpoints: Failpoints
+
+    def hit(self, point: str) -> None:
+        self.failpoints.hit(point)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    dataset: Any | None  # handlers.prepare.PreparedDataset; None: trained already, not needed
+    identifier: str
+
+
+@dataclass(frozen=True)
+class Trained:
+    weights_dir: Path
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GenerateInputs:
+    summary: ValidationSummary
+    weights_dir: Path
+    identifier: str
+
+
+# --- validate: the quality gate -------------------------------------------------------------
+async def _validate(env: Env, job: Attempt, _: None) -> ValidationSummary:
+    photos = await _download_photos(env, job)
+    env.hit("validate.running")
+    report = await asyncio.to_thread(stages.run_validate, photos, env.settings, env.faces)
+    summary = summarize(report, stages.validate_config(env.settings).min_usable)
+    await job.ckpt.put_json("validate", "report.json", summary.to_dict())
+    env.hit("validate.checkpointed")
+    return summary
+
+
+async def _restore_validate(env: Env, job: Attempt, done: dict[str, Any], _: None) -> ValidationSummary:
+    return ValidationSummary.from_dict(done["summary"])
+
+
+# --- prepare: crops, augmentation, captions -------------------------------------------------
+async def _prepare(env: Env, job: Attempt, summary: ValidationSummary) -> Prepared:
+    folder = job.dir("prepare")
+    photos = await _download_photos(env, job, list(summary.accepted_files))
+    identifier = await asyncio.to_thread(stages.choose_job_identifier, env.settings.base_model)
+    dataset = await asyncio.to_thread(stages.run_prepare, photos, list(summary.boxes), folder,
+                                      env.settings, identifier)
+    await job.ckpt.upload_tree("prepare", folder, "dataset")
+    return Prepared(dataset, identifier)
+
+
+async def _restore_prepare(env: Env, job: Attempt, done: dict[str, Any], _: ValidationSummary) -> Prepared:
+    identifier = str(done["identifier"])
+    if env.settings.train_method == "lora" and await job.ckpt.is_done("train"):
+        return Prepared(None, identifier)  # trained already: the images are not needed
+    folder = job.dir("prepare")
+    await job.ckpt.download_tree("prepare", folder, "dataset")
+    return Prepared(stages.load_prepared(folder), identifier)
+
+
+# --- train: class images, then DreamBooth ---------------------------------------------------
+def _train_dir(env: Env, job: Attempt) -> Path:
+    return job.dir("train-full" if env.settings.train_method == "full" else "train")
+
+
+async def _train(env: Env, job: Attempt, prepared: Prepared) -> Trained:
+    full = env.settings.train_method == "full"
+    out_dir = _train_dir(env, job)
+    class_dir = await ensure_class_images(env.store, env.settings, prepared.dataset.class_prompt,
+                                          job.status.progress_fn("class_images"))
+    if full:  # a full fine-tune's checkpoints are gigabytes: local disk only
+        resume = stages.latest_local_train_checkpoint(out_dir)
+    else:
+        resume = await job.ckpt.latest_train_checkpoint(out_dir / "checkpoints")
+    if resume is not None:
+        job.log.info("train_resuming", checkpoint=resume.name)
+    loop = asyncio.get_running_loop()
+
+    def on_checkpoint(path: Path) -> None:
+        if full:
+            return
+        # Wait for the upload: a checkpoint counts only once it is in S3.
+        asyncio.run_coroutine_threadsafe(
+            job.ckpt.upload_tree("train", path, f"checkpoints/{path.name}"), loop).result()
+        env.hit("train.checkpointed")
+
+    def should_stop() -> bool:
+        env.hit("train.step")
+        return job.run.should_stop()
+
+    result = await asyncio.to_thread(
+        stages.run_train, prepared.dataset, class_dir, out_dir, env.settings,
+        job.status.progress_fn("train"), should_stop, on_checkpoint, resume)
+    if not full:
+        await job.ckpt.upload_tree("train", result.weights_dir, "weights")
+    return Trained(result.weights_dir, {"steps": result.steps, "final_loss": result.final_loss,
+                                        "method": result.method, "local_only": full})
+
+
+async def _restore_train(env: Env, job: Attempt, done: dict[str, Any], _: Prepared) -> Trained | None:
+    weights_dir = _train_dir(env, job) / "weights"
+    if done.get("local_only"):
+        # A full fine-tune's weights stay on the disk that trained them; elsewhere: train again.
+        return Trained(weights_dir, done) if (weights_dir / "train_result.json").exists() else None
+    await job.ckpt.download_tree("train", weights_dir, "weights")
+    return Trained(weights_dir, done)
+
+
+# --- generate + select ----------------------------------------------------------------------
+async def _generate(env: Env, job: Attempt, inputs: GenerateInputs) -> SelectionResult:
+    image_dir = job.dir("generated")
+    finished = await _load_images(job, image_dir)
+    if finished:
+        job.log.info("generate_resuming", images=len(finished))
+    photos = await _download_photos(env, job, list(inputs.summary.accepted_files))
+    references = await asyncio.to_thread(stages.reference_embeddings, photos, env.faces)
+    loop = asyncio.get_running_loop()
+    encoded_dir = job.dir(ENCODED_DIR)
+
+    def on_image(record: stages.ImageRecord) -> None:
+        # On generation's writer thread, while the GPU samples the next batch: the checkpoint
+        # upload first (durability), then the delivery JPEG, so deliver only renames files.
+        asyncio.run_coroutine_threadsafe(
+            job.ckpt.save_image(record.file, record.to_dict(), image_dir), loop).result()
+        env.hit("generate.image")
+        stages.encode_headshot(image_dir / record.file, encoded_dir)
+
+    def generate(settings: Settings, done: list[stages.ImageRecord]) -> Awaitable[SelectionResult]:
+        return asyncio.to_thread(
+            stages.run_generate, inputs.weights_dir, inputs.identifier, references, image_dir, settings,
+            env.faces, job.status.progress_fn("generate"), job.run.should_stop, on_image, done)
+
+    selection = await generate(env.settings, finished)
+    if selection.records or selection.mode != "enforce":
+        return selection
+    # Nothing passed the likeness check: one more round, with more tries per prompt, before
+    # telling the person (the job then ends with the no_likeness email).
+    job.log.warning("no_image_passed_selection", attempts=len(selection.attempts))
+    second = await generate(stages.extra_round(env.settings), [])
+    return replace(second, attempts=selection.attempts + second.attempts,
+                   generated=selection.generated + second.generated,
+                   seconds=selection.seconds + second.seconds, extra={**second.extra, "extra_round": True})
+
+
+async def _load_images(job: Attempt, image_dir: Path) -> list[stages.ImageRecord]:
+    records = await job.ckpt.load_images(image_dir, file_of=lambda data: str(data["file"]))
+    return sorted((stages.ImageRecord.from_dict(r) for r in records), key=lambda r: r.prompt_index)
+
+
+async def _restore_generate(env: Env, job: Attempt, done: dict[str, Any], _: GenerateInputs) -> SelectionResult:
+    image_dir = job.dir("generated")
+    await _load_images(job, image_dir)
+    return SelectionResult.from_dict(done["selection"], image_dir)
+
+
+# --- deliver: results/<job>/ ----------------------------------------------------------------
+async def _deliver(env: Env, job: Attempt, selection: SelectionResult) -> dict[str, Any]:
+    deliverables = await asyncio.to_thread(stages.run_deliver, selection, job.dir("results"),
+                                           job.dir(ENCODED_DIR))
+    return await publish_results(env.store, env.settings.output_bucket, job.job_id, deliverables,
+                                 job.fence, env.hit)
+
+
+async def _restore_deliver(env: Env, job: Attempt, done: dict[str, Any], _: SelectionResult) -> dict[str, Any]:
+    return done
+
+
+VALIDATE = Stage("validate", JobState.VALIDATING, _validate, lambda s: {"summary": s.to_dict()},
+                 _restore_validate, status_fields=lambda s: {"validation": s.public_dict()})
+PREPARE = Stage("prepare", JobState.TRAINING, _prepare,
+                lambda p: {"identifier": p.identifier, "images": len(p.dataset.images)}, _restore_prepare)
+TRAIN = Stage("train", JobState.TRAINING, _train, lambda t: t.record, _restore_train)
+GENERATE = Stage("generate", JobState.GENERATING, _generate, lambda s: {"selection": s.to_dict()},
+                 _restore_generate)
+DELIVER = Stage("deliver", JobState.DELIVERING, _deliver, lambda meta: meta, _restore_deliver)
+
+
+async def _download_photos(env: Env, job: Attempt, names: list[str] | None = None) -> list[Path]:
+    listed = list(job.manifest.photos) if job.manifest and job.manifest.photos else None
+    return await download_photos(env.store, env.settings.input_bucket, job.job_id, job.dir("photos"),
+                                 listed, names)
