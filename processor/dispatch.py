@@ -97,12 +97,17 @@ def busy_action(owner_message: str | None, origin: str, lease_left_s: float) -> 
     return QueueAction(requeue=True, delay_s=max(1, min(900, int(lease_left_s) + 1)))
 
 
+def backoff_s(crashes: int, settings: Settings) -> int:
+    """How long a message waits after its ``crashes``-th crash: exponential, capped by visibility."""
+    return max(1, min(2 ** max(1, crashes), settings.visibility_timeout_s))
+
+
 def crash_action(crashes: int, settings: Settings) -> QueueAction:
     """After an unexpected error (``crashes`` counts this one): retry with exponential backoff,
     or, once the budget is spent, end the job (the caller fails it and deletes the message)."""
     if crashes >= settings.max_receive_count:
         return QueueAction(delete=True)
-    return QueueAction(delay_s=min(2 ** crashes, settings.visibility_timeout_s))
+    return QueueAction(delay_s=backoff_s(crashes, settings))
 
 
 def overdue_reason(settings: Settings) -> str:

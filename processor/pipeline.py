@@ -108,6 +108,7 @@ class Pipeline:
         """
         job = self._begin(run)
         try:
+            self.env.hit("fail.start")
             try:
                 job.manifest = await self._load_manifest(job)
             except LostOwnership:

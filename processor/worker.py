@@ -35,6 +35,7 @@ from processor.aws.storage import ObjectStore
 from processor.aws.task_protection import ScaleInProtection, scale_in_protection
 from processor.dispatch import (
     MessageAction,
+    backoff_s,
     busy_action,
     crash_action,
     crashes_before,
@@ -199,7 +200,7 @@ class Worker:
             crashes = crashes_before(message.receive_count, message.carried_crashes) + 1
             log.error("message_handling_failed", message_id=message.message_id, error=describe(exc),
                       exc_info=exc)
-            await self._release(message, crash_action(crashes, self.settings).delay_s or 1)
+            await self._release(message, backoff_s(crashes, self.settings))
 
     async def _handle(self, message: QueueMessage) -> None:
         plan = plan_message(message.body, self.settings.input_bucket)
@@ -312,7 +313,7 @@ class Worker:
         except Exception as exc:
             log.error("job_fail_failed", job_id=job.job_id, error=describe(exc), exc_info=exc)
             await lease.release()
-            await self._release(message, crash_action(crashes, self.settings).delay_s or 30)
+            await self._release(message, backoff_s(crashes, self.settings))
             return Settled.RELEASED
         self.jobs_finished += 1
         return Settled.DELETE

@@ -170,11 +170,11 @@ class JobStatus(BaseModel):
                                        "owner_message": self.owner_message if owner else None,
                                        "updated_at": now})
 
-    def claimed_by(self, owner: str, message: str | None, now: float) -> JobStatus:
-        """A new lease for ``owner``: the next epoch, one more attempt."""
+    def claimed_by(self, owner: str, message: str | None, now: float, *, attempt: bool = True) -> JobStatus:
+        """A new lease for ``owner``: the next epoch, and one more attempt unless it only ends the job."""
         return self.model_copy(update={"owner": owner, "owner_heartbeat_at": now, "owner_message": message,
-                                       "lease_epoch": self.lease_epoch + 1, "attempts": self.attempts + 1,
-                                       "updated_at": now})
+                                       "lease_epoch": self.lease_epoch + 1,
+                                       "attempts": self.attempts + (1 if attempt else 0), "updated_at": now})
 
     def holds_lease(self, owner: str, epoch: int) -> bool:
         return self.owner == owner and self.lease_epoch == epoch

@@ -110,16 +110,18 @@ class JobStore:
             return new, new_etag
         raise ConflictError(f"status of job {job_id} changed on every one of {self.max_conflicts} tries")
 
-    async def claim(self, job_id: str, worker_id: str, now: float, message: str | None = None) -> Claim:
-        """Try to take the job's lease; a new lease counts an attempt and bumps the epoch.
+    async def claim(self, job_id: str, worker_id: str, now: float, message: str | None = None, *,
+                    attempt: bool = True) -> Claim:
+        """Try to take the job's lease; a new lease bumps the epoch and counts an attempt.
 
         ``message``: the origin id of the queue message that carries the job for this worker,
         recorded so a later receiver can tell the owner's own message from a duplicate.
+        ``attempt=False``: the lease is taken only to end the job (the dead-letter sweeper).
         """
         for _ in range(self.max_conflicts):
             current = await self.get(job_id)
             if current is None:
-                status = JobStatus.new(job_id, now).claimed_by(worker_id, message, now)
+                status = JobStatus.new(job_id, now).claimed_by(worker_id, message, now, attempt=attempt)
                 try:
                     etag = await self.create(status)
                 except PreconditionFailed:
@@ -132,7 +134,7 @@ class JobStore:
             if outcome is ClaimOutcome.TAKEN_OVER:
                 log.warning("job_taken_over", job_id=job_id, previous_owner=status.owner,
                             owner_silent_s=round(now - (status.owner_heartbeat_at or now), 1))
-            claimed = status.claimed_by(worker_id, message, now)
+            claimed = status.claimed_by(worker_id, message, now, attempt=attempt)
             try:
                 new_etag = await self.store.put_bytes(
                     self.bucket, self.status_key(job_id), claimed.to_json(),

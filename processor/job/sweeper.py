@@ -84,16 +84,16 @@ class DeadLetterSweeper:
         if plan.action is not MessageAction.RUN:
             log.warning("dlq_poison_dropped", message_id=message.message_id, reason=plan.reason)
             return True
-        crashes = max(self.settings.max_receive_count, message.carried_crashes + message.receive_count)
-        return all([await self._fail_job(job_id, message, crashes) for job_id in plan.job_ids])
+        return all([await self._fail_job(job_id, message) for job_id in plan.job_ids])
 
-    async def _fail_job(self, job_id: str, message: QueueMessage, crashes: int) -> bool:
-        claim = await self.jobs.claim(job_id, self.worker_id, time.time(), message.origin)
+    async def _fail_job(self, job_id: str, message: QueueMessage) -> bool:
+        claim = await self.jobs.claim(job_id, self.worker_id, time.time(), message.origin, attempt=False)
         if claim.outcome is ClaimOutcome.FINISHED:
             return True
         if claim.outcome is ClaimOutcome.BUSY:
             log.info("dlq_job_still_owned", job_id=job_id)  # back in the DLQ: seen again when stale
             return False
+        crashes = max(1, claim.status.attempts)  # its runs; the sweeper's claim is not one
         lease = LeaseKeeper(self.jobs, self.settings, job_id, self.worker_id, claim.status.lease_epoch)
         run = JobRun(job_id, self.worker_id, claim.status.attempts, True, lambda: lease.fence.lost,
                      lease.fence)

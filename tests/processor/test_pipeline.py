@@ -126,3 +126,19 @@ async def test_stop_request_in_training_checkpoints_and_the_next_attempt_resumes
     assert status is not None and status["state"] == "delivered"
     assert stage_runs(status)["validate"] == 1 and stage_runs(status)["train"] == 2
     assert len(emails_for(local_stack.outbox, job_id)) == 1
+
+
+async def test_when_no_image_passes_selection_an_extra_round_runs_then_the_no_likeness_email(
+        make_job_settings, local_stack: LocalStack, job_photos: Path, job_id: str) -> None:  # noqa: ANN001
+    """The tiny model draws no faces: enforce mode rejects every image, twice."""
+    settings = make_job_settings(num_images=2, selection_mode="enforce", max_regenerations=0)
+    submit(settings, job_photos, "ida@example.com", job_id)
+    with structlog.testing.capture_logs() as logs:
+        assert await _attempt(settings, job_id, "w1") is JobResult.TERMINAL
+    status = job_status(local_stack, settings, job_id)
+    assert status is not None and status["state"] == "failed" and status["email"] == "sent"
+    assert "looked enough like you" in status["error"]
+    assert [e["event"] for e in logs].count("no_image_passed_selection") == 1
+    [mail] = emails_for(local_stack.outbox, job_id)
+    assert "did not look enough like you" in str(mail["Subject"]) and "What to do" in text_body(mail)
+    assert keys(local_stack, settings.input_bucket, f"uploads/{job_id}/", settings) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from processor.settings import Settings
 from processor.stages import (
     checkpoint_every,
+    extra_round,
     generate_config,
     select_config,
     train_config,
@@ -35,3 +36,15 @@ def test_about_ten_checkpoints_per_run_but_never_every_step() -> None:
     assert checkpoint_every(Settings(train_steps=1000)) == 100
     assert checkpoint_every(Settings(train_steps=60)) == 6
     assert checkpoint_every(Settings(train_steps=8)) == 2
+
+
+def test_the_selection_threshold_setting_reaches_the_workers_selection() -> None:
+    assert select_config(Settings(selection_threshold=0.31)).threshold == 0.31
+    assert select_config(Settings()).threshold is None  # the recognizer's own
+
+
+def test_the_extra_round_tries_harder_from_other_seeds() -> None:
+    s = Settings(max_regenerations=3, seed=7)
+    extra = extra_round(s)
+    assert extra.max_regenerations == 6 and extra.seed != s.seed
+    assert extra_round(Settings(max_regenerations=0)).max_regenerations == 2

@@ -172,3 +172,53 @@ async def test_health_file_is_kept_fresh_by_the_loop_and_read_by_check_health(
     old = time.time() - 10 * health_max_age_s(Settings())
     os.utime(health, (old, old))
     assert check() == 1
+
+
+async def test_an_exception_in_the_failure_path_does_not_end_the_worker_and_the_job_still_fails_once(
+        make_job_settings, local_stack: LocalStack, job_photos: Path, job_id: str) -> None:  # noqa: ANN001
+    """Attempt 1 crashes; attempt 2 crashes and failing the job crashes too, so the message is
+    handed back, past maxReceiveCount: the dead-letter queue. The same worker's sweeper then
+    fails the job: one worker process throughout, one email."""
+    settings = make_job_settings(max_receive_count=2, dlq_sweep_interval_s=1,
+                                 failpoints="validate.start=raise,fail.start=raise@1")
+    submit(settings, job_photos, "joe@example.com", job_id)
+    with structlog.testing.capture_logs() as logs:
+        await serve(settings, idle_exit_s=8, install_signals=False)
+    events = [e["event"] for e in logs]
+    assert events.count("job_fail_failed") == 1 and events.count("job_crashed") == 2
+    assert events.count("job_dead_lettered") == 1
+    status = job_status(local_stack, settings, job_id)
+    assert status is not None and status["state"] == "failed" and status["email"] == "sent"
+    assert status["attempts"] == 2  # the sweeper's claim only ends the job: not an attempt
+    [mail] = emails_for(local_stack.outbox, job_id)
+    assert "after 2 tries" in text_body(mail) and "2 attempts" in text_body(mail)
+    assert queue_counts(local_stack, settings) == (0, 0) and dlq_count(local_stack, settings) == 0
+
+
+async def test_an_s3_outage_while_claiming_hands_the_message_back_and_the_worker_goes_on(
+        make_job_settings, local_stack: LocalStack, job_photos: Path, job_id: str) -> None:  # noqa: ANN001
+    from processor.devkit.fault_proxy import FaultProxy
+
+    settings = make_job_settings(num_images=2)
+    submit(settings, job_photos, "kay@example.com", job_id)
+    with FaultProxy(local_stack.endpoint_url, fail_first={"s3": 6}) as proxy:  # the claim's 6 tries
+        faulty = settings.model_copy(update={"aws_endpoint_url": proxy.url})
+        with structlog.testing.capture_logs() as logs:
+            await serve(faulty, idle_exit_s=6, install_signals=False)
+    assert [e["event"] for e in logs].count("message_handling_failed") == 1
+    status = job_status(local_stack, settings, job_id)
+    assert status is not None and status["state"] == "delivered" and len(emails_for(local_stack.outbox, job_id)) == 1
+
+
+async def test_a_job_past_its_maximum_duration_ends_failed_with_its_email(
+        make_job_settings, local_stack: LocalStack, job_photos: Path, job_id: str) -> None:  # noqa: ANN001
+    settings = make_job_settings(train_steps=100_000, max_job_duration_s=21)  # training would take hours
+    submit(settings, job_photos, "lou@example.com", job_id)
+    started = time.monotonic()
+    await serve(settings, max_jobs=1, idle_exit_s=120, install_signals=False)
+    assert time.monotonic() - started < 90
+    status = job_status(local_stack, settings, job_id)
+    assert status is not None and status["state"] == "failed" and "longer than" in status["error"]
+    [mail] = emails_for(local_stack.outbox, job_id)
+    assert "longer than" in text_body(mail)
+    assert queue_counts(local_stack, settings) == (0, 0)
