@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from processor.devkit.iam_ledger import Call, calls_from_request
+
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
 
@@ -60,13 +62,17 @@ class FaultProxy:
 
     def __init__(self, upstream: str, rates: dict[str, float] | None = None, seed: int = 0,
                  signed_only: bool = True, fail_first: dict[str, int] | None = None,
-                 drop_after_forward: dict[str, int] | None = None) -> None:
+                 drop_after_forward: dict[str, int] | None = None, ledger: bool = False,
+                 account: str = "123456789012") -> None:
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rates = dict(rates or {})
         self.fail_first = dict(fail_first or {})  # the first N calls of a service always fail
         self.drop_after_forward = dict(drop_after_forward or {})
         self.dropped: dict[str, int] = {}
+        #: With ``ledger=True``: every forwarded call as IAM sees it (processor.devkit.iam_ledger).
+        self.calls: list[Call] | None = [] if ledger else None
+        self.account = account
         self.signed_only = signed_only
         self.counts = FaultCounts()
         self._rng = random.Random(seed)
@@ -102,6 +108,15 @@ class FaultProxy:
             bucket = self.counts.injected if inject else self.counts.forwarded
             bucket[key] = bucket.get(key, 0) + 1
         return inject
+
+    def _record(self, service: str | None, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        if self.calls is None or service is None:
+            return
+        region = re.search(r"/\d{8}/([a-z0-9-]+)/", headers.get("Authorization", ""))
+        found = calls_from_request(service, method, path, headers, body,
+                                   region.group(1) if region else "us-east-1", self.account)
+        with self._lock:
+            self.calls.extend(found)
 
     def _drop(self, service: str | None) -> bool:
         """True when this (forwarded) request's answer is to be dropped."""
@@ -165,6 +180,7 @@ class FaultProxy:
                     self._fault(service or "unsigned")
                     return
                 drop = proxy._drop(service)
+                proxy._record(service, self.command, self.path, dict(self.headers.items()), body)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 if body or "Content-Length" in self.headers or "Transfer-Encoding" in self.headers:
                     headers["Content-Length"] = str(len(body))
