@@ -131,22 +131,18 @@ run "service_scales_on_backlog_per_worker_from_zero" {
   }
 }
 
-run "task_role_is_least_privilege" {
+run "task_runs_under_the_worker_iam_role_and_execution_is_least_privilege" {
   assert {
-    condition     = alltrue([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : !contains(flatten([s.Action]), "*") && !contains(flatten([s.Resource]), "*")])
-    error_message = "no wildcard actions or resources in the task role"
+    condition     = aws_ecs_task_definition.worker.task_role_arn == module.worker_iam.role_arn && output.task_role_arn == module.worker_iam.role_arn
+    error_message = "the worker task runs under modules/worker_iam's role"
   }
   assert {
-    condition     = one([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Resource if s.Sid == "ReadAndRemoveUploads"]) == "arn:aws:s3:::headshots-input-123456789012/uploads/*"
-    error_message = "the task reads only uploads/ of the input bucket"
+    condition     = output.task_policy_json == module.worker_iam.policy_json && one([for s in jsondecode(output.task_policy_json).Statement : s.Resource if s.Sid == "OwnTaskScaleInProtection"]) == "arn:aws:ecs:us-east-1:123456789012:task/headshots-gpu/*"
+    error_message = "the role's policy is scoped to this module's cluster"
   }
   assert {
-    condition     = toset(one([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Action if s.Sid == "OwnTaskScaleInProtection"])) == toset(["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"])
-    error_message = "the worker may set its own task's scale-in protection"
-  }
-  assert {
-    condition     = one([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Condition.StringEquals["ses:FromAddress"] if s.Sid == "SendAsConfiguredSender"]) == "headshots@example.com"
-    error_message = "email only from the configured sender"
+    condition     = length(jsondecode(module.worker_iam.trust_policy_json).Statement) == 1
+    error_message = "compute never adds test principals: production trust is ECS tasks only"
   }
   assert {
     condition     = [for s in jsondecode(aws_iam_role_policy.execution.policy).Statement : s.Sid if contains(flatten([s.Resource]), "*")] == ["EcrLogin"]
