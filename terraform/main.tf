@@ -31,6 +31,7 @@ module "compute" {
   min_workers                     = var.min_workers
   max_workers                     = var.max_workers
   backlog_per_worker              = var.backlog_per_worker
+  worker_warmup_s                 = var.worker_warmup_s
   container_image                 = var.container_image
   image_tag                       = var.image_tag
   base_model                      = var.base_model

@@ -100,7 +100,7 @@ variable "min_workers" {
 }
 
 variable "max_workers" {
-  description = "Most GPU workers."
+  description = "Most GPU workers (one job each). Size it with bench/capacity.py: ~225 for 1000 jobs/hour at 13.5 GPU-minutes per job; 4 does not hold 100 jobs/hour."
   type        = number
   default     = 4
 }
@@ -109,6 +109,12 @@ variable "backlog_per_worker" {
   description = "Target jobs (waiting plus running) per worker."
   type        = number
   default     = 1
+}
+
+variable "worker_warmup_s" {
+  description = "Seconds from asking for a GPU worker to its first job (instance boot + image pull; 4-10 min published): the wake-from-zero cooldown and the instance warm-up."
+  type        = number
+  default     = 600
 }
 
 variable "container_image" {

@@ -118,7 +118,7 @@ resource "aws_ecs_capacity_provider" "gpu" {
       target_capacity           = 100
       minimum_scaling_step_size = 1
       maximum_scaling_step_size = var.max_workers
-      instance_warmup_period    = 300
+      instance_warmup_period    = var.worker_warmup_s
     }
   }
   tags = local.tags

@@ -71,8 +71,8 @@ variable "max_workers" {
   type        = number
   default     = 4
   validation {
-    condition     = var.max_workers >= 1 && var.max_workers >= var.min_workers && var.max_workers <= 100
-    error_message = "max_workers must be between max(1, min_workers) and 100."
+    condition     = var.max_workers >= 1 && var.max_workers >= var.min_workers && var.max_workers <= 1000 && floor(var.max_workers) == var.max_workers
+    error_message = "max_workers must be a whole number between max(1, min_workers) and 1000 (bench/capacity.py sizes it: ~225 for 1000 jobs/hour at 13.5 GPU-minutes per job)."
   }
 }
 
@@ -218,12 +218,22 @@ variable "alarm_actions" {
 }
 
 variable "no_worker_alarm_minutes" {
-  description = "Minutes the backlog may grow with no running worker before the alarm fires (covers a GPU instance's cold start)."
+  description = "Minutes the backlog may grow with no running worker before the alarm fires (longer than a GPU instance's cold start, worker_warmup_s)."
   type        = number
   default     = 15
   validation {
-    condition     = var.no_worker_alarm_minutes >= 5 && var.no_worker_alarm_minutes <= 120
-    error_message = "no_worker_alarm_minutes must be between 5 and 120."
+    condition     = var.no_worker_alarm_minutes >= 5 && var.no_worker_alarm_minutes <= 120 && var.no_worker_alarm_minutes * 60 > var.worker_warmup_s
+    error_message = "no_worker_alarm_minutes must be between 5 and 120 and longer than worker_warmup_s (a cold start is not an outage)."
+  }
+}
+
+variable "worker_warmup_s" {
+  description = "Seconds from asking for a worker to its first job: GPU instance boot plus image pull (published figures: 4-10 min for a 15-20 GB image). The wake-from-zero step waits this long before adding again, and the capacity provider counts a new instance after it."
+  type        = number
+  default     = 600
+  validation {
+    condition     = var.worker_warmup_s >= 60 && var.worker_warmup_s <= 3600
+    error_message = "worker_warmup_s must be between 60 and 3600."
   }
 }
 

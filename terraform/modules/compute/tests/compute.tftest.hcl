@@ -131,6 +131,61 @@ run "service_scales_on_backlog_per_worker_from_zero" {
   }
 }
 
+# Running tasks lag the desired count by a whole cold start (boot + image pull, minutes), so
+# neither policy may count them: dividing by running tasks, or waking while none runs, re-adds
+# capacity already on its way (issue 13). bench/capacity.py simulates the policies as written.
+run "scaling_counts_desired_capacity_and_waits_a_real_warmup" {
+  assert {
+    condition     = [for m in aws_appautoscaling_policy.backlog_per_worker.target_tracking_scaling_policy_configuration[0].customized_metric_specification[0].metrics : m.metric_stat[0].metric[0].metric_name if length(m.metric_stat) > 0 && try(m.metric_stat[0].metric[0].namespace, "") == "ECS/ContainerInsights"] == ["DesiredTaskCount"]
+    error_message = "target tracking divides the backlog by the desired task count, never the running one"
+  }
+  assert {
+    condition     = strcontains(one([for m in aws_appautoscaling_policy.backlog_per_worker.target_tracking_scaling_policy_configuration[0].customized_metric_specification[0].metrics : m.expression if m.return_data]), "FILL(desired, 0)")
+    error_message = "the tracked expression's denominator is the desired count"
+  }
+  assert {
+    condition     = [for q in aws_cloudwatch_metric_alarm.wake_from_zero.metric_query : q.metric[0].metric_name if length(q.metric) > 0 && try(q.metric[0].namespace, "") == "ECS/ContainerInsights"] == ["DesiredTaskCount"] && strcontains(one([for q in aws_cloudwatch_metric_alarm.wake_from_zero.metric_query : q.expression if q.return_data]), "FILL(desired, 0) < 1")
+    error_message = "the wake alarm fires only while no worker is desired, not while none is running yet"
+  }
+  assert {
+    condition     = aws_appautoscaling_policy.wake_from_zero.step_scaling_policy_configuration[0].cooldown == 600 && aws_appautoscaling_policy.wake_from_zero.step_scaling_policy_configuration[0].adjustment_type == "ChangeInCapacity" && one(aws_appautoscaling_policy.wake_from_zero.step_scaling_policy_configuration[0].step_adjustment).scaling_adjustment == 1
+    error_message = "one +1 per cold start: the wake step's cooldown is the warm-up (10 min by default)"
+  }
+  assert {
+    condition     = aws_ecs_capacity_provider.gpu.auto_scaling_group_provider[0].managed_scaling[0].instance_warmup_period == 600
+    error_message = "the capacity provider waits the same warm-up for a new instance"
+  }
+  assert {
+    condition     = [for q in aws_cloudwatch_metric_alarm.no_workers_backlog_growing.metric_query : q.metric[0].metric_name if length(q.metric) > 0 && try(q.metric[0].namespace, "") == "ECS/ContainerInsights"] == ["RunningTaskCount"]
+    error_message = "the operators' alarm still asks whether a worker actually runs"
+  }
+}
+
+run "warmup_drives_the_wake_cooldown_and_large_fleets_are_accepted" {
+  command = plan
+  variables {
+    worker_warmup_s = 420
+    max_workers     = 240
+  }
+  assert {
+    condition     = aws_appautoscaling_policy.wake_from_zero.step_scaling_policy_configuration[0].cooldown == 420 && aws_ecs_capacity_provider.gpu.auto_scaling_group_provider[0].managed_scaling[0].instance_warmup_period == 420
+    error_message = "worker_warmup_s is the wake cooldown and the instance warm-up"
+  }
+  assert {
+    condition     = aws_appautoscaling_target.workers.max_capacity == 240 && aws_autoscaling_group.gpu.max_size == 240
+    error_message = "1000 jobs/hour needs ~225 workers: max_workers above the old cap of 100 is accepted"
+  }
+}
+
+run "rejects_an_operator_alarm_shorter_than_a_cold_start" {
+  command = plan
+  variables {
+    worker_warmup_s         = 900
+    no_worker_alarm_minutes = 10
+  }
+  expect_failures = [var.no_worker_alarm_minutes]
+}
+
 run "task_runs_under_the_worker_iam_role_and_execution_is_least_privilege" {
   assert {
     condition     = aws_ecs_task_definition.worker.task_role_arn == module.worker_iam.role_arn && output.task_role_arn == module.worker_iam.role_arn
