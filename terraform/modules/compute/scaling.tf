@@ -29,8 +29,11 @@ resource "aws_appautoscaling_policy" "backlog_per_worker" {
   resource_id        = aws_appautoscaling_target.workers.resource_id
 
   target_tracking_scaling_policy_configuration {
-    target_value       = var.backlog_per_worker
-    scale_out_cooldown = 60
+    target_value = var.backlog_per_worker
+    # CloudWatch datapoints arrive minutes late. Within the cooldown AWS computes new capacity
+    # from the capacity before the scale-out that started it, so a cooldown longer than the
+    # metric's lag never multiplies a scale-out by a desired count the metric has not seen yet.
+    scale_out_cooldown = 300
     scale_in_cooldown  = 300
     customized_metric_specification {
       metrics {

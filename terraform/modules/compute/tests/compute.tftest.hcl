@@ -148,6 +148,10 @@ run "scaling_counts_desired_capacity_and_waits_a_real_warmup" {
     error_message = "the wake alarm fires only while no worker is desired, not while none is running yet"
   }
   assert {
+    condition     = aws_appautoscaling_policy.backlog_per_worker.target_tracking_scaling_policy_configuration[0].scale_out_cooldown >= 180
+    error_message = "the scale-out cooldown outlasts CloudWatch's datapoint lag, or scale-outs compound on a desired count the metric has not seen"
+  }
+  assert {
     condition     = aws_appautoscaling_policy.wake_from_zero.step_scaling_policy_configuration[0].cooldown == 600 && aws_appautoscaling_policy.wake_from_zero.step_scaling_policy_configuration[0].adjustment_type == "ChangeInCapacity" && one(aws_appautoscaling_policy.wake_from_zero.step_scaling_policy_configuration[0].step_adjustment).scaling_adjustment == 1
     error_message = "one +1 per cold start: the wake step's cooldown is the warm-up (10 min by default)"
   }
