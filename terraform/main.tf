@@ -8,16 +8,19 @@ locals {
 module "storage_messaging" {
   source = "./modules/storage_messaging"
 
-  name_prefix          = local.name_prefix
-  email_sender         = var.email_sender
-  ses_domain           = var.ses_domain
-  cors_allowed_origins = var.cors_allowed_origins
-  upload_expiry_days   = var.upload_expiry_days
-  result_expiry_days   = var.result_expiry_days
-  visibility_timeout_s = var.visibility_timeout_s
-  max_receive_count    = var.max_receive_count
-  oldest_message_sla_s = var.oldest_message_sla_s
-  alarm_actions        = var.alarm_actions
+  name_prefix            = local.name_prefix
+  email_sender           = var.email_sender
+  ses_domain             = var.ses_domain
+  cors_allowed_origins   = var.cors_allowed_origins
+  upload_expiry_days     = var.upload_expiry_days
+  results_retention_days = var.results_retention_days
+  visibility_timeout_s   = var.visibility_timeout_s
+  heartbeat_interval_s   = var.heartbeat_interval_s
+  owner_stale_after_s    = var.owner_stale_after_s
+  max_job_duration_s     = var.max_job_duration_s
+  max_receive_count      = var.max_receive_count
+  oldest_message_sla_s   = var.oldest_message_sla_s
+  alarm_actions          = var.alarm_actions
 }
 
 module "compute" {

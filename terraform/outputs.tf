@@ -31,6 +31,21 @@ output "HEADSHOTS_VISIBILITY_TIMEOUT_S" {
   value       = module.storage_messaging.HEADSHOTS_VISIBILITY_TIMEOUT_S
 }
 
+output "HEADSHOTS_HEARTBEAT_INTERVAL_S" {
+  description = "Worker setting HEADSHOTS_HEARTBEAT_INTERVAL_S."
+  value       = module.storage_messaging.HEADSHOTS_HEARTBEAT_INTERVAL_S
+}
+
+output "HEADSHOTS_OWNER_STALE_AFTER_S" {
+  description = "Worker setting HEADSHOTS_OWNER_STALE_AFTER_S."
+  value       = module.storage_messaging.HEADSHOTS_OWNER_STALE_AFTER_S
+}
+
+output "HEADSHOTS_MAX_JOB_DURATION_S" {
+  description = "Worker setting HEADSHOTS_MAX_JOB_DURATION_S."
+  value       = module.storage_messaging.HEADSHOTS_MAX_JOB_DURATION_S
+}
+
 output "HEADSHOTS_MAX_RECEIVE_COUNT" {
   description = "Worker setting HEADSHOTS_MAX_RECEIVE_COUNT."
   value       = module.storage_messaging.HEADSHOTS_MAX_RECEIVE_COUNT

@@ -41,16 +41,34 @@ variable "upload_expiry_days" {
   default     = 7
 }
 
-variable "result_expiry_days" {
-  description = "Lifecycle expiry of results/ (at least the 7-day presigned links)."
+variable "results_retention_days" {
+  description = "Days results/ are kept (lifecycle); download links live exactly as long."
+  type        = number
+  default     = 7
+}
+
+variable "visibility_timeout_s" {
+  description = "Job queue visibility timeout V (the worker heartbeats to extend it); V >= 3 x heartbeat_interval_s."
+  type        = number
+  default     = 120
+}
+
+variable "heartbeat_interval_s" {
+  description = "Worker heartbeat H (visibility and lease renewal), seconds."
   type        = number
   default     = 30
 }
 
-variable "visibility_timeout_s" {
-  description = "Job queue visibility timeout (the worker heartbeats to extend it)."
+variable "owner_stale_after_s" {
+  description = "Owner staleness S before a job is taken over (>= 2H); null derives V - 2H."
   type        = number
-  default     = 120
+  default     = null
+}
+
+variable "max_job_duration_s" {
+  description = "Past this a job ends failed, with its email; longer than visibility_timeout_s."
+  type        = number
+  default     = 10800
 }
 
 variable "max_receive_count" {
