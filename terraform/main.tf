@@ -3,6 +3,9 @@
 
 locals {
   name_prefix = "headshots-${var.environment}"
+  # The provider's default_tags, passed on too: ASG-launched instances and their volumes are
+  # not created by Terraform, so only the launch template and the group can tag them.
+  tags = merge({ service = "headshots", environment = var.environment }, var.tags)
 }
 
 module "storage_messaging" {
@@ -21,6 +24,8 @@ module "storage_messaging" {
   max_receive_count      = var.max_receive_count
   oldest_message_sla_s   = var.oldest_message_sla_s
   alarm_actions          = var.alarm_actions
+  alarm_email            = var.alarm_email
+  tags                   = local.tags
 }
 
 module "compute" {
@@ -39,7 +44,8 @@ module "compute" {
   image_tag                       = var.image_tag
   base_model                      = var.base_model
   model_cache_host_path           = var.model_cache_host_path
-  alarm_actions                   = var.alarm_actions
+  alarm_actions                   = concat([module.storage_messaging.alarm_topic_arn], var.alarm_actions)
+  tags                            = local.tags
 
   worker_settings       = module.storage_messaging.worker_settings
   input_bucket_arn      = module.storage_messaging.input_bucket_arn

@@ -90,3 +90,13 @@ output "ses_dkim_tokens" {
   description = "DKIM CNAME tokens to publish when ses_domain is set."
   value       = module.storage_messaging.ses_dkim_tokens
 }
+
+output "alarm_topic_arn" {
+  description = "SNS topic every operator alarm notifies; subscribe on-call endpoints to it."
+  value       = module.storage_messaging.alarm_topic_arn
+}
+
+output "email_events_topic_arn" {
+  description = "SNS topic receiving SES bounce, complaint and reject events."
+  value       = module.storage_messaging.email_events_topic_arn
+}

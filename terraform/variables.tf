@@ -83,8 +83,14 @@ variable "oldest_message_sla_s" {
   default     = 1800
 }
 
+variable "alarm_email" {
+  description = "Email subscribed to the alarm topic that every operator alarm notifies (null: none)."
+  type        = string
+  default     = null
+}
+
 variable "alarm_actions" {
-  description = "ARNs (SNS topics) notified by every operator alarm."
+  description = "Extra ARNs notified by every operator alarm, besides the created alarm topic."
   type        = list(string)
   default     = []
 }

@@ -55,6 +55,14 @@ resource "aws_launch_template" "gpu" {
     resource_type = "instance"
     tags          = merge(local.tags, { Name = "${var.name_prefix}-gpu" })
   }
+  tag_specifications {
+    resource_type = "volume"
+    tags          = merge(local.tags, { Name = "${var.name_prefix}-gpu" })
+  }
+  tag_specifications {
+    resource_type = "network-interface"
+    tags          = local.tags
+  }
   tags = local.tags
 }
 

@@ -31,8 +31,13 @@ variable "instance_types" {
   type        = list(string)
   default     = ["g6e.xlarge", "g5.2xlarge", "g6.2xlarge"]
   validation {
-    condition     = length(var.instance_types) > 0 && alltrue([for t in var.instance_types : can(regex("^(g5|g6|g6e|gr6|g5g|p3|p4d|p4de|p5|p5e)\\.[0-9]*x?large$", t))])
-    error_message = "instance_types must be NVIDIA GPU instance types (g5, g6, g6e, gr6, p3, p4d, p5 families)."
+    condition     = length(var.instance_types) > 0 && alltrue([for t in var.instance_types : can(regex("^(g5|g6|g6e|gr6|p3|p4d|p4de|p5|p5e)\\.[0-9]*x?large$", t))])
+    error_message = "instance_types must be x86_64 NVIDIA GPU instance types (g5, g6, g6e, gr6, p3, p4d, p5 families)."
+  }
+  validation {
+    # g5g (Graviton + T4G) has NVIDIA GPUs too, but the ECS GPU AMI and the worker image are x86_64.
+    condition     = alltrue([for t in var.instance_types : !can(regex("^[a-z]+[0-9]+[a-z]*g[a-z]*\\.", t))])
+    error_message = "Arm (Graviton) instance types such as g5g are refused: the ECS GPU AMI and the worker image are x86_64."
   }
 }
 
@@ -212,7 +217,7 @@ variable "email_sender" {
 }
 
 variable "alarm_actions" {
-  description = "ARNs notified by the \"no workers while the backlog grows\" alarm."
+  description = "ARNs notified by the operator alarms (the storage module's alarm topic, from the root)."
   type        = list(string)
   default     = []
 }
@@ -241,4 +246,34 @@ variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "job_failure_rate_threshold" {
+  description = "Alarm when more than this share of the jobs that ended in an hour failed (0-1)."
+  type        = number
+  default     = 0.2
+  validation {
+    condition     = var.job_failure_rate_threshold > 0 && var.job_failure_rate_threshold < 1
+    error_message = "job_failure_rate_threshold must be between 0 and 1."
+  }
+}
+
+variable "job_failure_rate_min_jobs" {
+  description = "Jobs that must have ended in the hour before the failure rate can alarm (one failure of one job is not a rate)."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.job_failure_rate_min_jobs >= 1 && floor(var.job_failure_rate_min_jobs) == var.job_failure_rate_min_jobs
+    error_message = "job_failure_rate_min_jobs must be a whole number >= 1."
+  }
+}
+
+variable "task_failure_alarm_count" {
+  description = "Alarm when at least this many worker tasks failed (could not start, or exited non-zero) in 5 minutes."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.task_failure_alarm_count >= 1
+    error_message = "task_failure_alarm_count must be >= 1."
+  }
 }

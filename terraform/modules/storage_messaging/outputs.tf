@@ -137,3 +137,13 @@ output "uploads_prefix" {
   description = "Prefix under which each job's photos and manifest are uploaded."
   value       = local.uploads_prefix
 }
+
+output "alarm_topic_arn" {
+  description = "SNS topic every operator alarm notifies (pass it to the compute module's alarm_actions)."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "email_events_topic_arn" {
+  description = "SNS topic receiving SES bounce, complaint and reject events."
+  value       = aws_sns_topic.email_events.arn
+}

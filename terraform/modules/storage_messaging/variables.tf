@@ -195,8 +195,18 @@ variable "oldest_message_sla_s" {
   }
 }
 
+variable "alarm_email" {
+  description = "Email address subscribed to the alarm topic (SNS asks it to confirm); null: none, subscribe your own endpoints to the alarm_topic_arn output."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.alarm_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an email address or null."
+  }
+}
+
 variable "alarm_actions" {
-  description = "ARNs (e.g. SNS topics) notified when an alarm fires or recovers."
+  description = "Extra ARNs notified when an alarm fires or recovers; the module's alarm topic is always notified."
   type        = list(string)
   default     = []
   validation {

@@ -209,6 +209,67 @@ run "task_runs_under_the_worker_iam_role_and_execution_is_least_privilege" {
   }
 }
 
+run "tags_reach_instances_and_volumes" {
+  command = plan
+  variables {
+    tags = { environment = "test", owner = "ml" }
+  }
+  assert {
+    condition     = toset([for t in aws_launch_template.gpu.tag_specifications : t.resource_type]) == toset(["instance", "volume", "network-interface"])
+    error_message = "the launch template tags instances, their EBS volumes and their network interfaces"
+  }
+  assert {
+    condition     = alltrue([for t in aws_launch_template.gpu.tag_specifications : t.tags["environment"] == "test" && t.tags["owner"] == "ml" && t.tags["service"] == "headshots"])
+    error_message = "every tag specification carries the module's tags"
+  }
+  assert {
+    condition     = length([for t in aws_autoscaling_group.gpu.tag : t if t.key == "environment" && t.value == "test" && t.propagate_at_launch]) == 1
+    error_message = "the Auto Scaling group propagates the tags at launch"
+  }
+}
+
+run "alarms_from_metric_filters_on_structured_logs" {
+  variables {
+    alarm_actions = ["arn:aws:sns:us-east-1:123456789012:headshots-alarms"]
+  }
+  assert {
+    condition     = aws_cloudwatch_log_metric_filter.worker["JobsEnded"].pattern == "{ $.event = \"job_ended\" }" && aws_cloudwatch_log_metric_filter.worker["JobsFailed"].pattern == "{ $.event = \"job_ended\" && $.state = \"failed\" }" && aws_cloudwatch_log_metric_filter.worker["EmailUnknown"].pattern == "{ $.event = \"email_unknown\" }"
+    error_message = "metric filters read the worker's job_ended and email_unknown log events"
+  }
+  assert {
+    condition     = alltrue([for f in aws_cloudwatch_log_metric_filter.worker : f.log_group_name == aws_cloudwatch_log_group.worker.name])
+    error_message = "on the worker's log group"
+  }
+  assert {
+    condition     = one([for q in aws_cloudwatch_metric_alarm.job_failure_rate.metric_query : q.expression if q.return_data]) == "IF(FILL(ended, 0) >= 5, FILL(failed, 0) / ended, 0)" && aws_cloudwatch_metric_alarm.job_failure_rate.threshold == 0.2
+    error_message = "failure rate = failed / ended, once enough jobs ended"
+  }
+  assert {
+    condition     = jsondecode(aws_cloudwatch_event_rule.task_stopped.event_pattern).detail.lastStatus == ["STOPPED"] && jsondecode(aws_cloudwatch_event_rule.task_stopped.event_pattern).detail.clusterArn == [aws_ecs_cluster.gpu.arn] && aws_cloudwatch_event_target.task_stopped.arn == aws_cloudwatch_log_group.task_events.arn
+    error_message = "ECS task stops of this cluster are captured into a log group"
+  }
+  assert {
+    condition     = strcontains(aws_cloudwatch_log_metric_filter.task_failures.pattern, "TaskFailedToStart") && strcontains(aws_cloudwatch_log_metric_filter.task_failures.pattern, "exitCode != 0") && aws_cloudwatch_log_metric_filter.task_failures.log_group_name == aws_cloudwatch_log_group.task_events.name
+    error_message = "task failures: failed to start, or exited non-zero"
+  }
+  assert {
+    condition     = alltrue([for a in [aws_cloudwatch_metric_alarm.task_failures, aws_cloudwatch_metric_alarm.email_unknown, aws_cloudwatch_metric_alarm.job_failure_rate, aws_cloudwatch_metric_alarm.no_workers_backlog_growing] : a.alarm_actions == toset(["arn:aws:sns:us-east-1:123456789012:headshots-alarms"])])
+    error_message = "every operator alarm notifies the alarm actions"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.email_unknown.threshold == 1 && aws_cloudwatch_metric_alarm.email_unknown.metric_name == "EmailUnknown" && aws_cloudwatch_log_group.task_events.kms_key_id == var.kms_key_arn
+    error_message = "one unknown email is enough to alarm; the task-event log is encrypted"
+  }
+}
+
+run "rejects_arm_gpu_instance_types" {
+  command = plan
+  variables {
+    instance_types = ["g6e.xlarge", "g5g.xlarge"]
+  }
+  expect_failures = [var.instance_types]
+}
+
 run "rejects_max_below_min" {
   command = plan
   variables {

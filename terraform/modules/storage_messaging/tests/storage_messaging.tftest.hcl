@@ -10,6 +10,9 @@ mock_provider "aws" {
   mock_data "aws_region" {
     defaults = { name = "us-east-1" }
   }
+  mock_resource "aws_sns_topic" {
+    defaults = { arn = "arn:aws:sns:us-east-1:123456789012:mock" }
+  }
 }
 
 variables {
@@ -303,4 +306,61 @@ run "rejects_uploads_expiring_before_the_last_possible_attempt" {
     max_job_duration_s  = 10800
   }
   expect_failures = [var.upload_expiry_days]
+}
+
+run "alarms_notify_the_alarm_topic_by_default" {
+  assert {
+    condition     = alltrue([for a in [aws_cloudwatch_metric_alarm.dlq_not_empty, aws_cloudwatch_metric_alarm.oldest_message_age] : contains(a.alarm_actions, aws_sns_topic.alarms.arn) && contains(a.ok_actions, aws_sns_topic.alarms.arn)])
+    error_message = "every alarm notifies the alarm topic without any setting"
+  }
+  assert {
+    condition     = length(aws_sns_topic_subscription.alarm_email) == 0 && aws_sns_topic.alarms.kms_master_key_id == aws_kms_key.data.arn && output.alarm_topic_arn == aws_sns_topic.alarms.arn
+    error_message = "an encrypted topic, no email subscription unless asked"
+  }
+  assert {
+    condition     = jsondecode(aws_sns_topic_policy.publishers["alarms"].policy).Statement[0].Principal.Service == "cloudwatch.amazonaws.com" && jsondecode(aws_sns_topic_policy.publishers["email_events"].policy).Statement[0].Principal.Service == "ses.amazonaws.com"
+    error_message = "CloudWatch publishes alarms, SES publishes email events"
+  }
+  assert {
+    condition     = length([for s in jsondecode(aws_kms_key.data.policy).Statement : s if try(contains(s.Principal.Service, "cloudwatch.amazonaws.com") && contains(s.Principal.Service, "ses.amazonaws.com"), false)]) == 1
+    error_message = "the key lets CloudWatch and SES publish to the encrypted topics"
+  }
+}
+
+run "alarm_email_subscribes_to_the_topic" {
+  variables {
+    alarm_email   = "oncall@example.com"
+    alarm_actions = ["arn:aws:sns:us-east-1:123456789012:pager"]
+  }
+  assert {
+    condition     = aws_sns_topic_subscription.alarm_email[0].protocol == "email" && aws_sns_topic_subscription.alarm_email[0].endpoint == "oncall@example.com" && aws_sns_topic_subscription.alarm_email[0].topic_arn == aws_sns_topic.alarms.arn
+    error_message = "the optional email subscribes to the alarm topic"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.dlq_not_empty.alarm_actions == toset([aws_sns_topic.alarms.arn, "arn:aws:sns:us-east-1:123456789012:pager"])
+    error_message = "extra alarm actions are added to the topic, not instead of it"
+  }
+}
+
+run "ses_bounces_and_complaints_go_to_sns" {
+  assert {
+    condition     = aws_ses_event_destination.bounces_and_complaints.configuration_set_name == aws_ses_configuration_set.mail.name && aws_ses_event_destination.bounces_and_complaints.enabled
+    error_message = "the event destination belongs to the identity's default configuration set"
+  }
+  assert {
+    condition     = contains(aws_ses_event_destination.bounces_and_complaints.matching_types, "bounce") && contains(aws_ses_event_destination.bounces_and_complaints.matching_types, "complaint")
+    error_message = "bounces and complaints are published"
+  }
+  assert {
+    condition     = aws_ses_event_destination.bounces_and_complaints.sns_destination[0].topic_arn == aws_sns_topic.email_events.arn && output.email_events_topic_arn == aws_sns_topic.email_events.arn
+    error_message = "to the email-events topic"
+  }
+}
+
+run "rejects_a_bad_alarm_email" {
+  command = plan
+  variables {
+    alarm_email = "not-an-address"
+  }
+  expect_failures = [var.alarm_email]
 }
