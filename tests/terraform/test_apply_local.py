@@ -28,7 +28,7 @@ from tests.integration.harness import job_status, keys, queue_counts, submit
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "terraform" / "modules" / "storage_messaging"
-SERVICES = ("s3", "sqs", "kms", "ses", "sesv2", "sts", "iam", "cloudwatch")
+SERVICES = ("s3", "sqs", "kms", "ses", "sesv2", "sns", "sts", "iam", "cloudwatch")
 
 pytestmark = pytest.mark.skipif(shutil.which("terraform") is None,
                                 reason="the terraform binary is not installed on this machine")
@@ -83,7 +83,7 @@ def cli_config() -> str:
 def applied(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Terraform, dict[str, Any]]]:
     """The module applied to the session's moto server; destroyed when the tests are done."""
     work = tmp_path_factory.mktemp("tf-storage")
-    for tf in MODULE.glob("*.tf"):
+    for tf in [*MODULE.glob("*.tf"), MODULE / ".terraform.lock.hcl"]:  # with the committed lock
         shutil.copy(tf, work / tf.name)
     region = local_stack.settings.aws_region
     (work / "zz_moto_provider_override.tf").write_text(provider_override(local_stack.endpoint_url, region))
