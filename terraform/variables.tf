@@ -154,9 +154,9 @@ variable "image_tag" {
 }
 
 variable "base_model" {
-  description = "HEADSHOTS_BASE_MODEL: Hugging Face id, or a path baked into the image or the model cache."
+  description = "HEADSHOTS_BASE_MODEL: by default the SDXL weights baked into the image (/opt/headshots/models/base); a Hugging Face id downloads them at every cold start."
   type        = string
-  default     = "stabilityai/stable-diffusion-xl-base-1.0"
+  default     = "/opt/headshots/models/base"
 }
 
 variable "model_cache_host_path" {

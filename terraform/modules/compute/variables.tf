@@ -112,9 +112,13 @@ variable "image_tag" {
 }
 
 variable "base_model" {
-  description = "HEADSHOTS_BASE_MODEL: Hugging Face id or a path under model_cache_container_path (baked into the image or pre-seeded on the instance)."
+  description = "HEADSHOTS_BASE_MODEL. Default: the SDXL weights baked into the image at /opt/headshots/models/base (Dockerfile BAKE_BASE_MODEL), so no boot downloads them. A Hugging Face id instead downloads them into the instance's model cache at every cold start (the cache dies with the instance)."
   type        = string
-  default     = "stabilityai/stable-diffusion-xl-base-1.0"
+  default     = "/opt/headshots/models/base"
+  validation {
+    condition     = startswith(var.base_model, "/") || can(regex("^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$", var.base_model))
+    error_message = "base_model must be an absolute path in the image or a Hugging Face id (owner/name)."
+  }
 }
 
 variable "model_cache_host_path" {

@@ -270,6 +270,25 @@ run "rejects_arm_gpu_instance_types" {
   expect_failures = [var.instance_types]
 }
 
+run "sdxl_weights_come_from_the_image_not_the_hub" {
+  command = plan
+  assert {
+    condition     = contains(jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment, { name = "HEADSHOTS_BASE_MODEL", value = "/opt/headshots/models/base" }) && contains(jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment, { name = "HF_HUB_OFFLINE", value = "1" })
+    error_message = "by default the worker loads the weights baked into the image and never reaches the hub"
+  }
+}
+
+run "a_hub_id_base_model_may_download" {
+  command = plan
+  variables {
+    base_model = "stabilityai/stable-diffusion-xl-base-1.0"
+  }
+  assert {
+    condition     = !contains([for e in jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].environment : e.name], "HF_HUB_OFFLINE")
+    error_message = "a hub id is allowed (downloaded into the instance cache) and the hub stays reachable"
+  }
+}
+
 run "rejects_max_below_min" {
   command = plan
   variables {
