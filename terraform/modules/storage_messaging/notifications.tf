@@ -49,6 +49,8 @@ resource "aws_sns_topic_policy" "publishers" {
 }
 
 resource "aws_ses_event_destination" "bounces_and_complaints" {
+  # Always present in AWS; see var.local_endpoint_compat (moto cannot delete it).
+  count                  = var.local_endpoint_compat ? 0 : 1
   name                   = "bounces-and-complaints"
   configuration_set_name = aws_ses_configuration_set.mail.name
   enabled                = true

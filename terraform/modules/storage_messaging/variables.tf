@@ -248,7 +248,7 @@ variable "access_log_expiry_days" {
 }
 
 variable "local_endpoint_compat" {
-  description = "Set only when applying to the offline moto endpoint (tests/terraform/test_apply_local.py): leaves out what moto cannot store or evaluate: the configuration set's TLS requirement and the DLQ's redrive-allow policy (apply would wait forever) and the data buckets' TLS-only policy (moto ignores its condition and denies every object write). Never set it for AWS."
+  description = "Set only when applying to the offline moto endpoint (tests/terraform/test_apply_local.py): leaves out what moto cannot store or evaluate: the configuration set's TLS requirement and the DLQ's redrive-allow policy (apply would wait forever), the data buckets' TLS-only policy (moto ignores its condition and denies every object write) and the SES bounce/complaint event destination (moto creates it but cannot delete it, so destroy would wait forever). Never set it for AWS."
   type        = bool
   default     = false
 }

@@ -188,8 +188,8 @@ run "compat_switch_only_drops_what_moto_cannot_store" {
     local_endpoint_compat = true
   }
   assert {
-    condition     = length(aws_sqs_queue_redrive_allow_policy.dlq) == 0 && length(aws_s3_bucket_policy.data) == 0 && length(aws_ses_configuration_set.mail.delivery_options) == 0
-    error_message = "compat mode leaves out exactly the redrive-allow policy, the TLS bucket policies and the SES TLS option"
+    condition     = length(aws_sqs_queue_redrive_allow_policy.dlq) == 0 && length(aws_s3_bucket_policy.data) == 0 && length(aws_ses_configuration_set.mail.delivery_options) == 0 && length(aws_ses_event_destination.bounces_and_complaints) == 0
+    error_message = "compat mode leaves out exactly the redrive-allow policy, the TLS bucket policies, the SES TLS option and the SES event destination"
   }
   assert {
     condition     = aws_s3_bucket_notification.input.queue[0].filter_suffix == "/manifest.json" && jsondecode(aws_sqs_queue.jobs.redrive_policy).maxReceiveCount == 3
@@ -344,15 +344,15 @@ run "alarm_email_subscribes_to_the_topic" {
 
 run "ses_bounces_and_complaints_go_to_sns" {
   assert {
-    condition     = aws_ses_event_destination.bounces_and_complaints.configuration_set_name == aws_ses_configuration_set.mail.name && aws_ses_event_destination.bounces_and_complaints.enabled
+    condition     = aws_ses_event_destination.bounces_and_complaints[0].configuration_set_name == aws_ses_configuration_set.mail.name && aws_ses_event_destination.bounces_and_complaints[0].enabled
     error_message = "the event destination belongs to the identity's default configuration set"
   }
   assert {
-    condition     = contains(aws_ses_event_destination.bounces_and_complaints.matching_types, "bounce") && contains(aws_ses_event_destination.bounces_and_complaints.matching_types, "complaint")
+    condition     = contains(aws_ses_event_destination.bounces_and_complaints[0].matching_types, "bounce") && contains(aws_ses_event_destination.bounces_and_complaints[0].matching_types, "complaint")
     error_message = "bounces and complaints are published"
   }
   assert {
-    condition     = aws_ses_event_destination.bounces_and_complaints.sns_destination[0].topic_arn == aws_sns_topic.email_events.arn && output.email_events_topic_arn == aws_sns_topic.email_events.arn
+    condition     = aws_ses_event_destination.bounces_and_complaints[0].sns_destination[0].topic_arn == aws_sns_topic.email_events.arn && output.email_events_topic_arn == aws_sns_topic.email_events.arn
     error_message = "to the email-events topic"
   }
 }
