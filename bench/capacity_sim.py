@@ -261,9 +261,13 @@ class Simulation:
         live = [w for w in self.workers if w.has_task]
         need = self.desired - len(live)
         if need > 0:
+            # An instance without a task (booting or empty) takes a new task before one launches.
+            booting = [w for w in self.workers if w.state == "booting" and not w.has_task]
             spare = [w for w in self.workers if w.state == "empty"]
             for _ in range(need):
-                if spare:
+                if booting:
+                    booting.pop().has_task = True
+                elif spare:
                     w = spare.pop()
                     w.state, w.has_task = "starting", True
                     w.gen += 1
