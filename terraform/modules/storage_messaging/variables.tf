@@ -127,8 +127,8 @@ variable "max_job_duration_s" {
   type        = number
   default     = 10800
   validation {
-    condition     = var.max_job_duration_s > var.visibility_timeout_s
-    error_message = "max_job_duration_s must be longer than visibility_timeout_s."
+    condition     = var.max_job_duration_s > var.visibility_timeout_s && floor(var.max_job_duration_s) == var.max_job_duration_s
+    error_message = "max_job_duration_s must be whole seconds, longer than visibility_timeout_s."
   }
 }
 
