@@ -3,21 +3,29 @@
 
 locals {
   name_prefix = "headshots-${var.environment}"
+  # The provider's default_tags, passed on too: ASG-launched instances and their volumes are
+  # not created by Terraform, so only the launch template and the group can tag them.
+  tags = merge({ service = "headshots", environment = var.environment }, var.tags)
 }
 
 module "storage_messaging" {
   source = "./modules/storage_messaging"
 
-  name_prefix          = local.name_prefix
-  email_sender         = var.email_sender
-  ses_domain           = var.ses_domain
-  cors_allowed_origins = var.cors_allowed_origins
-  upload_expiry_days   = var.upload_expiry_days
-  result_expiry_days   = var.result_expiry_days
-  visibility_timeout_s = var.visibility_timeout_s
-  max_receive_count    = var.max_receive_count
-  oldest_message_sla_s = var.oldest_message_sla_s
-  alarm_actions        = var.alarm_actions
+  name_prefix            = local.name_prefix
+  email_sender           = var.email_sender
+  ses_domain             = var.ses_domain
+  cors_allowed_origins   = var.cors_allowed_origins
+  upload_expiry_days     = var.upload_expiry_days
+  results_retention_days = var.results_retention_days
+  visibility_timeout_s   = var.visibility_timeout_s
+  heartbeat_interval_s   = var.heartbeat_interval_s
+  owner_stale_after_s    = var.owner_stale_after_s
+  max_job_duration_s     = var.max_job_duration_s
+  max_receive_count      = var.max_receive_count
+  oldest_message_sla_s   = var.oldest_message_sla_s
+  alarm_actions          = var.alarm_actions
+  alarm_email            = var.alarm_email
+  tags                   = local.tags
 }
 
 module "compute" {
@@ -31,11 +39,13 @@ module "compute" {
   min_workers                     = var.min_workers
   max_workers                     = var.max_workers
   backlog_per_worker              = var.backlog_per_worker
+  worker_warmup_s                 = var.worker_warmup_s
   container_image                 = var.container_image
   image_tag                       = var.image_tag
   base_model                      = var.base_model
   model_cache_host_path           = var.model_cache_host_path
-  alarm_actions                   = var.alarm_actions
+  alarm_actions                   = concat([module.storage_messaging.alarm_topic_arn], var.alarm_actions)
+  tags                            = local.tags
 
   worker_settings       = module.storage_messaging.worker_settings
   input_bucket_arn      = module.storage_messaging.input_bucket_arn

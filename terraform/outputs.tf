@@ -31,6 +31,21 @@ output "HEADSHOTS_VISIBILITY_TIMEOUT_S" {
   value       = module.storage_messaging.HEADSHOTS_VISIBILITY_TIMEOUT_S
 }
 
+output "HEADSHOTS_HEARTBEAT_INTERVAL_S" {
+  description = "Worker setting HEADSHOTS_HEARTBEAT_INTERVAL_S."
+  value       = module.storage_messaging.HEADSHOTS_HEARTBEAT_INTERVAL_S
+}
+
+output "HEADSHOTS_OWNER_STALE_AFTER_S" {
+  description = "Worker setting HEADSHOTS_OWNER_STALE_AFTER_S."
+  value       = module.storage_messaging.HEADSHOTS_OWNER_STALE_AFTER_S
+}
+
+output "HEADSHOTS_MAX_JOB_DURATION_S" {
+  description = "Worker setting HEADSHOTS_MAX_JOB_DURATION_S."
+  value       = module.storage_messaging.HEADSHOTS_MAX_JOB_DURATION_S
+}
+
 output "HEADSHOTS_MAX_RECEIVE_COUNT" {
   description = "Worker setting HEADSHOTS_MAX_RECEIVE_COUNT."
   value       = module.storage_messaging.HEADSHOTS_MAX_RECEIVE_COUNT
@@ -74,4 +89,14 @@ output "log_group_name" {
 output "ses_dkim_tokens" {
   description = "DKIM CNAME tokens to publish when ses_domain is set."
   value       = module.storage_messaging.ses_dkim_tokens
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic every operator alarm notifies; subscribe on-call endpoints to it."
+  value       = module.storage_messaging.alarm_topic_arn
+}
+
+output "email_events_topic_arn" {
+  description = "SNS topic receiving SES bounce, complaint and reject events."
+  value       = module.storage_messaging.email_events_topic_arn
 }

@@ -41,16 +41,34 @@ variable "upload_expiry_days" {
   default     = 7
 }
 
-variable "result_expiry_days" {
-  description = "Lifecycle expiry of results/ (at least the 7-day presigned links)."
+variable "results_retention_days" {
+  description = "Days results/ are kept (lifecycle); download links live exactly as long."
+  type        = number
+  default     = 7
+}
+
+variable "visibility_timeout_s" {
+  description = "Job queue visibility timeout V (the worker heartbeats to extend it); V >= 3 x heartbeat_interval_s."
+  type        = number
+  default     = 120
+}
+
+variable "heartbeat_interval_s" {
+  description = "Worker heartbeat H (visibility and lease renewal), seconds."
   type        = number
   default     = 30
 }
 
-variable "visibility_timeout_s" {
-  description = "Job queue visibility timeout (the worker heartbeats to extend it)."
+variable "owner_stale_after_s" {
+  description = "Owner staleness S before a job is taken over (>= 2H); null derives V - 2H."
   type        = number
-  default     = 120
+  default     = null
+}
+
+variable "max_job_duration_s" {
+  description = "Past this a job ends failed, with its email; longer than visibility_timeout_s."
+  type        = number
+  default     = 10800
 }
 
 variable "max_receive_count" {
@@ -65,8 +83,14 @@ variable "oldest_message_sla_s" {
   default     = 1800
 }
 
+variable "alarm_email" {
+  description = "Email subscribed to the alarm topic that every operator alarm notifies (null: none)."
+  type        = string
+  default     = null
+}
+
 variable "alarm_actions" {
-  description = "ARNs (SNS topics) notified by every operator alarm."
+  description = "Extra ARNs notified by every operator alarm, besides the created alarm topic."
   type        = list(string)
   default     = []
 }
@@ -100,7 +124,7 @@ variable "min_workers" {
 }
 
 variable "max_workers" {
-  description = "Most GPU workers."
+  description = "Most GPU workers (one job each). Size it with bench/capacity.py: ~225 for 1000 jobs/hour at 13.5 GPU-minutes per job; 4 does not hold 100 jobs/hour."
   type        = number
   default     = 4
 }
@@ -109,6 +133,12 @@ variable "backlog_per_worker" {
   description = "Target jobs (waiting plus running) per worker."
   type        = number
   default     = 1
+}
+
+variable "worker_warmup_s" {
+  description = "Seconds from asking for a GPU worker to its first job (instance boot + image pull; 4-10 min published): the wake-from-zero cooldown and the instance warm-up."
+  type        = number
+  default     = 600
 }
 
 variable "container_image" {
@@ -124,9 +154,9 @@ variable "image_tag" {
 }
 
 variable "base_model" {
-  description = "HEADSHOTS_BASE_MODEL: Hugging Face id, or a path baked into the image or the model cache."
+  description = "HEADSHOTS_BASE_MODEL: by default the SDXL weights baked into the image (/opt/headshots/models/base); a Hugging Face id downloads them at every cold start."
   type        = string
-  default     = "stabilityai/stable-diffusion-xl-base-1.0"
+  default     = "/opt/headshots/models/base"
 }
 
 variable "model_cache_host_path" {

@@ -6,12 +6,14 @@ terraform {
       version = ">= 5.80, < 6.0"
     }
   }
-  # Configure a remote backend (S3 + lock) per environment with `terraform init -backend-config=...`.
+  # Remote state in S3 with S3-native locking, configured per environment at init time
+  # (partial configuration: docs/deploy.md). Offline checks and tests use -backend=false.
+  backend "s3" {}
 }
 
 provider "aws" {
   region = var.region
   default_tags {
-    tags = merge({ service = "headshots", environment = var.environment }, var.tags)
+    tags = local.tags
   }
 }

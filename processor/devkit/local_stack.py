@@ -319,7 +319,7 @@ class LocalStack:
             "QueueConfigurations": [{
                 "Id": "manifest-arrived", "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"],
                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"},
-                                                   {"Name": "suffix", "Value": "manifest.json"}]}},
+                                                   {"Name": "suffix", "Value": "/manifest.json"}]}},
             }],
         })
         self._drain_test_events(sqs, queue_url)

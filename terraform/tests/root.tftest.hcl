@@ -14,6 +14,9 @@ mock_provider "aws" {
   mock_data "aws_ssm_parameter" {
     defaults = { value = "ami-0123456789abcdef0" }
   }
+  mock_resource "aws_sns_topic" {
+    defaults = { arn = "arn:aws:sns:us-east-1:123456789012:mock" }
+  }
   mock_resource "aws_kms_key" {
     defaults = { arn = "arn:aws:kms:us-east-1:123456789012:key/mock" }
   }
@@ -71,6 +74,10 @@ run "outputs_are_the_worker_settings_and_the_container_gets_them" {
     error_message = "email and queue-behaviour outputs"
   }
   assert {
+    condition     = output.HEADSHOTS_HEARTBEAT_INTERVAL_S == "30" && output.HEADSHOTS_OWNER_STALE_AFTER_S == "60" && output.HEADSHOTS_MAX_JOB_DURATION_S == "10800"
+    error_message = "lease outputs: H=30, S=V-2H=60, max job duration 3 h"
+  }
+  assert {
     condition = alltrue([for k, v in {
       HEADSHOTS_INPUT_BUCKET  = output.HEADSHOTS_INPUT_BUCKET
       HEADSHOTS_OUTPUT_BUCKET = output.HEADSHOTS_OUTPUT_BUCKET
@@ -78,6 +85,11 @@ run "outputs_are_the_worker_settings_and_the_container_gets_them" {
       HEADSHOTS_DLQ_URL       = output.HEADSHOTS_DLQ_URL
       HEADSHOTS_EMAIL_SENDER  = output.HEADSHOTS_EMAIL_SENDER
       HEADSHOTS_BASE_MODEL    = output.HEADSHOTS_BASE_MODEL
+      # the lease rule's settings reach the container too
+      HEADSHOTS_VISIBILITY_TIMEOUT_S = output.HEADSHOTS_VISIBILITY_TIMEOUT_S
+      HEADSHOTS_HEARTBEAT_INTERVAL_S = output.HEADSHOTS_HEARTBEAT_INTERVAL_S
+      HEADSHOTS_OWNER_STALE_AFTER_S  = output.HEADSHOTS_OWNER_STALE_AFTER_S
+      HEADSHOTS_MAX_JOB_DURATION_S   = output.HEADSHOTS_MAX_JOB_DURATION_S
     } : module.compute.container_environment[k] == v])
     error_message = "the worker container's environment equals the outputs"
   }

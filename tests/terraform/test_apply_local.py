@@ -28,7 +28,7 @@ from tests.integration.harness import job_status, keys, queue_counts, submit
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "terraform" / "modules" / "storage_messaging"
-SERVICES = ("s3", "sqs", "kms", "ses", "sesv2", "sts", "iam", "cloudwatch")
+SERVICES = ("s3", "sqs", "kms", "ses", "sesv2", "sns", "sts", "iam", "cloudwatch")
 
 pytestmark = pytest.mark.skipif(shutil.which("terraform") is None,
                                 reason="the terraform binary is not installed on this machine")
@@ -83,7 +83,7 @@ def cli_config() -> str:
 def applied(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Terraform, dict[str, Any]]]:
     """The module applied to the session's moto server; destroyed when the tests are done."""
     work = tmp_path_factory.mktemp("tf-storage")
-    for tf in MODULE.glob("*.tf"):
+    for tf in [*MODULE.glob("*.tf"), MODULE / ".terraform.lock.hcl"]:  # with the committed lock
         shutil.copy(tf, work / tf.name)
     region = local_stack.settings.aws_region
     (work / "zz_moto_provider_override.tf").write_text(provider_override(local_stack.endpoint_url, region))
@@ -94,9 +94,10 @@ def applied(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -
         "name_prefix": prefix,
         "email_sender": f"{prefix}@example.com",
         "visibility_timeout_s": 60,
+        "heartbeat_interval_s": 2,  # the lease rule: V >= 3H; S = V - 2H = 56
         "max_receive_count": 3,
-        "upload_expiry_days": 3,
-        "result_expiry_days": 14,
+        "upload_expiry_days": 5,  # outlasts the 4-day message retention plus the 3-hour job limit
+        "results_retention_days": 14,
         "force_destroy": True,
         "kms_deletion_window_days": 7,
         "local_endpoint_compat": True,
@@ -133,7 +134,7 @@ def test_applied_buckets_block_public_access_and_encrypt_with_the_key(
         assert rule["ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"] == outputs["kms_key_arn"]["value"]
     rules = s3.get_bucket_lifecycle_configuration(Bucket=outputs["HEADSHOTS_INPUT_BUCKET"]["value"])["Rules"]
     expiry = {r["Filter"].get("Prefix"): r["Expiration"]["Days"] for r in rules if "Expiration" in r}
-    assert expiry == {"uploads/": 3}
+    assert expiry == {"uploads/": 5}
 
 
 async def test_uploaded_folder_queues_a_job_that_a_worker_configured_from_outputs_delivers(

@@ -55,6 +55,14 @@ resource "aws_launch_template" "gpu" {
     resource_type = "instance"
     tags          = merge(local.tags, { Name = "${var.name_prefix}-gpu" })
   }
+  tag_specifications {
+    resource_type = "volume"
+    tags          = merge(local.tags, { Name = "${var.name_prefix}-gpu" })
+  }
+  tag_specifications {
+    resource_type = "network-interface"
+    tags          = local.tags
+  }
   tags = local.tags
 }
 
@@ -118,7 +126,7 @@ resource "aws_ecs_capacity_provider" "gpu" {
       target_capacity           = 100
       minimum_scaling_step_size = 1
       maximum_scaling_step_size = var.max_workers
-      instance_warmup_period    = 300
+      instance_warmup_period    = var.worker_warmup_s
     }
   }
   tags = local.tags

@@ -1,6 +1,5 @@
-# Least privilege. The task role may: read and delete uploads/ of the input bucket, read and
-# write jobs/ and results/ of the output bucket, use its queue and the key, send email as the
-# configured sender through its configuration set, and set its own task's scale-in protection.
+# Least privilege. The worker's task role lives in modules/worker_iam; here: the execution role
+# (ECS pulls the image and writes logs) and the GPU instances' role (the ECS agent).
 
 locals {
   ecs_assume = jsonencode({
@@ -15,66 +14,6 @@ locals {
       }
     }]
   })
-
-  ses_configuration_set_arn = "arn:${local.partition}:ses:${local.region}:${local.account_id}:configuration-set/${var.ses_configuration_set}"
-
-  task_policy = {
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid      = "ReadAndRemoveUploads"
-        Effect   = "Allow"
-        Action   = ["s3:GetObject", "s3:DeleteObject"]
-        Resource = "${var.input_bucket_arn}/uploads/*"
-      },
-      {
-        Sid       = "ListUploads"
-        Effect    = "Allow"
-        Action    = "s3:ListBucket"
-        Resource  = var.input_bucket_arn
-        Condition = { StringLike = { "s3:prefix" = ["uploads/*"] } }
-      },
-      {
-        Sid      = "JobRecordsAndResults"
-        Effect   = "Allow"
-        Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-        Resource = ["${var.output_bucket_arn}/jobs/*", "${var.output_bucket_arn}/results/*"]
-      },
-      {
-        Sid       = "ListJobRecordsAndResults"
-        Effect    = "Allow"
-        Action    = "s3:ListBucket"
-        Resource  = var.output_bucket_arn
-        Condition = { StringLike = { "s3:prefix" = ["jobs/*", "results/*"] } }
-      },
-      {
-        Sid      = "ConsumeJobQueue"
-        Effect   = "Allow"
-        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
-        Resource = var.queue_arn
-      },
-      {
-        Sid      = "UseDataKey"
-        Effect   = "Allow"
-        Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
-        Resource = var.kms_key_arn
-      },
-      {
-        Sid       = "SendAsConfiguredSender"
-        Effect    = "Allow"
-        Action    = ["ses:SendEmail", "ses:SendRawEmail"]
-        Resource  = [var.ses_identity_arn, local.ses_configuration_set_arn]
-        Condition = { StringEquals = { "ses:FromAddress" = var.email_sender } }
-      },
-      {
-        # The worker protects its own task from scale-in while a job runs.
-        Sid      = "OwnTaskScaleInProtection"
-        Effect   = "Allow"
-        Action   = ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"]
-        Resource = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${local.cluster_name}/*"
-      },
-    ]
-  }
 
   execution_policy = {
     Version = "2012-10-17"
@@ -102,17 +41,32 @@ locals {
   }
 }
 
-resource "aws_iam_role" "task" {
-  name               = "${var.name_prefix}-worker-task"
-  description        = "What the headshot worker's code may do"
-  assume_role_policy = local.ecs_assume
-  tags               = local.tags
+# The task role (what the worker's code may do) is a module of its own, so that it can be
+# applied alone to the offline endpoint and its rendered policy tested (modules/worker_iam).
+module "worker_iam" {
+  source = "../worker_iam"
+
+  name_prefix           = var.name_prefix
+  cluster_name          = local.cluster_name
+  input_bucket_arn      = var.input_bucket_arn
+  output_bucket_arn     = var.output_bucket_arn
+  queue_arn             = var.queue_arn
+  kms_key_arn           = var.kms_key_arn
+  ses_identity_arn      = var.ses_identity_arn
+  ses_configuration_set = var.ses_configuration_set
+  email_sender          = var.email_sender
+  tags                  = local.tags
 }
 
-resource "aws_iam_role_policy" "task" {
-  name   = "worker"
-  role   = aws_iam_role.task.id
-  policy = jsonencode(local.task_policy)
+# State written before the split keeps its role and policy.
+moved {
+  from = aws_iam_role.task
+  to   = module.worker_iam.aws_iam_role.task
+}
+
+moved {
+  from = aws_iam_role_policy.task
+  to   = module.worker_iam.aws_iam_role_policy.task
 }
 
 resource "aws_iam_role" "execution" {

@@ -34,7 +34,11 @@ locals {
     # torch.compile's kernels outlive the container: a restarted worker recompiles in seconds
     TORCHINDUCTOR_CACHE_DIR = "${var.model_cache_container_path}/torchinductor"
     TMPDIR                  = "${local.scratch_container_path}/tmp"
-  })
+    }, startswith(var.base_model, "/") ? {
+    # Weights baked into the image: the worker never reaches the model hub (a missing file
+    # fails the start loudly instead of downloading ~7 GB at every cold start).
+    HF_HUB_OFFLINE = "1"
+  } : {})
 
   tags = merge({ service = "headshots", module = "compute" }, var.tags)
 }

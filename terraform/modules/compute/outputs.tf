@@ -30,7 +30,12 @@ output "log_group_name" {
 
 output "task_role_arn" {
   description = "IAM role the worker code runs as."
-  value       = aws_iam_role.task.arn
+  value       = module.worker_iam.role_arn
+}
+
+output "task_policy_json" {
+  description = "The task role's policy document as rendered (JSON), from modules/worker_iam."
+  value       = module.worker_iam.policy_json
 }
 
 output "capacity_provider_name" {

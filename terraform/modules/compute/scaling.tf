@@ -1,6 +1,12 @@
-# Tasks follow the queue: target tracking on jobs (waiting + running) per running worker,
-# plus a step policy that wakes the service from zero (target tracking cannot scale a
-# service whose capacity is 0). Instances follow the tasks through the capacity provider.
+# Tasks follow the queue: target tracking on jobs (waiting + running) per DESIRED worker, plus a
+# step policy that wakes the service from zero (target tracking cannot scale a service whose
+# capacity is 0). Instances follow the tasks through the capacity provider.
+#
+# Both policies count capacity that is desired, not capacity that is running: a GPU instance
+# takes minutes to boot and pull the image, so running tasks lag the desired count through
+# every cold start. Dividing by running tasks (or waking while none runs) re-adds capacity
+# that is already on its way, up to max_workers for one job. bench/capacity.py simulates these
+# policies as written here (it parses this file).
 
 locals {
   queue_dimensions   = { QueueName = var.queue_name }
@@ -23,8 +29,11 @@ resource "aws_appautoscaling_policy" "backlog_per_worker" {
   resource_id        = aws_appautoscaling_target.workers.resource_id
 
   target_tracking_scaling_policy_configuration {
-    target_value       = var.backlog_per_worker
-    scale_out_cooldown = 60
+    target_value = var.backlog_per_worker
+    # CloudWatch datapoints arrive minutes late. Within the cooldown AWS computes new capacity
+    # from the capacity before the scale-out that started it, so a cooldown longer than the
+    # metric's lag never multiplies a scale-out by a desired count the metric has not seen yet.
+    scale_out_cooldown = 300
     scale_in_cooldown  = 300
     customized_metric_specification {
       metrics {
@@ -58,13 +67,13 @@ resource "aws_appautoscaling_policy" "backlog_per_worker" {
         }
       }
       metrics {
-        id          = "workers"
+        id          = "desired"
         return_data = false
         metric_stat {
           stat = "Average"
           metric {
             namespace   = "ECS/ContainerInsights"
-            metric_name = "RunningTaskCount"
+            metric_name = "DesiredTaskCount"
             dimensions {
               name  = "ClusterName"
               value = aws_ecs_cluster.gpu.name
@@ -78,8 +87,8 @@ resource "aws_appautoscaling_policy" "backlog_per_worker" {
       }
       metrics {
         id          = "backlog_per_worker"
-        label       = "jobs per running worker"
-        expression  = "(waiting + running_jobs) / IF(FILL(workers, 0) > 0, FILL(workers, 0), 1)"
+        label       = "jobs per desired worker"
+        expression  = "(waiting + running_jobs) / IF(FILL(desired, 0) > 0, FILL(desired, 0), 1)"
         return_data = true
       }
     }
@@ -93,8 +102,9 @@ resource "aws_appautoscaling_policy" "wake_from_zero" {
   scalable_dimension = aws_appautoscaling_target.workers.scalable_dimension
   resource_id        = aws_appautoscaling_target.workers.resource_id
   step_scaling_policy_configuration {
-    adjustment_type         = "ChangeInCapacity"
-    cooldown                = 60
+    adjustment_type = "ChangeInCapacity"
+    # One +1 per cold start: a re-invocation within the warm-up adds nothing.
+    cooldown                = var.worker_warmup_s
     metric_aggregation_type = "Maximum"
     step_adjustment {
       metric_interval_lower_bound = 0
@@ -105,7 +115,7 @@ resource "aws_appautoscaling_policy" "wake_from_zero" {
 
 resource "aws_cloudwatch_metric_alarm" "wake_from_zero" {
   alarm_name          = "${var.name_prefix}-jobs-waiting-no-worker"
-  alarm_description   = "Scaling trigger (not for operators): jobs are waiting and no worker runs; start one."
+  alarm_description   = "Scaling trigger (not for operators): jobs are waiting and no worker is desired; ask for one."
   comparison_operator = "GreaterThanOrEqualToThreshold"
   threshold           = 1
   evaluation_periods  = 1
@@ -124,11 +134,11 @@ resource "aws_cloudwatch_metric_alarm" "wake_from_zero" {
     }
   }
   metric_query {
-    id          = "workers"
+    id          = "desired"
     return_data = false
     metric {
       namespace   = "ECS/ContainerInsights"
-      metric_name = "RunningTaskCount"
+      metric_name = "DesiredTaskCount"
       dimensions  = local.service_dimensions
       stat        = "Maximum"
       period      = 60
@@ -136,8 +146,8 @@ resource "aws_cloudwatch_metric_alarm" "wake_from_zero" {
   }
   metric_query {
     id          = "no_worker_for_waiting_jobs"
-    expression  = "IF(waiting > 0 AND FILL(workers, 0) < 1, 1, 0)"
-    label       = "jobs waiting with no worker"
+    expression  = "IF(waiting > 0 AND FILL(desired, 0) < 1, 1, 0)"
+    label       = "jobs waiting with no worker desired"
     return_data = true
   }
   tags = local.tags

@@ -5,7 +5,7 @@ resource "aws_ecs_task_definition" "worker" {
   family                   = local.service_name
   requires_compatibilities = ["EC2"]
   network_mode             = "awsvpc"
-  task_role_arn            = aws_iam_role.task.arn
+  task_role_arn            = module.worker_iam.role_arn
   execution_role_arn       = aws_iam_role.execution.arn
 
   volume {
@@ -81,6 +81,6 @@ resource "aws_ecs_service" "worker" {
     # Application Auto Scaling owns the desired count.
     ignore_changes = [desired_count]
   }
-  depends_on = [aws_ecs_cluster_capacity_providers.gpu, aws_iam_role_policy.task]
+  depends_on = [aws_ecs_cluster_capacity_providers.gpu, module.worker_iam]
   tags       = local.tags
 }

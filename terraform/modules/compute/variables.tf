@@ -31,8 +31,13 @@ variable "instance_types" {
   type        = list(string)
   default     = ["g6e.xlarge", "g5.2xlarge", "g6.2xlarge"]
   validation {
-    condition     = length(var.instance_types) > 0 && alltrue([for t in var.instance_types : can(regex("^(g5|g6|g6e|gr6|g5g|p3|p4d|p4de|p5|p5e)\\.[0-9]*x?large$", t))])
-    error_message = "instance_types must be NVIDIA GPU instance types (g5, g6, g6e, gr6, p3, p4d, p5 families)."
+    condition     = length(var.instance_types) > 0 && alltrue([for t in var.instance_types : can(regex("^(g5|g6|g6e|gr6|p3|p4d|p4de|p5|p5e)\\.[0-9]*x?large$", t))])
+    error_message = "instance_types must be x86_64 NVIDIA GPU instance types (g5, g6, g6e, gr6, p3, p4d, p5 families)."
+  }
+  validation {
+    # g5g (Graviton + T4G) has NVIDIA GPUs too, but the ECS GPU AMI and the worker image are x86_64.
+    condition     = alltrue([for t in var.instance_types : !can(regex("^[a-z]+[0-9]+[a-z]*g[a-z]*\\.", t))])
+    error_message = "Arm (Graviton) instance types such as g5g are refused: the ECS GPU AMI and the worker image are x86_64."
   }
 }
 
@@ -71,8 +76,8 @@ variable "max_workers" {
   type        = number
   default     = 4
   validation {
-    condition     = var.max_workers >= 1 && var.max_workers >= var.min_workers && var.max_workers <= 100
-    error_message = "max_workers must be between max(1, min_workers) and 100."
+    condition     = var.max_workers >= 1 && var.max_workers >= var.min_workers && var.max_workers <= 1000 && floor(var.max_workers) == var.max_workers
+    error_message = "max_workers must be a whole number between max(1, min_workers) and 1000 (bench/capacity.py sizes it: ~225 for 1000 jobs/hour at 13.5 GPU-minutes per job)."
   }
 }
 
@@ -107,9 +112,13 @@ variable "image_tag" {
 }
 
 variable "base_model" {
-  description = "HEADSHOTS_BASE_MODEL: Hugging Face id or a path under model_cache_container_path (baked into the image or pre-seeded on the instance)."
+  description = "HEADSHOTS_BASE_MODEL. Default: the SDXL weights baked into the image at /opt/headshots/models/base (Dockerfile BAKE_BASE_MODEL), so no boot downloads them. A Hugging Face id instead downloads them into the instance's model cache at every cold start (the cache dies with the instance)."
   type        = string
-  default     = "stabilityai/stable-diffusion-xl-base-1.0"
+  default     = "/opt/headshots/models/base"
+  validation {
+    condition     = startswith(var.base_model, "/") || can(regex("^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$", var.base_model))
+    error_message = "base_model must be an absolute path in the image or a Hugging Face id (owner/name)."
+  }
 }
 
 variable "model_cache_host_path" {
@@ -212,18 +221,28 @@ variable "email_sender" {
 }
 
 variable "alarm_actions" {
-  description = "ARNs notified by the \"no workers while the backlog grows\" alarm."
+  description = "ARNs notified by the operator alarms (the storage module's alarm topic, from the root)."
   type        = list(string)
   default     = []
 }
 
 variable "no_worker_alarm_minutes" {
-  description = "Minutes the backlog may grow with no running worker before the alarm fires (covers a GPU instance's cold start)."
+  description = "Minutes the backlog may grow with no running worker before the alarm fires (longer than a GPU instance's cold start, worker_warmup_s)."
   type        = number
   default     = 15
   validation {
-    condition     = var.no_worker_alarm_minutes >= 5 && var.no_worker_alarm_minutes <= 120
-    error_message = "no_worker_alarm_minutes must be between 5 and 120."
+    condition     = var.no_worker_alarm_minutes >= 5 && var.no_worker_alarm_minutes <= 120 && var.no_worker_alarm_minutes * 60 > var.worker_warmup_s
+    error_message = "no_worker_alarm_minutes must be between 5 and 120 and longer than worker_warmup_s (a cold start is not an outage)."
+  }
+}
+
+variable "worker_warmup_s" {
+  description = "Seconds from asking for a worker to its first job: GPU instance boot plus image pull (published figures: 4-10 min for a 15-20 GB image). The wake-from-zero step waits this long before adding again, and the capacity provider counts a new instance after it."
+  type        = number
+  default     = 600
+  validation {
+    condition     = var.worker_warmup_s >= 60 && var.worker_warmup_s <= 3600
+    error_message = "worker_warmup_s must be between 60 and 3600."
   }
 }
 
@@ -231,4 +250,34 @@ variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "job_failure_rate_threshold" {
+  description = "Alarm when more than this share of the jobs that ended in an hour failed (0-1)."
+  type        = number
+  default     = 0.2
+  validation {
+    condition     = var.job_failure_rate_threshold > 0 && var.job_failure_rate_threshold < 1
+    error_message = "job_failure_rate_threshold must be between 0 and 1."
+  }
+}
+
+variable "job_failure_rate_min_jobs" {
+  description = "Jobs that must have ended in the hour before the failure rate can alarm (one failure of one job is not a rate)."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.job_failure_rate_min_jobs >= 1 && floor(var.job_failure_rate_min_jobs) == var.job_failure_rate_min_jobs
+    error_message = "job_failure_rate_min_jobs must be a whole number >= 1."
+  }
+}
+
+variable "task_failure_alarm_count" {
+  description = "Alarm when at least this many worker tasks failed (could not start, or exited non-zero) in 5 minutes."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.task_failure_alarm_count >= 1
+    error_message = "task_failure_alarm_count must be >= 1."
+  }
 }

@@ -163,7 +163,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "output" {
       prefix = local.results_prefix
     }
     expiration {
-      days = var.result_expiry_days
+      days = var.results_retention_days
     }
   }
   rule {

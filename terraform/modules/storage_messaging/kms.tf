@@ -39,6 +39,15 @@ locals {
         }
       },
       {
+        # The alarm and email-event SNS topics are encrypted with this key: CloudWatch alarms
+        # and SES must be able to publish to them.
+        Sid       = "AlarmsAndEmailEventsToEncryptedTopics"
+        Effect    = "Allow"
+        Principal = { Service = ["cloudwatch.amazonaws.com", "ses.amazonaws.com"] }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        Resource  = "*"
+      },
+      {
         # CloudWatch Logs encrypts the worker's log group (compute module) with this key;
         # scoped to this service's log groups by the encryption context.
         Sid       = "WorkerLogGroups"
@@ -48,7 +57,11 @@ locals {
         Resource  = "*"
         Condition = {
           ArnLike = {
-            "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/${var.name_prefix}/*"
+            "kms:EncryptionContext:aws:logs:arn" = [
+              "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/${var.name_prefix}/*",
+              # ECS task state changes, captured by EventBridge for the task-failure alarm
+              "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/events/${var.name_prefix}/*",
+            ]
           }
         }
       },

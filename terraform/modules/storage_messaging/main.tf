@@ -26,7 +26,11 @@ locals {
   uploads_prefix = "uploads/"
   results_prefix = "results/"
   jobs_prefix    = "jobs/"
-  trigger_suffix = "manifest.json"
+  # With the slash: "foo-manifest.json" (a photo's name) is no trigger.
+  trigger_suffix = "/manifest.json"
+
+  # The worker's lease rule (processor/settings.py): S defaults to V - 2H.
+  owner_stale_after_s = coalesce(var.owner_stale_after_s, var.visibility_timeout_s - 2 * var.heartbeat_interval_s)
 
   tags = merge({ service = "headshots", module = "storage_messaging" }, var.tags)
 }

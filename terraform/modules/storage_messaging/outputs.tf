@@ -9,6 +9,9 @@ locals {
     HEADSHOTS_DLQ_URL              = aws_sqs_queue.dlq.id
     HEADSHOTS_AWS_REGION           = local.region
     HEADSHOTS_VISIBILITY_TIMEOUT_S = tostring(aws_sqs_queue.jobs.visibility_timeout_seconds)
+    HEADSHOTS_HEARTBEAT_INTERVAL_S = tostring(var.heartbeat_interval_s)
+    HEADSHOTS_OWNER_STALE_AFTER_S  = tostring(local.owner_stale_after_s)
+    HEADSHOTS_MAX_JOB_DURATION_S   = tostring(var.max_job_duration_s)
     HEADSHOTS_MAX_RECEIVE_COUNT    = tostring(var.max_receive_count)
     HEADSHOTS_EMAIL_BACKEND        = "ses"
     HEADSHOTS_EMAIL_SENDER         = var.email_sender
@@ -43,6 +46,26 @@ output "HEADSHOTS_AWS_REGION" {
 output "HEADSHOTS_VISIBILITY_TIMEOUT_S" {
   description = "The queue's visibility timeout, which the worker sets on receive and extends by heartbeat."
   value       = local.worker_settings["HEADSHOTS_VISIBILITY_TIMEOUT_S"]
+}
+
+output "HEADSHOTS_HEARTBEAT_INTERVAL_S" {
+  description = "Seconds between the worker's heartbeats (lease rule: visibility >= 3 x this)."
+  value       = local.worker_settings["HEADSHOTS_HEARTBEAT_INTERVAL_S"]
+}
+
+output "HEADSHOTS_OWNER_STALE_AFTER_S" {
+  description = "Owner staleness after which a job is taken over (default visibility - 2 x heartbeat)."
+  value       = local.worker_settings["HEADSHOTS_OWNER_STALE_AFTER_S"]
+}
+
+output "HEADSHOTS_MAX_JOB_DURATION_S" {
+  description = "Past this a job ends failed, with its email."
+  value       = local.worker_settings["HEADSHOTS_MAX_JOB_DURATION_S"]
+}
+
+output "results_retention_days" {
+  description = "Days results/ are kept; download links must live exactly as long."
+  value       = var.results_retention_days
 }
 
 output "HEADSHOTS_MAX_RECEIVE_COUNT" {
@@ -113,4 +136,14 @@ output "ses_dkim_tokens" {
 output "uploads_prefix" {
   description = "Prefix under which each job's photos and manifest are uploaded."
   value       = local.uploads_prefix
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic every operator alarm notifies (pass it to the compute module's alarm_actions)."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "email_events_topic_arn" {
+  description = "SNS topic receiving SES bounce, complaint and reject events."
+  value       = aws_sns_topic.email_events.arn
 }

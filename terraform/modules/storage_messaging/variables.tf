@@ -36,15 +36,21 @@ variable "upload_expiry_days" {
     condition     = var.upload_expiry_days >= 1 && var.upload_expiry_days <= 90 && floor(var.upload_expiry_days) == var.upload_expiry_days
     error_message = "upload_expiry_days must be a whole number of days between 1 and 90."
   }
+  validation {
+    # A message can wait message_retention_s and its job then run max_job_duration_s: the photos
+    # must still be there when the last possible attempt reads them.
+    condition     = var.upload_expiry_days * 86400 > var.message_retention_s + var.max_job_duration_s
+    error_message = "upload_expiry_days must outlast the queue's message retention plus the maximum job duration (message_retention_s + max_job_duration_s)."
+  }
 }
 
-variable "result_expiry_days" {
-  description = "Days after which delivered headshots under results/ are deleted. Must be at least the presigned link lifetime (7 days)."
+variable "results_retention_days" {
+  description = "Days delivered headshots under results/ are kept (lifecycle expiry). Download links in the email live exactly as long (the front door signs them for this many days)."
   type        = number
-  default     = 30
+  default     = 7
   validation {
-    condition     = var.result_expiry_days >= 7 && var.result_expiry_days <= 3650 && floor(var.result_expiry_days) == var.result_expiry_days
-    error_message = "result_expiry_days must be a whole number between 7 (the longest presigned link) and 3650."
+    condition     = var.results_retention_days >= 1 && var.results_retention_days <= 3650 && floor(var.results_retention_days) == var.results_retention_days
+    error_message = "results_retention_days must be a whole number of days between 1 and 3650."
   }
 }
 
@@ -79,12 +85,50 @@ variable "cors_allowed_origins" {
 }
 
 variable "visibility_timeout_s" {
-  description = "Queue visibility timeout in seconds; the worker extends it by heartbeat while a job runs (same value as HEADSHOTS_VISIBILITY_TIMEOUT_S)."
+  description = "Queue visibility timeout V in seconds; the worker extends it by heartbeat while a job runs (same value as HEADSHOTS_VISIBILITY_TIMEOUT_S)."
   type        = number
   default     = 120
   validation {
-    condition     = var.visibility_timeout_s >= 10 && var.visibility_timeout_s <= 43200
-    error_message = "visibility_timeout_s must be between 10 and 43200 (SQS limits; the worker requires >= 10)."
+    condition     = var.visibility_timeout_s >= 10 && var.visibility_timeout_s <= 43200 && floor(var.visibility_timeout_s) == var.visibility_timeout_s
+    error_message = "visibility_timeout_s must be whole seconds between 10 and 43200 (SQS limits)."
+  }
+  validation {
+    # The worker's lease rule (processor/settings.py): three heartbeats fit in one visibility.
+    condition     = var.visibility_timeout_s >= 3 * var.heartbeat_interval_s
+    error_message = "visibility_timeout_s must be at least 3 x heartbeat_interval_s (the worker's lease rule: V >= 3H)."
+  }
+}
+
+# The lease rule, mirrored from the worker (processor/settings.py), which refuses to start
+# otherwise: H > 0, V >= 3H, S >= 2H, S defaults to V - 2H; max_job_duration_s > V.
+variable "heartbeat_interval_s" {
+  description = "H: seconds between the worker's heartbeats (visibility extension and owner lease renewal); HEADSHOTS_HEARTBEAT_INTERVAL_S."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.heartbeat_interval_s > 0
+    error_message = "heartbeat_interval_s must be > 0."
+  }
+}
+
+variable "owner_stale_after_s" {
+  description = "S: a job whose owner has not heartbeated for this long is taken over; null derives it as visibility_timeout_s - 2 x heartbeat_interval_s (60 s with the defaults). HEADSHOTS_OWNER_STALE_AFTER_S."
+  type        = number
+  default     = null
+  nullable    = true
+  validation {
+    condition     = var.owner_stale_after_s == null || try(var.owner_stale_after_s >= 2 * var.heartbeat_interval_s, false)
+    error_message = "owner_stale_after_s must be at least 2 x heartbeat_interval_s (the worker's lease rule: S >= 2H), or null to derive it."
+  }
+}
+
+variable "max_job_duration_s" {
+  description = "Past this many seconds a job ends failed, with its email (HEADSHOTS_MAX_JOB_DURATION_S). Longer than the visibility timeout."
+  type        = number
+  default     = 10800
+  validation {
+    condition     = var.max_job_duration_s > var.visibility_timeout_s && floor(var.max_job_duration_s) == var.max_job_duration_s
+    error_message = "max_job_duration_s must be whole seconds, longer than visibility_timeout_s."
   }
 }
 
@@ -151,8 +195,18 @@ variable "oldest_message_sla_s" {
   }
 }
 
+variable "alarm_email" {
+  description = "Email address subscribed to the alarm topic (SNS asks it to confirm); null: none, subscribe your own endpoints to the alarm_topic_arn output."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.alarm_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an email address or null."
+  }
+}
+
 variable "alarm_actions" {
-  description = "ARNs (e.g. SNS topics) notified when an alarm fires or recovers."
+  description = "Extra ARNs notified when an alarm fires or recovers; the module's alarm topic is always notified."
   type        = list(string)
   default     = []
   validation {
@@ -194,7 +248,7 @@ variable "access_log_expiry_days" {
 }
 
 variable "local_endpoint_compat" {
-  description = "Set only when applying to the offline moto endpoint (tests/terraform/test_apply_local.py): leaves out what moto cannot store or evaluate: the configuration set's TLS requirement and the DLQ's redrive-allow policy (apply would wait forever) and the data buckets' TLS-only policy (moto ignores its condition and denies every object write). Never set it for AWS."
+  description = "Set only when applying to the offline moto endpoint (tests/terraform/test_apply_local.py): leaves out what moto cannot store or evaluate: the configuration set's TLS requirement and the DLQ's redrive-allow policy (apply would wait forever), the data buckets' TLS-only policy (moto ignores its condition and denies every object write) and the SES bounce/complaint event destination (moto creates it but cannot delete it, so destroy would wait forever). Never set it for AWS."
   type        = bool
   default     = false
 }

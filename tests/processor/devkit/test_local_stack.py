@@ -31,6 +31,8 @@ def test_manifest_upload_sends_exactly_one_event_with_the_right_key(local_stack:
     for name in ("a.jpg", "b.jpg"):
         s3.put_object(Bucket=aws_settings.input_bucket, Key=f"uploads/{job}/{name}", Body=b"jpeg")
     s3.put_object(Bucket=aws_settings.input_bucket, Key="elsewhere/manifest.json", Body=b"{}")
+    # The suffix filter is "/manifest.json" (as in Terraform): a photo named like it is no trigger.
+    s3.put_object(Bucket=aws_settings.input_bucket, Key=f"uploads/{job}/foo-manifest.json", Body=b"{}")
     s3.put_object(Bucket=aws_settings.input_bucket, Key=f"uploads/{job}/manifest.json", Body=b"{}")
     messages = receive_all(local_stack, aws_settings)
     assert len(messages) == 1

@@ -10,6 +10,9 @@ mock_provider "aws" {
   mock_data "aws_region" {
     defaults = { name = "us-east-1" }
   }
+  mock_resource "aws_sns_topic" {
+    defaults = { arn = "arn:aws:sns:us-east-1:123456789012:mock" }
+  }
 }
 
 variables {
@@ -27,8 +30,8 @@ run "manifest_upload_notifies_the_job_queue_only" {
     error_message = "exactly one notification target: the job queue"
   }
   assert {
-    condition     = aws_s3_bucket_notification.input.queue[0].filter_prefix == "uploads/" && aws_s3_bucket_notification.input.queue[0].filter_suffix == "manifest.json"
-    error_message = "the notification must fire on uploads/**/manifest.json only"
+    condition     = aws_s3_bucket_notification.input.queue[0].filter_prefix == "uploads/" && aws_s3_bucket_notification.input.queue[0].filter_suffix == "/manifest.json"
+    error_message = "the notification must fire on uploads/**/manifest.json only (suffix with the slash: uploads/x/foo-manifest.json is a photo's name, not the trigger)"
   }
   assert {
     condition     = aws_s3_bucket_notification.input.queue[0].queue_arn == aws_sqs_queue.jobs.arn && contains(aws_s3_bucket_notification.input.queue[0].events, "s3:ObjectCreated:*")
@@ -106,7 +109,7 @@ run "redrive_to_the_dead_letter_queue" {
 run "lifecycle_days_come_from_variables" {
   variables {
     upload_expiry_days           = 5
-    result_expiry_days           = 21
+    results_retention_days       = 21
     abort_incomplete_upload_days = 2
   }
 
@@ -116,7 +119,7 @@ run "lifecycle_days_come_from_variables" {
   }
   assert {
     condition     = one([for r in aws_s3_bucket_lifecycle_configuration.output.rule : r.expiration[0].days if r.id == "expire-results"]) == 21 && one([for r in aws_s3_bucket_lifecycle_configuration.output.rule : r.filter[0].prefix if r.id == "expire-results"]) == "results/"
-    error_message = "results/ expires after result_expiry_days"
+    error_message = "results/ expires after results_retention_days"
   }
   assert {
     condition     = alltrue([for lc in [aws_s3_bucket_lifecycle_configuration.input, aws_s3_bucket_lifecycle_configuration.output] : anytrue([for r in lc.rule : try(r.abort_incomplete_multipart_upload[0].days_after_initiation, 0) == 2])])
@@ -171,7 +174,7 @@ run "outputs_are_named_as_the_worker_settings" {
     error_message = "region, email and visibility outputs"
   }
   assert {
-    condition     = sort(keys(output.worker_settings)) == sort(["HEADSHOTS_AWS_REGION", "HEADSHOTS_DLQ_URL", "HEADSHOTS_EMAIL_BACKEND", "HEADSHOTS_EMAIL_SENDER", "HEADSHOTS_INPUT_BUCKET", "HEADSHOTS_MAX_RECEIVE_COUNT", "HEADSHOTS_OUTPUT_BUCKET", "HEADSHOTS_QUEUE_URL", "HEADSHOTS_VISIBILITY_TIMEOUT_S"])
+    condition     = sort(keys(output.worker_settings)) == sort(["HEADSHOTS_AWS_REGION", "HEADSHOTS_DLQ_URL", "HEADSHOTS_EMAIL_BACKEND", "HEADSHOTS_EMAIL_SENDER", "HEADSHOTS_HEARTBEAT_INTERVAL_S", "HEADSHOTS_INPUT_BUCKET", "HEADSHOTS_MAX_JOB_DURATION_S", "HEADSHOTS_MAX_RECEIVE_COUNT", "HEADSHOTS_OUTPUT_BUCKET", "HEADSHOTS_OWNER_STALE_AFTER_S", "HEADSHOTS_QUEUE_URL", "HEADSHOTS_VISIBILITY_TIMEOUT_S"])
     error_message = "worker_settings carries exactly the HEADSHOTS_* outputs"
   }
   assert {
@@ -185,11 +188,11 @@ run "compat_switch_only_drops_what_moto_cannot_store" {
     local_endpoint_compat = true
   }
   assert {
-    condition     = length(aws_sqs_queue_redrive_allow_policy.dlq) == 0 && length(aws_s3_bucket_policy.data) == 0 && length(aws_ses_configuration_set.mail.delivery_options) == 0
-    error_message = "compat mode leaves out exactly the redrive-allow policy, the TLS bucket policies and the SES TLS option"
+    condition     = length(aws_sqs_queue_redrive_allow_policy.dlq) == 0 && length(aws_s3_bucket_policy.data) == 0 && length(aws_ses_configuration_set.mail.delivery_options) == 0 && length(aws_ses_event_destination.bounces_and_complaints) == 0
+    error_message = "compat mode leaves out exactly the redrive-allow policy, the TLS bucket policies, the SES TLS option and the SES event destination"
   }
   assert {
-    condition     = aws_s3_bucket_notification.input.queue[0].filter_suffix == "manifest.json" && jsondecode(aws_sqs_queue.jobs.redrive_policy).maxReceiveCount == 3
+    condition     = aws_s3_bucket_notification.input.queue[0].filter_suffix == "/manifest.json" && jsondecode(aws_sqs_queue.jobs.redrive_policy).maxReceiveCount == 3
     error_message = "the data path is unchanged in compat mode"
   }
 }
@@ -207,6 +210,157 @@ run "rejects_dlq_retention_not_longer_than_the_queue" {
   variables {
     message_retention_s = 1209600
     dlq_retention_s     = 1209600
+    upload_expiry_days  = 15
   }
   expect_failures = [var.dlq_retention_s]
+}
+
+# The worker's lease rule (processor/settings.py), mirrored: H > 0, V >= 3H, S >= 2H with
+# S = V - 2H by default, max job duration > V. The outputs are the worker's settings.
+run "lease_defaults_are_the_workers" {
+  assert {
+    condition     = output.HEADSHOTS_VISIBILITY_TIMEOUT_S == "120" && output.HEADSHOTS_HEARTBEAT_INTERVAL_S == "30" && output.HEADSHOTS_OWNER_STALE_AFTER_S == "60" && output.HEADSHOTS_MAX_JOB_DURATION_S == "10800"
+    error_message = "defaults V=120, H=30 give S = V - 2H = 60; max job duration 3 h"
+  }
+  assert {
+    condition     = one([for r in aws_s3_bucket_lifecycle_configuration.output.rule : r.expiration[0].days if r.id == "expire-results"]) == 7 && output.results_retention_days == 7
+    error_message = "results/ are kept 7 days by default, and the front door learns the same number"
+  }
+}
+
+run "owner_staleness_is_derived_from_visibility_and_heartbeat" {
+  command = plan
+  variables {
+    visibility_timeout_s = 300
+    heartbeat_interval_s = 20
+  }
+  assert {
+    condition     = output.HEADSHOTS_OWNER_STALE_AFTER_S == "260" && output.HEADSHOTS_HEARTBEAT_INTERVAL_S == "20"
+    error_message = "S = V - 2H when not set"
+  }
+}
+
+run "owner_staleness_may_be_set" {
+  command = plan
+  variables {
+    owner_stale_after_s = 90
+  }
+  assert {
+    condition     = output.HEADSHOTS_OWNER_STALE_AFTER_S == "90"
+    error_message = "an explicit S is passed through"
+  }
+}
+
+run "accepts_the_lease_rule_at_its_bounds" {
+  command = plan
+  variables {
+    visibility_timeout_s = 90
+    heartbeat_interval_s = 30
+    owner_stale_after_s  = 60
+    max_job_duration_s   = 91
+  }
+  assert {
+    condition     = output.HEADSHOTS_OWNER_STALE_AFTER_S == "60"
+    error_message = "V = 3H and S = 2H are allowed"
+  }
+}
+
+run "rejects_visibility_below_three_heartbeats" {
+  command = plan
+  variables {
+    visibility_timeout_s = 89
+    heartbeat_interval_s = 30
+  }
+  expect_failures = [var.visibility_timeout_s]
+}
+
+run "rejects_a_non_positive_heartbeat" {
+  command = plan
+  variables {
+    heartbeat_interval_s = 0
+  }
+  expect_failures = [var.heartbeat_interval_s]
+}
+
+run "rejects_staleness_below_two_heartbeats" {
+  command = plan
+  variables {
+    owner_stale_after_s = 59
+  }
+  expect_failures = [var.owner_stale_after_s]
+}
+
+run "rejects_max_job_duration_not_longer_than_visibility" {
+  command = plan
+  variables {
+    max_job_duration_s = 120
+  }
+  expect_failures = [var.max_job_duration_s]
+}
+
+run "rejects_uploads_expiring_before_the_last_possible_attempt" {
+  command = plan
+  variables {
+    upload_expiry_days  = 4
+    message_retention_s = 345600
+    max_job_duration_s  = 10800
+  }
+  expect_failures = [var.upload_expiry_days]
+}
+
+run "alarms_notify_the_alarm_topic_by_default" {
+  assert {
+    condition     = alltrue([for a in [aws_cloudwatch_metric_alarm.dlq_not_empty, aws_cloudwatch_metric_alarm.oldest_message_age] : contains(a.alarm_actions, aws_sns_topic.alarms.arn) && contains(a.ok_actions, aws_sns_topic.alarms.arn)])
+    error_message = "every alarm notifies the alarm topic without any setting"
+  }
+  assert {
+    condition     = length(aws_sns_topic_subscription.alarm_email) == 0 && aws_sns_topic.alarms.kms_master_key_id == aws_kms_key.data.arn && output.alarm_topic_arn == aws_sns_topic.alarms.arn
+    error_message = "an encrypted topic, no email subscription unless asked"
+  }
+  assert {
+    condition     = jsondecode(aws_sns_topic_policy.publishers["alarms"].policy).Statement[0].Principal.Service == "cloudwatch.amazonaws.com" && jsondecode(aws_sns_topic_policy.publishers["email_events"].policy).Statement[0].Principal.Service == "ses.amazonaws.com"
+    error_message = "CloudWatch publishes alarms, SES publishes email events"
+  }
+  assert {
+    condition     = length([for s in jsondecode(aws_kms_key.data.policy).Statement : s if try(contains(s.Principal.Service, "cloudwatch.amazonaws.com") && contains(s.Principal.Service, "ses.amazonaws.com"), false)]) == 1
+    error_message = "the key lets CloudWatch and SES publish to the encrypted topics"
+  }
+}
+
+run "alarm_email_subscribes_to_the_topic" {
+  variables {
+    alarm_email   = "oncall@example.com"
+    alarm_actions = ["arn:aws:sns:us-east-1:123456789012:pager"]
+  }
+  assert {
+    condition     = aws_sns_topic_subscription.alarm_email[0].protocol == "email" && aws_sns_topic_subscription.alarm_email[0].endpoint == "oncall@example.com" && aws_sns_topic_subscription.alarm_email[0].topic_arn == aws_sns_topic.alarms.arn
+    error_message = "the optional email subscribes to the alarm topic"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.dlq_not_empty.alarm_actions == toset([aws_sns_topic.alarms.arn, "arn:aws:sns:us-east-1:123456789012:pager"])
+    error_message = "extra alarm actions are added to the topic, not instead of it"
+  }
+}
+
+run "ses_bounces_and_complaints_go_to_sns" {
+  assert {
+    condition     = aws_ses_event_destination.bounces_and_complaints[0].configuration_set_name == aws_ses_configuration_set.mail.name && aws_ses_event_destination.bounces_and_complaints[0].enabled
+    error_message = "the event destination belongs to the identity's default configuration set"
+  }
+  assert {
+    condition     = contains(aws_ses_event_destination.bounces_and_complaints[0].matching_types, "bounce") && contains(aws_ses_event_destination.bounces_and_complaints[0].matching_types, "complaint")
+    error_message = "bounces and complaints are published"
+  }
+  assert {
+    condition     = aws_ses_event_destination.bounces_and_complaints[0].sns_destination[0].topic_arn == aws_sns_topic.email_events.arn && output.email_events_topic_arn == aws_sns_topic.email_events.arn
+    error_message = "to the email-events topic"
+  }
+}
+
+run "rejects_a_bad_alarm_email" {
+  command = plan
+  variables {
+    alarm_email = "not-an-address"
+  }
+  expect_failures = [var.alarm_email]
 }

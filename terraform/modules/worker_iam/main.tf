@@ -1,0 +1,111 @@
+# The worker's task role: what the headshot worker's code may do, and nothing else. A module of
+# its own so that it can be applied alone (to the offline moto endpoint, where a test worker
+# assumes it) and its rendered policy read by tests (the `policy_json` output).
+#
+# Least privilege. The task role may: read and delete uploads/ of the input bucket, read and
+# write jobs/ and results/ of the output bucket, use its queue and the key, send email as the
+# configured sender through its configuration set, and set its own task's scale-in protection.
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  region     = data.aws_region.current.name
+
+  ecs_tasks_trust = {
+    Effect    = "Allow"
+    Principal = { Service = "ecs-tasks.amazonaws.com" }
+    Action    = "sts:AssumeRole"
+    Condition = {
+      ArnLike      = { "aws:SourceArn" = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:*" }
+      StringEquals = { "aws:SourceAccount" = local.account_id }
+    }
+  }
+  # Tests only (see var.test_trusted_principals); absent in every real deployment.
+  test_trust = [for p in var.test_trusted_principals : {
+    Sid       = "TestsOnlyAssumeRole"
+    Effect    = "Allow"
+    Principal = { AWS = p }
+    Action    = "sts:AssumeRole"
+  }]
+  trust_policy = {
+    Version   = "2012-10-17"
+    Statement = concat([local.ecs_tasks_trust], local.test_trust)
+  }
+
+  ses_configuration_set_arn = "arn:${local.partition}:ses:${local.region}:${local.account_id}:configuration-set/${var.ses_configuration_set}"
+
+  task_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "ReadAndRemoveUploads"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:DeleteObject"]
+        Resource = "${var.input_bucket_arn}/uploads/*"
+      },
+      {
+        Sid       = "ListUploads"
+        Effect    = "Allow"
+        Action    = "s3:ListBucket"
+        Resource  = var.input_bucket_arn
+        Condition = { StringLike = { "s3:prefix" = ["uploads/*"] } }
+      },
+      {
+        Sid      = "JobRecordsAndResults"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+        Resource = ["${var.output_bucket_arn}/jobs/*", "${var.output_bucket_arn}/results/*"]
+      },
+      {
+        Sid       = "ListJobRecordsAndResults"
+        Effect    = "Allow"
+        Action    = "s3:ListBucket"
+        Resource  = var.output_bucket_arn
+        Condition = { StringLike = { "s3:prefix" = ["jobs/*", "results/*"] } }
+      },
+      {
+        Sid      = "ConsumeJobQueue"
+        Effect   = "Allow"
+        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+        Resource = var.queue_arn
+      },
+      {
+        Sid      = "UseDataKey"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
+        Resource = var.kms_key_arn
+      },
+      {
+        Sid       = "SendAsConfiguredSender"
+        Effect    = "Allow"
+        Action    = ["ses:SendEmail", "ses:SendRawEmail"]
+        Resource  = [var.ses_identity_arn, local.ses_configuration_set_arn]
+        Condition = { StringEquals = { "ses:FromAddress" = var.email_sender } }
+      },
+      {
+        # The worker protects its own task from scale-in while a job runs.
+        Sid      = "OwnTaskScaleInProtection"
+        Effect   = "Allow"
+        Action   = ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"]
+        Resource = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${var.cluster_name}/*"
+      },
+    ]
+  }
+}
+
+resource "aws_iam_role" "task" {
+  name               = "${var.name_prefix}-worker-task"
+  description        = "What the headshot worker's code may do"
+  assume_role_policy = jsonencode(local.trust_policy)
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy" "task" {
+  name   = "worker"
+  role   = aws_iam_role.task.id
+  policy = jsonencode(local.task_policy)
+}
