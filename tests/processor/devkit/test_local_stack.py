@@ -8,6 +8,7 @@ import smtplib
 import subprocess
 import sys
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from processor.devkit.local_stack import LocalStack, settings_env
 from processor.manifest import job_id_from_key, parse_s3_event
 from processor.settings import Settings
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = str(Path(__file__).resolve().parents[3])  # the checkout: tests/processor/devkit/ is three below
 
 
 def receive_all(stack: LocalStack, settings: Settings, wait: int = 1) -> list[dict]:
