@@ -155,7 +155,9 @@ class Fleet:
         return sorted(d for w in self.root.glob("*/work") for d in w.iterdir()) if self.root.exists() else []
 
     def all_events(self) -> list[dict[str, Any]]:
-        return [e for w in self.workers for e in w.events()]
+        """Every worker's log lines once (a worker restarted under a name shares its log file)."""
+        seen = {w.log_path: w for w in self.workers}
+        return [e for w in seen.values() for e in w.events()]
 
 
 # --- looking at the stack (blocking boto3: tests are the operator here) ---------------------
