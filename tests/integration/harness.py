@@ -161,16 +161,28 @@ class Fleet:
 
 
 # --- looking at the stack (blocking boto3: tests are the operator here) ---------------------
-def submit(settings: Settings, folder: Path, email_to: str, job_id: str, name: str | None = None) -> None:
-    """Upload like a client: photos, then manifest.json (the trigger)."""
+def submit(settings: Settings, folder: Path, email_to: str, job_id: str, name: str | None = None,
+           credentials: dict[str, str] | None = None) -> None:
+    """Upload like a client: photos, then manifest.json (the trigger); as ``credentials`` if given."""
     import concurrent.futures
 
     from processor.commands.submit import plan_upload, upload
 
     plan = plan_upload(folder, email_to, name, job_id)
-    # Callable from sync code and from inside a running event loop (async tests) alike.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, upload(plan, settings, show_progress=False)).result()
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
+    try:
+        if credentials:
+            os.environ.pop("AWS_SESSION_TOKEN", None)
+            os.environ.update(credentials)
+        # Callable from sync code and from inside a running event loop (async tests) alike.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, upload(plan, settings, show_progress=False)).result()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def job_status(stack: LocalStack, settings: Settings, job_id: str) -> dict[str, Any] | None:

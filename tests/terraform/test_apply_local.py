@@ -11,9 +11,7 @@ endpoints point at moto; nothing in the module itself changes except
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,72 +23,22 @@ from processor.devkit.local_stack import LocalStack
 from processor.settings import Settings
 from processor.worker import serve
 from tests.integration.harness import job_status, keys, queue_counts, submit
+from tests.terraform.tf import Terraform, apply_module, settings_from_outputs
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "terraform" / "modules" / "storage_messaging"
-SERVICES = ("s3", "sqs", "kms", "ses", "sesv2", "sns", "sts", "iam", "cloudwatch")
 
 pytestmark = pytest.mark.skipif(shutil.which("terraform") is None,
                                 reason="the terraform binary is not installed on this machine")
-
-
-def provider_override(endpoint: str, region: str) -> str:
-    """A provider block for moto: its endpoints, no account lookups, path-style S3."""
-    endpoints = "\n".join(f'    {name} = "{endpoint}"' for name in SERVICES)
-    return f'''provider "aws" {{
-  region                      = "{region}"
-  skip_credentials_validation = true
-  skip_metadata_api_check     = true
-  skip_region_validation      = true
-  skip_requesting_account_id  = true
-  s3_use_path_style           = true
-  endpoints {{
-{endpoints}
-  }}
-}}
-'''
-
-
-def settings_from_outputs(outputs: dict[str, Any]) -> dict[str, str]:
-    """Worker settings from `terraform output -json`: each HEADSHOTS_X output is setting x."""
-    return {name.removeprefix("HEADSHOTS_").lower(): str(out["value"])
-            for name, out in outputs.items() if name.startswith("HEADSHOTS_")}
-
-
-class Terraform:
-    """The terraform CLI in one working folder, offline (provider from the local mirror)."""
-
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        self.workdir = workdir
-        self.env = env
-
-    def run(self, *args: str, timeout: float = 400) -> str:
-        proc = subprocess.run(["terraform", *args], cwd=self.workdir, env=self.env, text=True,
-                              capture_output=True, timeout=timeout)
-        if proc.returncode != 0:
-            raise AssertionError(f"terraform {args[0]} failed ({proc.returncode}):\n"
-                                 f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-        return proc.stdout
-
-
-def cli_config() -> str:
-    out = subprocess.run([str(REPO / "scripts" / "terraform-cli-config.sh")], text=True,
-                         capture_output=True, check=True)
-    return out.stdout.strip()
 
 
 @pytest.fixture(scope="module")
 def applied(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Terraform, dict[str, Any]]]:
     """The module applied to the session's moto server; destroyed when the tests are done."""
     work = tmp_path_factory.mktemp("tf-storage")
-    for tf in [*MODULE.glob("*.tf"), MODULE / ".terraform.lock.hcl"]:  # with the committed lock
-        shutil.copy(tf, work / tf.name)
-    region = local_stack.settings.aws_region
-    (work / "zz_moto_provider_override.tf").write_text(provider_override(local_stack.endpoint_url, region))
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": cli_config(), "TF_IN_AUTOMATION": "1",
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": region}
     prefix = f"tf{uuid.uuid4().hex[:8]}"
-    (work / "terraform.tfvars.json").write_text(json.dumps({
+    tf, outputs = apply_module(MODULE, work, local_stack.endpoint_url, local_stack.settings.aws_region,
+                               {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}, {
         "name_prefix": prefix,
         "email_sender": f"{prefix}@example.com",
         "visibility_timeout_s": 60,
@@ -101,12 +49,8 @@ def applied(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -
         "force_destroy": True,
         "kms_deletion_window_days": 7,
         "local_endpoint_compat": True,
-    }))
-    tf = Terraform(work, env)
-    tf.run("init", "-input=false", "-no-color")
+    })
     try:
-        tf.run("apply", "-auto-approve", "-input=false", "-no-color")
-        outputs = json.loads(tf.run("output", "-json", "-no-color"))
         yield tf, outputs
     finally:
         tf.run("destroy", "-auto-approve", "-input=false", "-no-color")

@@ -1,0 +1,131 @@
+"""IAM held to the code: a whole job delivered by workers that hold only the task role's rights.
+
+The worker role and its policy are applied from ``terraform/modules/worker_iam`` to a moto
+server that enforces IAM (``processor.devkit.iam_stack``; a test-only trusted principal lets
+the test assume the role, as ECS would for the task), and worker processes run with the
+role's temporary credentials from STS. The job meets a spot interruption on the way (SIGTERM
+in training: the message is put back as a fresh copy) and the workers sweep the dead-letter
+queue while idle, so the hand-back and the sweeper's calls are judged too.
+
+Two layers: moto denies what the role may not do (it cannot judge SES and KMS by resource,
+nor conditions the request lacks a key for, so email goes by SMTP here); and every call the
+workers made is recorded at the HTTP edge (the ledger proxy) and judged against the policy
+Terraform rendered, by AWS's rules (``processor.devkit.iam_ledger``). The second layer for SES
+and KMS: ``tests/terraform/test_apply_local.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from processor.devkit.fault_proxy import FaultProxy
+from processor.devkit.iam_ledger import check
+from processor.devkit.iam_stack import EnforcedStack
+from processor.devkit.local_stack import LocalStack
+from processor.devkit.profiles import production_timing, tiny_model_settings
+from processor.settings import Settings
+from tests.integration.harness import (
+    Fleet,
+    emails_for,
+    queue_counts,
+    submit,
+    wait_for_state,
+)
+from tests.terraform.tf import REPO, apply_module
+
+pytestmark = pytest.mark.skipif(shutil.which("terraform") is None,
+                                reason="the terraform binary is not installed on this machine")
+
+MODULE = REPO / "terraform" / "modules" / "worker_iam"
+ACCOUNT = "123456789012"
+
+
+def worker_iam_vars(settings: Settings, queue_arn: str, dlq_arn: str, prefix: str) -> dict[str, Any]:
+    region = settings.aws_region
+    return {
+        "name_prefix": prefix, "cluster_name": f"{prefix}-cluster",
+        "input_bucket_arn": f"arn:aws:s3:::{settings.input_bucket}",
+        "output_bucket_arn": f"arn:aws:s3:::{settings.output_bucket}",
+        "queue_arn": queue_arn, "dlq_arn": dlq_arn,
+        "kms_key_arn": f"arn:aws:kms:{region}:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555",
+        "ses_identity_arn": f"arn:aws:ses:{region}:{ACCOUNT}:identity/{settings.email_sender}",
+        "ses_configuration_set": f"{prefix}-mail", "email_sender": settings.email_sender,
+        "test_trusted_principals": [f"arn:aws:iam::{ACCOUNT}:user/admin"],  # moto does not read :root as the account
+    }
+
+
+@pytest.fixture(scope="module")
+def enforced() -> Iterator[EnforcedStack]:
+    with EnforcedStack() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def role_job(enforced: EnforcedStack, local_stack: LocalStack, job_photos: Path, tiny_model_dir: Path,
+             deepface_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The job, run once under the role; what the tests below judge."""
+    root = tmp_path_factory.mktemp("iam-job")
+    admin = LocalStack.attach(Settings(aws_endpoint_url=enforced.endpoint_url, email_backend="smtp"),
+                              credentials=enforced.admin)
+    settings = admin.provision("iam", **{
+        **tiny_model_settings(tiny_model_dir, root / "cache", num_images=2, train_steps=12),
+        **production_timing(), "dlq_sweep_interval_s": 1.0, "email_backend": "smtp",
+        "smtp_host": local_stack.settings.smtp_host, "smtp_port": local_stack.settings.smtp_port,
+        "deepface_home": deepface_home, "log_format": "json"})
+    sqs = admin.client("sqs", settings)
+
+    def arn(url: str) -> str:
+        return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    tf, outputs = apply_module(MODULE, root, enforced.endpoint_url, settings.aws_region, enforced.admin,
+                               worker_iam_vars(settings, arn(settings.queue_url), arn(settings.dlq_url), "iamtest"))
+    role = LocalStack.attach(settings, credentials=enforced.assume(outputs["role_arn"]["value"]))
+    job_id = f"iam-{int(time.time())}"
+    submit(settings, job_photos, "rae@example.com", job_id, credentials=enforced.admin)
+    with FaultProxy(enforced.endpoint_url, ledger=True) as proxy:
+        fleet = Fleet(role, settings.model_copy(update={"aws_endpoint_url": proxy.url}), root / "fleet", [])
+        try:
+            spot = fleet.start("spot", HEADSHOTS_FAILPOINTS="train.step=pause@3")
+            spot.wait_paused(300)
+            spot.terminate()  # a spot interruption: the job goes back as a fresh message
+            spot.resume()
+            spot.wait(settings.shutdown_grace_s)
+            fleet.start("finisher")
+            status = wait_for_state(admin, settings, job_id, ["delivered", "failed"], 400, fleet=fleet)
+            time.sleep(3 * settings.dlq_sweep_interval_s)  # idle: the sweeper polls the DLQ
+        finally:
+            fleet.stop_all()
+        calls = list(proxy.calls or [])
+    yield {"settings": settings, "admin": admin, "job_id": job_id, "status": status, "fleet": fleet,
+           "calls": calls, "policy": json.loads(outputs["policy_json"]["value"])}
+    tf.run("destroy", "-auto-approve", "-input=false", "-no-color")
+
+
+def test_a_job_is_delivered_by_workers_holding_only_the_task_roles_rights(
+        role_job: dict[str, Any], local_stack: LocalStack) -> None:
+    status, fleet = role_job["status"], role_job["fleet"]
+    denied = [e for e in fleet.all_events() if "AccessDenied" in json.dumps(e)]
+    assert status["state"] == "delivered", (status.get("error"), denied[:3])
+    assert denied == []
+    events = [e.get("event") for e in fleet.all_events()]
+    assert "job_interrupted_requeued" in events and "dlq_sweep_failed" not in events
+    assert len(emails_for(local_stack.outbox, role_job["job_id"])) == 1
+    assert queue_counts(role_job["admin"], role_job["settings"]) == (0, 0)
+
+
+def test_every_call_the_workers_made_is_allowed_by_the_rendered_policy(role_job: dict[str, Any]) -> None:
+    report = check(role_job["policy"], role_job["calls"])
+    actions = {c.action for c in report.calls}
+    assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject", "sqs:ReceiveMessage",
+            "sqs:SendMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} <= actions
+    assert report.denied == [], "\n".join(f"{c.action} {c.resource} {dict(c.context)}: {why}"
+                                          for c, why in report.denied)
+    (REPO / ".cache").mkdir(exist_ok=True)
+    (REPO / ".cache" / "iam-ledger-worker.json").write_text(json.dumps(
+        {"calls": len(report.calls), "used": report.used, "unused": report.unused}, indent=1))
