@@ -117,7 +117,7 @@ def _r(x: float | None) -> float | None:
 
 def run(loads: list[float], max_workers: list[int] | None = None, *, hours: float = 24, trough: float = 0.3,
         seed: int = 7, gpu_speed: float = 1.0, boot_min: float = 4, boot_max: float = 10,
-        spot_rate: float = 0.02, metric_lag_min: int = 2, handback_spends_receive: bool = True,
+        spot_rate: float = 0.02, metric_lag_min: int = 2, handback_spends_receive: bool = False,
         default_cap_load: float = 100,
         fixed_dir: Path = FIXED_DIR, before_dir: Path = BEFORE_DIR, storage_dir: Path = STORAGE_DIR,
         performance_md: Path = PERFORMANCE_MD) -> dict[str, Any]:
@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--boot-max", type=float, default=10.0, help="minutes: instance boot + image pull, high")
     ap.add_argument("--spot-rate", type=float, default=0.02, help="interruptions per spot instance-hour")
     ap.add_argument("--metric-lag-min", type=int, default=2)
-    ap.add_argument("--handback-free", action="store_true",
-                    help="spot hand-backs do not spend a receive (issue 14's worker)")
+    ap.add_argument("--handback-spends", action="store_true",
+                    help="each spot hand-back spends a receive (the worker before it re-enqueued a fresh copy)")
     ap.add_argument("--default-cap-load", type=float, default=100,
                     help="also run the fixed policy at the module's default max_workers at this load (0: skip)")
     ap.add_argument("--fixed-dir", type=Path, default=FIXED_DIR)
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     out = run(loads, caps, hours=args.hours, trough=args.trough, seed=args.seed, gpu_speed=args.gpu_speed,
               boot_min=args.boot_min, boot_max=args.boot_max, spot_rate=args.spot_rate,
-              metric_lag_min=args.metric_lag_min, handback_spends_receive=not args.handback_free,
+              metric_lag_min=args.metric_lag_min, handback_spends_receive=args.handback_spends,
               default_cap_load=args.default_cap_load,
               fixed_dir=args.fixed_dir, before_dir=args.before_dir)
     out["wall_s"] = round(time.perf_counter() - start, 2)

@@ -18,7 +18,8 @@ is modelled as AWS documents it, with these figures (not in Terraform):
   tasks, then idle ones; a busy task over the desired count stops when its job ends.
 - Spot instances are interrupted at a rate per instance-hour: the job in progress goes back to
   the queue and resumes from its checkpoints on another worker, losing the stage in progress.
-  A hand-back spends one receive if ``handback_spends_receive`` (today's worker); a job whose
+  A hand-back spends one receive if ``handback_spends_receive`` (the worker before it put jobs
+  back as fresh messages; the worker now does not); a job whose
   next receive would exceed maxReceiveCount is dead-lettered.
 """
 
@@ -62,7 +63,7 @@ class Fleet:
     gpu_speed: float = 1.0
     metric_lag_min: int = 2
     max_receive_count: int = 3
-    handback_spends_receive: bool = True
+    handback_spends_receive: bool = False
 
 
 @dataclass

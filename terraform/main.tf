@@ -51,6 +51,7 @@ module "compute" {
   input_bucket_arn      = module.storage_messaging.input_bucket_arn
   output_bucket_arn     = module.storage_messaging.output_bucket_arn
   queue_arn             = module.storage_messaging.queue_arn
+  dlq_arn               = module.storage_messaging.dlq_arn
   queue_name            = module.storage_messaging.queue_name
   kms_key_arn           = module.storage_messaging.kms_key_arn
   ses_identity_arn      = module.storage_messaging.ses_identity_arn

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from processor.devkit.fault_proxy import FaultProxy
+from processor.devkit.iam_ledger import Call, check
 from processor.devkit.local_stack import LocalStack
 from processor.settings import Settings
 from processor.worker import serve
@@ -56,6 +58,25 @@ def applied(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -
         tf.run("destroy", "-auto-approve", "-input=false", "-no-color")
 
 
+@pytest.fixture(scope="module")
+def worker_policy(applied: tuple[Terraform, dict[str, Any]], local_stack: LocalStack,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The worker role's policy document, as ``worker_iam`` renders it for the applied resources."""
+    _, out = applied
+    value = {k: v["value"] for k, v in out.items()}
+    tf, outputs = apply_module(REPO / "terraform" / "modules" / "worker_iam", tmp_path_factory.mktemp("tf-iam"),
+                               local_stack.endpoint_url, local_stack.settings.aws_region,
+                               {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}, {
+        "name_prefix": value["queue_name"].removesuffix("-jobs"), "cluster_name": "tf-cluster",
+        **{k: value[k] for k in ("input_bucket_arn", "output_bucket_arn", "queue_arn", "dlq_arn", "kms_key_arn",
+                                 "ses_identity_arn", "ses_configuration_set")},
+        "email_sender": value["HEADSHOTS_EMAIL_SENDER"]})
+    try:
+        yield json.loads(outputs["policy_json"]["value"])
+    finally:
+        tf.run("destroy", "-auto-approve", "-input=false", "-no-color")
+
+
 def test_outputs_are_exactly_settings_the_worker_reads(applied: tuple[Terraform, dict[str, Any]]) -> None:
     _, outputs = applied
     values = settings_from_outputs(outputs)
@@ -82,8 +103,11 @@ def test_applied_buckets_block_public_access_and_encrypt_with_the_key(
 
 
 async def test_uploaded_folder_queues_a_job_that_a_worker_configured_from_outputs_delivers(
-        applied: tuple[Terraform, dict[str, Any]], local_stack: LocalStack, job_photos: Path,
-        tiny_model_dir: Path, deepface_home: Path, tmp_path: Path) -> None:
+        applied: tuple[Terraform, dict[str, Any]], worker_policy: dict[str, Any], local_stack: LocalStack,
+        job_photos: Path, tiny_model_dir: Path, deepface_home: Path, tmp_path: Path) -> None:
+    """Also the SES and KMS half of the IAM ledger (tests/terraform/test_worker_iam.py has the rest):
+    every call of this job, on the module's KMS-encrypted buckets and its SES identity, is judged
+    against the worker role's policy by AWS's rules, which moto does not apply to SES or KMS."""
     from processor.devkit.profiles import fast_queue_settings, tiny_model_settings
 
     _, outputs = applied
@@ -106,7 +130,10 @@ async def test_uploaded_folder_queues_a_job_that_a_worker_configured_from_output
     assert keys_in_events == [f"uploads%2F{job_id}%2Fmanifest.json"], bodies
 
     sent_before = len(local_stack.ses_sent_messages())
-    await serve(settings, max_jobs=1, idle_exit_s=30, install_signals=False)
+    with FaultProxy(local_stack.endpoint_url, ledger=True) as proxy:
+        await serve(settings.model_copy(update={"aws_endpoint_url": proxy.url}), max_jobs=1, idle_exit_s=30,
+                    install_signals=False)
+        calls = list(proxy.calls or [])
 
     status = job_status(local_stack, settings, job_id)
     assert status is not None and status["state"] == "delivered", status
@@ -118,3 +145,16 @@ async def test_uploaded_folder_queues_a_job_that_a_worker_configured_from_output
     assert len(mail) == 1, mail  # one email, from the applied SES identity, to the person
     assert mail[0].source == settings.email_sender
     assert mail[0].destinations and all("ada@example.com" in d for d in mail[0].destinations)
+
+    # The ledger: S3 reads and writes of SSE-KMS objects imply the key's Decrypt / GenerateDataKey.
+    key = outputs["kms_key_arn"]["value"]
+    buckets = (settings.input_bucket, settings.output_bucket)
+    implied = [Call({"s3:GetObject": "kms:Decrypt", "s3:PutObject": "kms:GenerateDataKey"}[c.action], key)
+               for c in calls if c.action in ("s3:GetObject", "s3:PutObject")
+               and c.resource.split(":::", 1)[1].split("/", 1)[0] in buckets]
+    report = check(worker_policy, calls + implied)
+    assert {"ses:SendRawEmail", "kms:Decrypt", "kms:GenerateDataKey"} <= {c.action for c in report.calls}
+    (REPO / ".cache" / "iam-ledger-ses-kms.json").write_text(json.dumps(
+        {"calls": len(report.calls), "used": report.used, "unused": report.unused,
+         "denied": [f"{c.action} {c.resource} {dict(c.context)}: {why}" for c, why in report.denied]}, indent=1))
+    assert report.denied == [], report.denied

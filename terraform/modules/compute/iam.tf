@@ -51,6 +51,7 @@ module "worker_iam" {
   input_bucket_arn      = var.input_bucket_arn
   output_bucket_arn     = var.output_bucket_arn
   queue_arn             = var.queue_arn
+  dlq_arn               = var.dlq_arn
   kms_key_arn           = var.kms_key_arn
   ses_identity_arn      = var.ses_identity_arn
   ses_configuration_set = var.ses_configuration_set

@@ -195,6 +195,11 @@ variable "queue_arn" {
   type        = string
 }
 
+variable "dlq_arn" {
+  description = "ARN of the job queue's dead-letter queue (the worker's sweeper reads it)."
+  type        = string
+}
+
 variable "queue_name" {
   description = "Name of the job queue (CloudWatch dimension of the backlog metrics)."
   type        = string

@@ -3,8 +3,11 @@
 # assumes it) and its rendered policy read by tests (the `policy_json` output).
 #
 # Least privilege. The task role may: read and delete uploads/ of the input bucket, read and
-# write jobs/ and results/ of the output bucket, use its queue and the key, send email as the
-# configured sender through its configuration set, and set its own task's scale-in protection.
+# write jobs/, results/ and the class-image cache (class-images/) of the output bucket, use its
+# queue (including putting a handed-back job back) and sweep its dead-letter queue, use the key,
+# send email as the configured sender through its configuration set, and set its own task's
+# scale-in protection. tests/terraform/test_worker_iam.py holds it to the code: a job under this
+# role on an IAM-enforcing endpoint, and every call of it judged against this document.
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
@@ -61,17 +64,32 @@ locals {
         Resource = ["${var.output_bucket_arn}/jobs/*", "${var.output_bucket_arn}/results/*"]
       },
       {
-        Sid       = "ListJobRecordsAndResults"
+        # The class-prior image cache, shared by the fleet (processor/job/class_cache.py).
+        Sid      = "ClassImageCache"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:PutObject"]
+        Resource = "${var.output_bucket_arn}/class-images/*"
+      },
+      {
+        Sid       = "ListJobRecordsResultsAndClassImages"
         Effect    = "Allow"
         Action    = "s3:ListBucket"
         Resource  = var.output_bucket_arn
-        Condition = { StringLike = { "s3:prefix" = ["jobs/*", "results/*"] } }
+        Condition = { StringLike = { "s3:prefix" = ["jobs/*", "results/*", "class-images/*"] } }
       },
       {
+        # SendMessage: a job handed back on SIGTERM goes back as a fresh message (docs/delivery.md).
         Sid      = "ConsumeJobQueue"
         Effect   = "Allow"
-        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage"]
         Resource = var.queue_arn
+      },
+      {
+        # The dead-letter sweeper (processor/job/sweeper.py) fails dead-lettered jobs between jobs.
+        Sid      = "SweepDeadLetters"
+        Effect   = "Allow"
+        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
+        Resource = var.dlq_arn
       },
       {
         Sid      = "UseDataKey"

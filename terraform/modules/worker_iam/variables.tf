@@ -28,6 +28,11 @@ variable "queue_arn" {
   type        = string
 }
 
+variable "dlq_arn" {
+  description = "ARN of the job queue's dead-letter queue (the worker sweeps it)."
+  type        = string
+}
+
 variable "kms_key_arn" {
   description = "Customer key of the buckets and queues."
   type        = string

@@ -46,6 +46,7 @@ variables {
   input_bucket_arn      = "arn:aws:s3:::headshots-input-123456789012"
   output_bucket_arn     = "arn:aws:s3:::headshots-output-123456789012"
   queue_arn             = "arn:aws:sqs:us-east-1:123456789012:headshots-jobs"
+  dlq_arn               = "arn:aws:sqs:us-east-1:123456789012:headshots-jobs-dlq"
   queue_name            = "headshots-jobs"
   kms_key_arn           = "arn:aws:kms:us-east-1:123456789012:key/0000"
   ses_identity_arn      = "arn:aws:ses:us-east-1:123456789012:identity/headshots@example.com"

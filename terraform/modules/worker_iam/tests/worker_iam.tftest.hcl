@@ -21,6 +21,7 @@ variables {
   input_bucket_arn      = "arn:aws:s3:::headshots-input-123456789012"
   output_bucket_arn     = "arn:aws:s3:::headshots-output-123456789012"
   queue_arn             = "arn:aws:sqs:us-east-1:123456789012:headshots-jobs"
+  dlq_arn               = "arn:aws:sqs:us-east-1:123456789012:headshots-jobs-dlq"
   kms_key_arn           = "arn:aws:kms:us-east-1:123456789012:key/0000"
   ses_identity_arn      = "arn:aws:ses:us-east-1:123456789012:identity/headshots@example.com"
   ses_configuration_set = "headshots-mail"
@@ -95,6 +96,22 @@ run "task_role_is_least_privilege" {
   assert {
     condition     = contains(one([for s in jsondecode(output.policy_json).Statement : s.Resource if s.Sid == "SendAsConfiguredSender"]), "arn:aws:ses:us-east-1:123456789012:configuration-set/headshots-mail")
     error_message = "email through the module's configuration set"
+  }
+}
+
+run "grants_what_the_code_calls_beyond_jobs_and_results" {
+  command = plan
+  assert {
+    condition     = one([for s in jsondecode(output.policy_json).Statement : s.Resource if s.Sid == "ClassImageCache"]) == "arn:aws:s3:::headshots-output-123456789012/class-images/*"
+    error_message = "the class-image cache lives under class-images/ of the output bucket"
+  }
+  assert {
+    condition     = contains(one([for s in jsondecode(output.policy_json).Statement : s.Action if s.Sid == "ConsumeJobQueue"]), "sqs:SendMessage")
+    error_message = "a handed-back job goes back to its queue as a fresh message"
+  }
+  assert {
+    condition     = one([for s in jsondecode(output.policy_json).Statement : s.Resource if s.Sid == "SweepDeadLetters"]) == "arn:aws:sqs:us-east-1:123456789012:headshots-jobs-dlq"
+    error_message = "the worker sweeps its own dead-letter queue"
   }
 }
 
