@@ -69,7 +69,10 @@ def worker_policy(applied: tuple[Terraform, dict[str, Any]], local_stack: LocalS
                                {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}, {
         "name_prefix": value["queue_name"].removesuffix("-jobs"), "cluster_name": "tf-cluster",
         **{k: value[k] for k in ("input_bucket_arn", "output_bucket_arn", "queue_arn", "dlq_arn", "kms_key_arn",
-                                 "ses_identity_arn", "ses_configuration_set")},
+                                 "ses_configuration_set")},
+        # moto names an SESv2 email identity ".../email-identity/<name>"; AWS names it
+        # ".../identity/<name>", the resource a send is authorized against.
+        "ses_identity_arn": value["ses_identity_arn"].replace(":email-identity/", ":identity/"),
         "email_sender": value["HEADSHOTS_EMAIL_SENDER"]})
     try:
         yield json.loads(outputs["policy_json"]["value"])
