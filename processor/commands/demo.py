@@ -39,11 +39,9 @@ def demo_settings(cache: Path, model: str | None, outbox_smtp: bool = True,
     values: dict[str, Any] = {"email_backend": "smtp" if outbox_smtp else "ses",
                               "log_format": "console", **fast_queue_settings()}
     if model is None:
-        from processor.devkit.tiny_sdxl import build_tiny_sdxl
+        from processor.devkit.tiny_sdxl import ensure_tiny_sdxl
 
-        model_dir = cache.parent / "tiny-sdxl"
-        if not (model_dir / "model_index.json").exists():
-            build_tiny_sdxl(model_dir)
+        model_dir = ensure_tiny_sdxl(cache.parent)  # .cache/tiny-sdxl-<version>
         values.update(tiny_model_settings(model_dir, cache, num_images=num_images))
     else:
         values.update(base_model=model, class_cache_dir=cache / "class-images", work_dir=cache / "work")

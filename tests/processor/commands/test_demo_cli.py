@@ -11,13 +11,15 @@ import sys
 from pathlib import Path
 
 from processor.commands.demo import demo_settings
+from processor.devkit.tiny_sdxl import tiny_model_dir
 from tests.integration.harness import REPO_ROOT
 
 
 def test_demo_settings_use_the_tiny_model_in_report_mode_unless_a_model_is_named(tmp_path: Path) -> None:
     tiny = demo_settings(tmp_path / "demo", None, num_images=50)
     assert tiny["selection_mode"] == "report" and tiny["resolution"] == 128 and tiny["num_images"] == 50
-    assert (tmp_path / "tiny-sdxl" / "model_index.json").exists()
+    assert (tiny_model_dir(tmp_path) / "model_index.json").exists()
+    assert tiny["base_model"] == str(tiny_model_dir(tmp_path))
     real = demo_settings(tmp_path / "demo", "stabilityai/stable-diffusion-xl-base-1.0")
     assert real["base_model"] == "stabilityai/stable-diffusion-xl-base-1.0" and "selection_mode" not in real
 
