@@ -164,17 +164,7 @@ class FrontDoor:
         now = self.clock()
         keys = self.aws.signing_keys()
         if self.aws.dynamodb is not None:
-            subjects = {"client": client_subject(request.source_ip), "address": address_subject(job_request.email)}
-            counts = {}
-            for limit in self.limits:
-                counter = counter_key(keys[0], limit, subjects[limit.name], now)
-                counts[limit] = self.aws.increment(counter, int(now) + 2 * limit.period_s)
-            decision = decide(counts, now)
-            if not decision.allowed:
-                log.info("job_rate_limited", limit=decision.limit)
-                raise HttpError(429, "rate_limited", "Too many new jobs from here or for this address. "
-                                f"Please try again in {max(1, decision.retry_after_s // 60)} minutes.",
-                                {"Retry-After": str(decision.retry_after_s)})
+            self._take_rate_limit(request, job_request.email, keys[0], now)
         job_id = secrets.token_hex(16)  # 128 random bits; a valid job id by construction
         uploads = []
         for photo in job_request.photos:
@@ -189,6 +179,23 @@ class FrontDoor:
             "ticket": make_ticket(keys[0], job_id, job_request.manifest(), expires),
             "start_url": f"{base}/api/jobs/{job_id}/start",
             "status_url": f"{base}/s/{job_id}#{job_token(keys[0], job_id)}", "expires_at": expires})
+
+    def _take_rate_limit(self, request: Request, email: str, key: bytes, now: float) -> None:
+        """Count this job against its client, then its address; a refusal gives back what it took,
+        so the counters count jobs created (and a refused address costs the client nothing)."""
+        subjects = {"client": client_subject(request.source_ip), "address": address_subject(email)}
+        taken: list[tuple[str, int]] = []
+        for limit in self.limits:
+            counter, expires = counter_key(key, limit, subjects[limit.name], now), int(now) + 2 * limit.period_s
+            decision = decide({limit: self.aws.increment(counter, expires)}, now)
+            taken.append((counter, expires))
+            if not decision.allowed:
+                for counter, expires in taken:
+                    self.aws.increment(counter, expires, -1)
+                log.info("job_rate_limited", limit=decision.limit)
+                raise HttpError(429, "rate_limited", "Too many new jobs from here or for this address. "
+                                f"Please try again in {max(1, decision.retry_after_s // 60)} minutes.",
+                                {"Retry-After": str(decision.retry_after_s)})
 
     def _start_job(self, request: Request, job: str) -> Response:
         job_id = self._job(job)

@@ -145,13 +145,13 @@ class FrontDoorAws:
         self.s3.put_object(Bucket=self.settings.output_bucket, Key=key, Body=json.dumps(doc).encode(),
                            ContentType="application/json")
 
-    def increment(self, counter: str, expires_at: int) -> int:
-        """Atomically add one to ``counter``; the count after this request."""
+    def increment(self, counter: str, expires_at: int, delta: int = 1) -> int:
+        """Atomically add ``delta`` to ``counter``; the count after this request."""
         assert self.dynamodb is not None and self.settings.frontdoor_ratelimit_table
         resp = self.dynamodb.update_item(
             TableName=self.settings.frontdoor_ratelimit_table, Key={"pk": {"S": counter}},
-            UpdateExpression="ADD #n :one SET #e = if_not_exists(#e, :exp)",
+            UpdateExpression="ADD #n :d SET #e = if_not_exists(#e, :exp)",
             ExpressionAttributeNames={"#n": "n", "#e": "expires_at"},
-            ExpressionAttributeValues={":one": {"N": "1"}, ":exp": {"N": str(expires_at)}},
+            ExpressionAttributeValues={":d": {"N": str(delta)}, ":exp": {"N": str(expires_at)}},
             ReturnValues="UPDATED_NEW")
         return int(resp["Attributes"]["n"]["N"])

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from processor.logging import EMAIL_RE
 
 #: Every response: no sniffing, no framing, no referrer (links carry secrets), HTTPS only.
 SECURITY_HEADERS = {
@@ -123,7 +122,3 @@ def html_response(status: int, html: str, headers: dict[str, str] | None = None)
 def redirect(location: str, status: int = 302) -> Response:
     return Response(status, b"", {"Location": location, "Cache-Control": "no-store"})
 
-
-def safe_path(path: str) -> str:
-    """A request path fit for a log line: no query (signatures), no email addresses."""
-    return EMAIL_RE.sub("<email>", path.split("?", 1)[0])[:200]

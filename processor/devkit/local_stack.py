@@ -425,13 +425,18 @@ class LocalStack:
         ses.verify_email_identity(EmailAddress=probe.email_sender)
         final = {**values, "queue_url": queue_url, "dlq_url": dlq_url}
         if self._frontdoor is not None:
-            final.update(self._provision_frontdoor(name, Settings(**final), s3))
+            final.update(self._provision_frontdoor(name, Settings(**final), s3, overrides))
         return Settings(**final)
 
-    def _provision_frontdoor(self, name: str | None, settings: Settings, s3: Any) -> dict[str, Any]:
-        """This resource set's link key, the input bucket's CORS rule and its front-door mount."""
+    def _provision_frontdoor(self, name: str | None, settings: Settings, s3: Any,
+                             overrides: dict[str, Any]) -> dict[str, Any]:
+        """This resource set's link key, the input bucket's CORS rule and its front-door mount.
+
+        A named set gets its own key, so its links, tokens and rate-limit counters are its own.
+        """
         sm = self.client("secretsmanager", settings)
-        secret = settings.link_secret_id or (f"{name}-link-key" if name else "headshots-link-key")
+        secret = overrides.get("link_secret_id") or (
+            f"{name}-link-key" if name else settings.link_secret_id or "headshots-link-key")
         try:
             sm.create_secret(Name=secret, SecretString=secrets.token_urlsafe(48),
                              Description="HMAC key of the emailed links (local stack)")

@@ -94,6 +94,7 @@ async def test_uploaded_folder_is_delivered_with_50_headshots_and_one_email_whos
     assert len(doc["images"]) == 50
     assert all("seed" in img and "prompt" in img for img in doc["images"])
     assert doc["summary"]["mode"] == "report" and status["result"]["summary"]["mode"] == "report"
+    assert (doc["summary"]["model"], doc["summary"]["train_method"]) == (settings.base_model, settings.train_method)
 
 
 async def test_set_with_three_usable_photos_is_rejected_with_one_email_naming_each_bad_photo(
