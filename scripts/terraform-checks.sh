@@ -33,7 +33,7 @@ echo "fmt: ok"
 
 tests_passed=0
 tests_failed=0
-for dir in terraform terraform/modules/storage_messaging terraform/modules/compute; do
+for dir in terraform terraform/modules/storage_messaging terraform/modules/compute terraform/modules/frontdoor; do
   echo "== $dir: init, validate, test"
   terraform -chdir="$dir" init -backend=false -input=false -no-color >/dev/null
   terraform -chdir="$dir" validate -no-color

@@ -30,7 +30,7 @@ variable "ses_domain" {
 }
 
 variable "cors_allowed_origins" {
-  description = "Web origins allowed to upload photos from the browser."
+  description = "Web origins allowed to upload photos from the browser besides the front door's own (which always is)."
   type        = list(string)
   default     = []
 }
@@ -42,7 +42,7 @@ variable "upload_expiry_days" {
 }
 
 variable "result_expiry_days" {
-  description = "Lifecycle expiry of results/ (at least the 7-day presigned links)."
+  description = "Lifecycle expiry of results/; the emailed links (front door) live exactly this long."
   type        = number
   default     = 30
 }
@@ -133,6 +133,18 @@ variable "model_cache_host_path" {
   description = "Folder on each GPU instance that caches models and class images between tasks."
   type        = string
   default     = "/var/lib/headshots/cache"
+}
+
+variable "frontdoor_package" {
+  description = "The front door's Lambda zip (scripts/build-frontdoor-zip.sh); null: build/frontdoor.zip."
+  type        = string
+  default     = null
+}
+
+variable "frontdoor_public_url" {
+  description = "Public https:// URL of the front door when a custom domain fronts it (null: its function URL)."
+  type        = string
+  default     = null
 }
 
 variable "tags" {

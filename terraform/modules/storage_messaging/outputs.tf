@@ -114,3 +114,8 @@ output "uploads_prefix" {
   description = "Prefix under which each job's photos and manifest are uploaded."
   value       = local.uploads_prefix
 }
+
+output "cors_allowed_origins" {
+  description = "Web origins the input bucket's CORS rule admits (the front door's, in the root)."
+  value       = var.cors_allowed_origins
+}
