@@ -423,20 +423,23 @@ class LocalStack:
         })
         self._drain_test_events(sqs, queue_url)
         ses.verify_email_identity(EmailAddress=probe.email_sender)
-        final = {**values, "queue_url": queue_url, "dlq_url": dlq_url}
+        final = Settings(**{**values, "queue_url": queue_url, "dlq_url": dlq_url})
         if self._frontdoor is not None:
-            final.update(self._provision_frontdoor(name, Settings(**final), s3, overrides))
-        return Settings(**final)
+            return self.frontdoor_for(final, name, overrides.get("link_secret_id"))
+        return final
 
-    def _provision_frontdoor(self, name: str | None, settings: Settings, s3: Any,
-                             overrides: dict[str, Any]) -> dict[str, Any]:
-        """This resource set's link key, the input bucket's CORS rule and its front-door mount.
+    def frontdoor_for(self, settings: Settings, name: str | None = None, link_secret_id: str | None = None) -> Settings:
+        """``settings`` plus a front door of its own: a link key, the input bucket's CORS rule
+        and a mount at ``/_/<name>`` (``None``: at ``/``). Also for buckets made elsewhere
+        (e.g. applied by Terraform to this stack).
 
         A named set gets its own key, so its links, tokens and rate-limit counters are its own.
         """
+        if self._frontdoor is None:
+            raise RuntimeError("this stack runs no front door")
         sm = self.client("secretsmanager", settings)
-        secret = overrides.get("link_secret_id") or (
-            f"{name}-link-key" if name else settings.link_secret_id or "headshots-link-key")
+        s3 = self.client("s3", settings)
+        secret = link_secret_id or (f"{name}-link-key" if name else settings.link_secret_id or "headshots-link-key")
         try:
             sm.create_secret(Name=secret, SecretString=secrets.token_urlsafe(48),
                              Description="HMAC key of the emailed links (local stack)")
@@ -449,7 +452,7 @@ class LocalStack:
                   or self._ratelimit_table}
         mounted = Settings(**{**settings.model_dump(), **values})
         values["frontdoor_url"] = self._frontdoor.mount(name or "", mounted, self._frontdoor_keys)
-        return values
+        return Settings(**{**settings.model_dump(), **values})
 
     @staticmethod
     def _drain_test_events(sqs: Any, queue_url: str) -> None:

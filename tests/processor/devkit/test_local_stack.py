@@ -15,7 +15,7 @@ from processor.devkit.local_stack import LocalStack, settings_env
 from processor.manifest import job_id_from_key, parse_s3_event
 from processor.settings import Settings
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def receive_all(stack: LocalStack, settings: Settings, wait: int = 1) -> list[dict]:
