@@ -1,13 +1,22 @@
-"""A tiny HTTP client for the front-door tests: no redirects followed, errors as answers."""
+"""Helpers of the front-door tests: a tiny HTTP client (no redirects followed, errors as
+answers) and a delivered job as the worker leaves it in the output bucket."""
 
 from __future__ import annotations
 
+import io
 import json
+import time
 import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+from PIL import Image
+
+from processor.devkit.local_stack import LocalStack
+from processor.job.state import JobState, JobStatus
+from processor.settings import Settings
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -58,3 +67,27 @@ def post_form_upload(url: str, fields: dict[str, str], file: bytes, name: str, o
     if origin:
         headers["Origin"] = origin
     return call(url, b"".join(parts), headers, "POST")
+
+
+def deliver(stack: LocalStack, settings: Settings, job_id: str, n: int = 3, published_at: float | None = None,
+            run: dict[str, Any] | None = None) -> float:
+    """What the worker leaves for a delivered job: JPEGs, results.json, status.json."""
+    s3 = stack.client("s3", settings)
+    published = published_at or time.time()
+    for i in range(1, n + 1):
+        buf = io.BytesIO()
+        Image.new("RGB", (32, 32), (10 * i, 80, 160)).save(buf, "JPEG")
+        s3.put_object(Bucket=settings.output_bucket, Key=f"results/{job_id}/headshot-{i:03d}.jpg",
+                      Body=buf.getvalue(), ContentType="image/jpeg")
+    s3.put_object(Bucket=settings.output_bucket, Key=f"results/{job_id}/results.json", Body=json.dumps({
+        "version": 1, "summary": run or {"model": "tiny", "train_method": "lora", "train_steps": 8, "steps": 4,
+                                         "acceptance_rate": 1.0, "mode": "report"},
+        "images": [{"number": i, "file": f"headshot-{i:03d}.jpg"} for i in range(1, n + 1)]}).encode())
+    now = time.time()
+    status = JobStatus.new(job_id, now)
+    for state in (JobState.VALIDATING, JobState.TRAINING, JobState.GENERATING, JobState.DELIVERING):
+        status = status.transition(state, now)
+    status = status.end(JobState.DELIVERED, now, result={"prefix": f"results/{job_id}/", "files": [],
+                                                         "summary": {}, "published_at": published})
+    s3.put_object(Bucket=settings.output_bucket, Key=f"jobs/{job_id}/status.json", Body=status.to_json())
+    return published

@@ -8,7 +8,6 @@ tests need no model; the browser test runs the real worker.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import time
 from collections.abc import Callable
@@ -16,14 +15,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import structlog
-from PIL import Image
-
 from processor.devkit.local_stack import LocalStack
 from processor.feedback import Rating
-from processor.job.state import JobState, JobStatus
 from processor.links import LinkSigner, job_token
 from processor.settings import Settings
-from tests.frontdoor.client import Answer, call, post_form_upload, post_json
+from tests.frontdoor.client import Answer, call, deliver, post_form_upload, post_json
 
 ADDRESS = "ada.lovelace@example.com"
 
@@ -39,29 +35,6 @@ def create(settings: Settings, email: str = ADDRESS, n: int = 12) -> Answer:
 def keys(stack: LocalStack, settings: Settings, bucket: str, prefix: str = "") -> list[str]:
     s3 = stack.client("s3", settings)
     return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
-
-
-def deliver(stack: LocalStack, settings: Settings, job_id: str, n: int = 3, published_at: float | None = None) -> float:
-    """What the worker leaves for a delivered job: JPEGs, results.json, status.json."""
-    s3 = stack.client("s3", settings)
-    published = published_at or time.time()
-    for i in range(1, n + 1):
-        buf = io.BytesIO()
-        Image.new("RGB", (32, 32), (10 * i, 80, 160)).save(buf, "JPEG")
-        s3.put_object(Bucket=settings.output_bucket, Key=f"results/{job_id}/headshot-{i:03d}.jpg",
-                      Body=buf.getvalue(), ContentType="image/jpeg")
-    s3.put_object(Bucket=settings.output_bucket, Key=f"results/{job_id}/results.json", Body=json.dumps({
-        "version": 1, "summary": {"model": "tiny", "train_method": "lora", "train_steps": 8, "steps": 4,
-                                  "acceptance_rate": 1.0, "mode": "report"},
-        "images": [{"number": i, "file": f"headshot-{i:03d}.jpg"} for i in range(1, n + 1)]}).encode())
-    now = time.time()
-    status = JobStatus.new(job_id, now)
-    for state in (JobState.VALIDATING, JobState.TRAINING, JobState.GENERATING, JobState.DELIVERING):
-        status = status.transition(state, now)
-    status = status.end(JobState.DELIVERED, now, result={"prefix": f"results/{job_id}/", "files": [],
-                                                         "summary": {}, "published_at": published})
-    s3.put_object(Bucket=settings.output_bucket, Key=f"jobs/{job_id}/status.json", Body=status.to_json())
-    return published
 
 
 def signer(stack: LocalStack, settings: Settings) -> LinkSigner:

@@ -36,3 +36,9 @@ def test_demo_delivers_a_job_and_prints_state_results_and_the_email_path(tmp_pat
     msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert "headshots are ready" in str(msg["Subject"])
     assert "report mode" in msg.get_body(preferencelist=("plain",)).get_content()
+    # the delivered files stay on disk after the embedded stack is gone
+    folder = Path(re.search(r"^folder:\s+(\S+)$", out.stdout, re.M).group(1))
+    assert {p.name for p in folder.iterdir()} == {"headshot-001.jpg", "headshot-002.jpg", "headshot-003.jpg",
+                                                  "contact-sheet.jpg", "headshots.zip", "results.json"}
+    # a readable console: the prompts fit the tiny tokenizer, nothing is truncated
+    assert "truncated" not in out.stderr and "<|endoftext|>" not in out.stderr
