@@ -36,6 +36,7 @@ from frontdoor.tickets import make_ticket, open_ticket
 from frontdoor.views import gallery_items, status_view
 from processor.errors import InvalidJobId
 from processor.feedback import Click, Rating, RunSettings, click_key, rating_key
+from processor.job.state import JobState
 from processor.links import (
     FILE_NAME,
     LinkCheck,
@@ -214,7 +215,7 @@ class FrontDoor:
         status = self.aws.status(job_id)
         view = status_view(job_id, status)
         published = (status.result or {}).get("published_at") if status is not None else None
-        if status is not None and status.state.value == "delivered" and published:
+        if status is not None and status.state is JobState.DELIVERED and published:
             expires = int(published) + self.settings.link_ttl_s
             if self.clock() < expires:
                 view["gallery_url"] = self.signer(request).gallery_url(job_id, expires)

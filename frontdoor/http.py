@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-
 #: Every response: no sniffing, no framing, no referrer (links carry secrets), HTTPS only.
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

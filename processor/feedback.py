@@ -207,5 +207,5 @@ def render_metrics(m: Metrics) -> str:
                         "-" if r.mean_acceptance is None else f"{r.mean_acceptance:.0%}",
                         f"{r.clicks_per_job:.2f}") for r in m.groups]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)

@@ -73,7 +73,7 @@ def bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
     """CLIP's BPE of one pre-token: repeatedly merge the lowest-ranked adjacent pair."""
     symbols = list(word[:-1]) + [word[-1] + WORD_END]
     while len(symbols) > 1:
-        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(zip(symbols, symbols[1:]))]
+        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(zip(symbols, symbols[1:], strict=False))]
         ranked = [(r, i) for r, i in pairs if r is not None]
         if not ranked:
             break

@@ -63,7 +63,7 @@ async def collect(settings: object) -> Any:
             except (NotFound, ValueError):
                 return None
         ratings = [r for r in await bounded([lambda k=k: rating(k) for k in rating_keys]) if r]
-    return aggregate(dict(zip(delivered, runs)), ratings, clicks)
+    return aggregate(dict(zip(delivered, runs, strict=True)), ratings, clicks)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import base64
 import threading
-from http import HTTPStatus
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import structlog
+
 from processor.devkit.local_stack import LocalStack
 from processor.feedback import Rating
 from processor.links import LinkSigner, job_token
