@@ -209,3 +209,30 @@ def build_deliverables(selection: SelectionResult, out_dir: Path, encoded_dir: P
     results_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return Deliverables(out_dir=out_dir, headshots=tuple(headshots), contact_sheet=sheet_path,
                         archive=zip_path, results_json=results_path, summary=document["summary"])
+
+
+def email_preview(sheet_jpeg: bytes, count: int, tiles: int = 8, per_row: int = 4,
+                  quality: int = 82) -> bytes:
+    """The ready email's inline preview: the contact sheet's first ``tiles`` tiles, ``per_row``
+    to a row, as a JPEG (about 1060 px wide: sharp at the email's ~560 px on a 2x screen).
+
+    Why from the sheet and not the headshots: the sheet is one small download with the tiles
+    already labelled by number, so the preview shows the numbers the gallery uses.
+    """
+    import io
+
+    shown = max(1, min(tiles, count))
+    cols = min(per_row, shown)
+    rows = math.ceil(shown / cols)
+    sheet_cols, _ = sheet_layout(count)
+    with Image.open(io.BytesIO(sheet_jpeg)) as raw:
+        sheet = raw.convert("RGB")
+    out = Image.new("RGB", (SHEET_GAP + cols * (SHEET_TILE + SHEET_GAP), SHEET_GAP + rows * (SHEET_TILE + SHEET_GAP)),
+                    (245, 245, 245))
+    for index in range(shown):
+        x, y = tile_origin(index, sheet_cols)
+        tile = sheet.crop((x, y, x + SHEET_TILE, y + SHEET_TILE))
+        out.paste(tile, tile_origin(index, cols))
+    buffer = io.BytesIO()
+    out.save(buffer, "JPEG", quality=quality, optimize=True, progressive=True)
+    return buffer.getvalue()

@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS: tuple[str, ...] = ("assets", "validate", "submit", "status", "worker", "demo", "eval")
+COMMANDS: tuple[str, ...] = ("assets", "validate", "submit", "status", "worker", "demo", "serve", "eval", "metrics")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ import asyncio
 import smtplib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, getaddresses, make_msgid, parseaddr
 from importlib.resources import files
@@ -73,12 +74,38 @@ class Link(BaseModel):
     url: str
 
 
+class InlineImage(BaseModel):
+    """An image carried inside the message (``multipart/related``), shown by ``cid:`` reference."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cid: str = Field(pattern=r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+$")  # without the angle brackets
+    data: bytes = Field(min_length=1)
+    subtype: Literal["jpeg", "png"] = "jpeg"
+
+
 class ReadyContext(_Context):
-    headshots: list[Link] = Field(min_length=1)
+    """Email v2: a preview, one button to the gallery, the zip, a rating row, the expiry date."""
+
+    headshot_count: int = Field(ge=1)
+    gallery_url: str
     contact_sheet_url: str
     zip_url: str
+    rating_urls: list[Link] = Field(default_factory=list)  # label: the stars, 1..5
     link_ttl_s: int = Field(gt=0)
+    expires_at: int = Field(gt=0, description="epoch seconds when every link in the email stops working")
+    preview: InlineImage | None = None
     selection_note: str | None = None
+
+    @property
+    def preview_cid(self) -> str | None:
+        return self.preview.cid if self.preview else None
+
+    @property
+    def expires_text(self) -> str:
+        """``Tuesday 14 July 2026, 09:30 UTC``: the exact moment, not only a duration."""
+        when = datetime.fromtimestamp(self.expires_at, tz=timezone.utc)
+        return f"{when:%A} {when.day} {when:%B %Y, %H:%M} UTC"
 
     @property
     def link_ttl_text(self) -> str:
@@ -126,6 +153,7 @@ class RenderedEmail:
     subject: str
     text: str
     html: str
+    inline: tuple[InlineImage, ...] = ()  # parts the HTML shows by cid:
 
 
 def _load_template(name: str) -> str | None:
@@ -150,19 +178,25 @@ def render_email(kind: str, context: _Context | Mapping[str, Any]) -> RenderedEm
     model = CONTEXTS[kind]
     ctx = context if isinstance(context, model) else model.model_validate(
         context.model_dump() if isinstance(context, BaseModel) else dict(context))
-    values = {**ctx.model_dump(), **{p: getattr(ctx, p) for p in ("link_ttl_text", "needed")
-                                     if hasattr(ctx, p)}}
+    values = {**ctx.model_dump(exclude={"preview"}),
+              **{p: getattr(ctx, p) for p in ("link_ttl_text", "needed", "preview_cid", "expires_text")
+                 if hasattr(ctx, p)}}
     text = _ENV.get_template(f"{kind}.txt").render(values)
     html = _ENV.get_template(f"{kind}.html").render(values)
     first, _, body = text.partition("\n")
     if not first.startswith("Subject: "):
         raise ValueError(f"templates/{kind}.txt must start with a 'Subject: ' line")
-    return RenderedEmail(subject=first[len("Subject: "):].strip(), text=body.lstrip("\n"), html=html)
+    inline = (ctx.preview,) if isinstance(ctx, ReadyContext) and ctx.preview is not None else ()
+    return RenderedEmail(subject=first[len("Subject: "):].strip(), text=body.lstrip("\n"), html=html,
+                         inline=inline)
 
 
 def build_message(rendered: RenderedEmail, sender: str, recipient: str, *, job_id: str | None = None,
                   recipient_name: str | None = None) -> EmailMessage:
-    """A multipart/alternative MIME message: plain text first, HTML preferred by clients."""
+    """A multipart/alternative MIME message: plain text first, HTML preferred by clients.
+
+    Inline images go beside the HTML in a ``multipart/related`` part, so clients show them
+    without fetching anything (and the plain-text part stays whole on its own)."""
     msg = EmailMessage()
     msg["Subject"] = rendered.subject
     msg["From"] = sender
@@ -173,6 +207,11 @@ def build_message(rendered: RenderedEmail, sender: str, recipient: str, *, job_i
         msg["X-Headshots-Job"] = job_id
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
+    if rendered.inline:
+        html_part = msg.get_payload()[1]
+        for image in rendered.inline:
+            html_part.add_related(image.data, "image", image.subtype, cid=f"<{image.cid}>",
+                                  disposition="inline", filename=f"preview.{image.subtype.replace('jpeg', 'jpg')}")
     return msg
 
 

@@ -8,6 +8,7 @@ and keeps the one-email promise through the send-once marker ``jobs/<job>/email-
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -19,10 +20,12 @@ from typing import Any, Literal
 
 import structlog
 
+from processor.aws.secrets import link_signing_key
 from processor.aws.storage import ObjectStore
 from processor.email import (
     EmailSender,
     FailedContext,
+    InlineImage,
     Link,
     ReadyContext,
     RejectedContext,
@@ -32,12 +35,18 @@ from processor.email import (
     make_sender,
     render_email,
 )
-from processor.errors import EmailOutcomeUnknown, NotFound, PreconditionFailed
+from processor.errors import (
+    EmailOutcomeUnknown,
+    NotFound,
+    PreconditionFailed,
+    SettingsError,
+)
 from processor.job.fence import Fence
 from processor.job.validation import ValidationSummary
+from processor.links import LinkSigner
 from processor.manifest import Manifest, job_prefix
 from processor.settings import Settings
-from processor.stages import REASON_LABELS
+from processor.stages import REASON_LABELS, email_preview
 
 log = structlog.get_logger(__name__)
 
@@ -68,24 +77,64 @@ def selection_note(summary: dict[str, Any], settings: Settings) -> str | None:
 
 @dataclass(frozen=True)
 class ReadyLinks:
-    """The link part of a ready email: presigned GETs, valid for ``link_ttl_s``."""
+    """What the ready email points at: signed front-door links, all valid until ``expires_at``,
+    and the inline preview (None when the contact sheet could not be read)."""
 
     headshots: list[Link]
     contact_sheet_url: str
     zip_url: str
+    gallery_url: str
+    rating_urls: list[Link]
+    expires_at: int
+    preview_jpeg: bytes | None = None
 
 
-async def ready_links(store: ObjectStore, settings: Settings, delivered: dict[str, Any]) -> ReadyLinks:
-    """Presigned GET links for every delivered headshot, the contact sheet and the zip."""
-    prefix = delivered["prefix"]
-    ttl = settings.link_ttl_s
+def link_expiry(settings: Settings, delivered: dict[str, Any], now: float | None = None) -> int:
+    """When the email's links stop: ``link_ttl_s`` after the results were published.
 
-    async def url(name: str) -> str:
-        return await store.presign_get(settings.output_bucket, prefix + name, ttl)
-    headshots = [Link(label=name, url=await url(name)) for name in delivered["headshots"]]
-    sheet = await url(delivered["contact_sheet"]) if delivered.get("contact_sheet") else ""
-    archive = await url(delivered["archive"]) if delivered.get("archive") else ""
-    return ReadyLinks(headshots=headshots, contact_sheet_url=sheet, zip_url=archive)
+    Counting from publication, not from sending, is what keeps the promise: every result object
+    is at least that old, so the results/ lifecycle (the same number of days, rounded up to
+    midnight by S3) cannot delete a file while its link still works.
+    """
+    published = delivered.get("published_at") or (time.time() if now is None else now)
+    return int(published) + settings.link_ttl_s
+
+
+async def ready_preview(store: ObjectStore, settings: Settings, delivered: dict[str, Any]) -> bytes | None:
+    """The email's preview image, cut from the published contact sheet; None if that fails
+    (the email is still whole without it, so a preview never fails a delivered job)."""
+    if not delivered.get("contact_sheet"):
+        return None
+    try:
+        sheet = await store.get_bytes(settings.output_bucket, delivered["prefix"] + delivered["contact_sheet"])
+        return await asyncio.to_thread(email_preview, sheet.body, len(delivered["headshots"]))
+    except Exception as exc:  # noqa: BLE001 - any failure here costs the picture, not the email
+        log.warning("email_preview_failed", error=exc)
+        return None
+
+
+async def ready_links(store: ObjectStore, settings: Settings, delivered: dict[str, Any],
+                      now: float | None = None) -> ReadyLinks:
+    """Front-door links (HMAC-signed, see :mod:`processor.links`) for everything delivered.
+
+    The worker signs with the key from Secrets Manager; no credential of the worker is in a
+    link, so the link lives exactly until its ``exp`` whatever happens to the worker.
+    """
+    if not settings.frontdoor_url:
+        raise SettingsError("HEADSHOTS_FRONTDOOR_URL is not set: the ready email has nowhere to link to")
+    signer = LinkSigner(await link_signing_key(settings), settings.frontdoor_url)
+    job_id = delivered["prefix"].removeprefix("results/").rstrip("/")
+    expires = link_expiry(settings, delivered, now)
+
+    def url(name: str | None) -> str:
+        return signer.download_url(job_id, name, expires) if name else ""
+    return ReadyLinks(
+        headshots=[Link(label=name, url=url(name)) for name in delivered["headshots"]],
+        contact_sheet_url=url(delivered.get("contact_sheet")), zip_url=url(delivered.get("archive")),
+        gallery_url=signer.gallery_url(job_id, expires),
+        rating_urls=[Link(label=f"{n} star{'s' if n != 1 else ''}", url=signer.rating_url(job_id, expires, n))
+                     for n in range(1, 6)],
+        expires_at=expires, preview_jpeg=await ready_preview(store, settings, delivered))
 
 
 class MarkerState(StrEnum):
@@ -259,9 +308,14 @@ class Notifier:
 
     async def ready(self, job_id: str, manifest: Manifest, links: ReadyLinks, fence: Fence,
                     note: str | None, hit: Hit = _no_hit) -> EmailOutcome:
-        ctx = ReadyContext(job_id=job_id, name=manifest.name, headshots=links.headshots,
-                           contact_sheet_url=links.contact_sheet_url, zip_url=links.zip_url,
-                           link_ttl_s=self.settings.link_ttl_s, selection_note=note)
+        preview = None
+        if links.preview_jpeg:
+            preview = InlineImage(cid=f"preview.{uuid.uuid4().hex}@headshots", data=links.preview_jpeg)
+        ctx = ReadyContext(job_id=job_id, name=manifest.name, headshot_count=len(links.headshots),
+                           gallery_url=links.gallery_url, contact_sheet_url=links.contact_sheet_url,
+                           zip_url=links.zip_url, rating_urls=links.rating_urls,
+                           link_ttl_s=self.settings.link_ttl_s, expires_at=links.expires_at,
+                           preview=preview, selection_note=note)
         return await self._send(job_id, "ready", str(manifest.email), manifest.name, ctx, fence, hit)
 
     async def rejected(self, job_id: str, manifest: Manifest, summary: ValidationSummary, fence: Fence,

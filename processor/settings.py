@@ -113,8 +113,25 @@ class Settings(BaseSettings):
     email_sender: str = Field("headshots@example.com", pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(25, ge=1, le=65535)
-    link_ttl_s: int = Field(7 * 24 * 3600, ge=60, le=7 * 24 * 3600,
-                            description="presigned-link lifetime (SigV4 allows at most 7 days)")
+    link_ttl_s: int = Field(7 * 24 * 3600, ge=60, le=366 * 24 * 3600,
+                            description="lifetime of the emailed links, counted from delivery; results/ are "
+                                        "kept at least as long (Terraform: results retention days)")
+
+    # --- the front door (frontdoor/) and its signed links ----------------------------
+    frontdoor_url: str | None = Field(None, description="public base URL of the front door (its function URL); "
+                                                        "the ready email links there")
+    link_secret_id: str | None = Field(None, description="Secrets Manager secret (name or ARN) holding the "
+                                                         "HMAC key that signs the emailed links")
+    frontdoor_upload_ttl_s: int = Field(900, ge=60, le=3600,
+                                        description="expiry of the upload page's presigned POST policies")
+    frontdoor_redirect_ttl_s: int = Field(300, ge=10, le=3600,
+                                          description="lifetime of the presigned GET each link click redirects to")
+    frontdoor_ratelimit_table: str | None = Field(None, description="DynamoDB table of job-creation counters "
+                                                                    "(empty: no rate limit, local use only)")
+    frontdoor_jobs_per_client_per_hour: int = Field(10, ge=1, le=10000,
+                                                    description="jobs one client (IP, /64 for IPv6) may start an hour")
+    frontdoor_jobs_per_address_per_day: int = Field(5, ge=1, le=10000,
+                                                    description="jobs one email address may start a day")
 
     # --- local working space and logs ------------------------------------------------
     work_dir: Path = Field(Path(".cache/work"), description="local scratch space for a job")
@@ -122,6 +139,20 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     failpoints: str = Field("", description="fault-suite only: 'point=kill|raise|exit[@N],...' "
                                             "(processor/failpoints.py); empty in production")
+
+    @field_validator("link_secret_id", "frontdoor_ratelimit_table")
+    @classmethod
+    def _empty_is_unset(cls, v: str | None) -> str | None:
+        return v or None
+
+    @field_validator("frontdoor_url")
+    @classmethod
+    def _frontdoor_url(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not v.startswith(("http://", "https://")) or "?" in v or "#" in v:
+            raise ValueError("must be an http(s) base URL without query or fragment")
+        return v.rstrip("/")
 
     @field_validator("aws_endpoint_url", "ecs_agent_uri")
     @classmethod

@@ -249,3 +249,16 @@ def latest_local_train_checkpoint(out_dir: Path) -> Path | None:
 def run_deliver(selection: SelectionResult, out_dir: Path, encoded_dir: Path) -> Deliverables:
     """JPEGs, contact sheet, zip and results.json (what was encoded ahead is reused)."""
     return build_deliverables(selection, out_dir, encoded_dir)
+
+
+def run_settings(settings: Settings) -> dict[str, Any]:
+    """What results.json records of the settings a job ran with (the metrics' breakdown)."""
+    return {"model": settings.base_model, "train_method": settings.train_method,
+            "train_steps": settings.train_steps}
+
+
+def email_preview(sheet_jpeg: bytes, count: int) -> bytes:
+    """The ready email's inline preview, cut from the contact sheet (blocking: PIL)."""
+    from handlers.deliver import email_preview as preview
+
+    return preview(sheet_jpeg, count)

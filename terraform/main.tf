@@ -1,5 +1,6 @@
-# The headshot service on AWS: the data path (storage_messaging, which can be applied alone)
-# and the GPU workers (compute) that consume it.
+# The headshot service on AWS: the data path (storage_messaging, which can be applied alone),
+# the GPU workers (compute) that consume it, and the front door (a Lambda behind a function
+# URL: upload page, status, gallery, the emailed links, ratings).
 
 locals {
   name_prefix = "headshots-${var.environment}"
@@ -14,7 +15,7 @@ module "storage_messaging" {
   name_prefix            = local.name_prefix
   email_sender           = var.email_sender
   ses_domain             = var.ses_domain
-  cors_allowed_origins   = var.cors_allowed_origins
+  cors_allowed_origins   = [] # the front door module sets the input bucket's CORS (its origin first)
   upload_expiry_days     = var.upload_expiry_days
   results_retention_days = var.results_retention_days
   visibility_timeout_s   = var.visibility_timeout_s
@@ -47,7 +48,7 @@ module "compute" {
   alarm_actions                   = concat([module.storage_messaging.alarm_topic_arn], var.alarm_actions)
   tags                            = local.tags
 
-  worker_settings       = module.storage_messaging.worker_settings
+  worker_settings       = merge(module.storage_messaging.worker_settings, module.frontdoor.worker_settings)
   input_bucket_arn      = module.storage_messaging.input_bucket_arn
   output_bucket_arn     = module.storage_messaging.output_bucket_arn
   queue_arn             = module.storage_messaging.queue_arn
@@ -57,4 +58,21 @@ module "compute" {
   ses_identity_arn      = module.storage_messaging.ses_identity_arn
   ses_configuration_set = module.storage_messaging.ses_configuration_set
   email_sender          = var.email_sender
+}
+
+module "frontdoor" {
+  source = "./modules/frontdoor"
+
+  name_prefix  = local.name_prefix
+  package_path = coalesce(var.frontdoor_package, "${path.root}/../build/frontdoor.zip") # scripts/build-frontdoor-zip.sh
+  public_url   = var.frontdoor_public_url
+  # The emailed links live exactly as long as results/ are kept (the bucket lifecycle).
+  results_retention_days = var.results_retention_days
+  input_bucket_name      = module.storage_messaging.HEADSHOTS_INPUT_BUCKET
+  input_bucket_arn       = module.storage_messaging.input_bucket_arn
+  output_bucket_name     = module.storage_messaging.HEADSHOTS_OUTPUT_BUCKET
+  output_bucket_arn      = module.storage_messaging.output_bucket_arn
+  kms_key_arn            = module.storage_messaging.kms_key_arn
+  worker_role_name       = module.compute.task_role_name
+  extra_upload_origins   = var.cors_allowed_origins
 }

@@ -66,6 +66,31 @@ output "HEADSHOTS_BASE_MODEL" {
   value       = var.base_model
 }
 
+output "HEADSHOTS_FRONTDOOR_URL" {
+  description = "Worker setting HEADSHOTS_FRONTDOOR_URL: where the emailed links point."
+  value       = module.frontdoor.HEADSHOTS_FRONTDOOR_URL
+}
+
+output "HEADSHOTS_LINK_SECRET_ID" {
+  description = "Worker setting HEADSHOTS_LINK_SECRET_ID: the link key's secret."
+  value       = module.frontdoor.HEADSHOTS_LINK_SECRET_ID
+}
+
+output "HEADSHOTS_LINK_TTL_S" {
+  description = "Worker setting HEADSHOTS_LINK_TTL_S: the links' lifetime, the results retention."
+  value       = module.frontdoor.HEADSHOTS_LINK_TTL_S
+}
+
+output "frontdoor_url" {
+  description = "The upload page (the front door's function URL)."
+  value       = module.frontdoor.url
+}
+
+output "frontdoor_invoke_permission_command" {
+  description = "Run once after the first apply: the function URL's lambda:InvokeFunction permission (see the module)."
+  value       = module.frontdoor.invoke_permission_command
+}
+
 output "ecr_repository_url" {
   description = "Push the worker image here, tagged image_tag."
   value       = module.compute.ecr_repository_url

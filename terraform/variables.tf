@@ -30,7 +30,7 @@ variable "ses_domain" {
 }
 
 variable "cors_allowed_origins" {
-  description = "Web origins allowed to upload photos from the browser."
+  description = "Web origins allowed to upload photos from the browser besides the front door's own (which always is)."
   type        = list(string)
   default     = []
 }
@@ -163,6 +163,18 @@ variable "model_cache_host_path" {
   description = "Folder on each GPU instance that caches models and class images between tasks."
   type        = string
   default     = "/var/lib/headshots/cache"
+}
+
+variable "frontdoor_package" {
+  description = "The front door's Lambda zip (scripts/build-frontdoor-zip.sh); null: build/frontdoor.zip."
+  type        = string
+  default     = null
+}
+
+variable "frontdoor_public_url" {
+  description = "Public https:// URL of the front door when a custom domain fronts it (null: its function URL)."
+  type        = string
+  default     = null
 }
 
 variable "tags" {

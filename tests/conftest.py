@@ -22,6 +22,7 @@ import pytest  # noqa: E402
 import structlog  # noqa: E402
 
 from tests.fixtures.aws import *  # noqa: E402,F401,F403
+from tests.fixtures.browser import *  # noqa: E402,F401,F403
 from tests.fixtures.ecs_agent import *  # noqa: E402,F401,F403
 from tests.fixtures.faces import *  # noqa: E402,F401,F403
 from tests.fixtures.jobs import *  # noqa: E402,F401,F403

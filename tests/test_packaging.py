@@ -26,6 +26,9 @@ print(len(load_prompt_set().prompts))
 for kind in ("ready", "rejected", "failed"):
     for ext in ("txt", "html"):
         assert _ENV.get_template(f"{kind}.{ext}") is not None
+import frontdoor.pages
+assert frontdoor.pages.__file__.startswith(site)
+assert "upload" in frontdoor.pages.render("upload.html", base="", min_photos=10, max_photos=20, max_mb=25, accept="")
 print("templates ok")
 """
 
@@ -39,6 +42,7 @@ def test_the_wheel_carries_templates_and_prompts_and_they_load_from_an_installed
     for kind in ("ready", "rejected", "failed"):
         assert {f"templates/{kind}.txt", f"templates/{kind}.html"} <= names
     assert {"templates/_base.html", "prompts/headshots.toml"} <= names
+    assert {"frontdoor/lambda_handler.py", "frontdoor/templates/upload.html", "frontdoor/static/upload.js"} <= names
     assert not any(n.startswith(("tests/", "bench/", "terraform/")) for n in names)
 
     site = tmp_path / "site"

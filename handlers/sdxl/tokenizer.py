@@ -1,27 +1,44 @@
 """A CLIP-structured byte-level BPE tokenizer, written by hand (no hub download).
 
 Why here and not in the dev kit: the SDXL-shaped benches (:mod:`handlers.sdxl.configs`) need
-tokenizer files too, and handlers never import the runtime or its dev kit. The vocabulary
-holds the words the prompts and captions use as whole-word tokens, and a handful of rare,
-meaningless strings the identifier picker can choose from.
+tokenizer files too, and handlers never import the runtime or its dev kit.
+
+Why whole words: SDXL's real tokenizer knows every common English word as one token, so the
+headshot prompts take 24-39 tokens there. A vocabulary that spells words letter by letter
+would give them 48-176 and every prompt would be truncated at 77 (and flood the console
+with warnings), which is not the behaviour the tests stand in for. So the vocabulary holds
+every word of ``prompts/headshots.toml`` (plus a few caption words) as one whole-word token,
+built so that the BPE merges provably reproduce each word, and a handful of rare,
+meaningless strings the identifier picker can choose from, last (highest ids), as rare words
+are in the real vocabulary.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
+from handlers.generate.prompts import PromptSet, load_prompt_set
+
+# Caption and test words beyond the prompt file (class prompt, a few the tests use).
 _WORDS = (
     "a photo of person man woman portrait professional headshot studio background light "
     "lighting soft natural suit shirt blazer office smile smiling looking at camera the and "
     "with in on wearing dark grey gray white blue black navy neutral sharp focus high quality "
     "detailed face close up shot linkedin corporate outdoor bokeh warm cool window business "
-    "casual confident friendly portrait, lens 85mm dslr blurry lowres deformed ugly cartoon "
+    "casual confident friendly lens dslr blurry lowres deformed ugly cartoon "
     "painting text watermark bad anatomy extra fingers cropped"
 ).split()
 
-
 _RARE = ("sks", "ohwx", "zwx", "qzv", "phol", "krz", "vbn", "xjq", "tqw", "wpz")
+
+#: CLIP's pre-tokenisation after lower-casing: letter runs, single digits, punctuation runs.
+#: (CLIP uses ``\p{L}``/``\p{N}``; the prompts are ASCII, where these coincide.)
+_PRETOKEN = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|[^\s\w]+|_+")
+WORD_END = "</w>"
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -39,31 +56,78 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, (chr(c) for c in cs)))
 
 
-def build_clip_vocab() -> tuple[dict[str, int], list[str]]:
+def pretokens(text: str) -> list[str]:
+    """The pieces CLIP's tokenizer splits ``text`` into before BPE (lower-cased)."""
+    return _PRETOKEN.findall(" ".join(text.lower().split()))
+
+
+def prompt_words(prompt_set: PromptSet | None = None) -> list[str]:
+    """Every letter-run of the prompt file (prompts, negative, class and instance prompts)."""
+    ps = prompt_set or load_prompt_set()
+    texts = [p.replace(ps.placeholder, " ") for p in (*ps.prompts, ps.instance_prompt)]
+    texts += [ps.negative_prompt, ps.class_prompt]
+    return list(dict.fromkeys(w for t in texts for w in pretokens(t) if w.isalpha()))
+
+
+def bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """CLIP's BPE of one pre-token: repeatedly merge the lowest-ranked adjacent pair."""
+    symbols = list(word[:-1]) + [word[-1] + WORD_END]
+    while len(symbols) > 1:
+        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(zip(symbols, symbols[1:], strict=False))]
+        ranked = [(r, i) for r, i in pairs if r is not None]
+        if not ranked:
+            break
+        best = min(ranked)[0]
+        merged: list[str] = []
+        i = 0
+        while i < len(symbols):
+            if i < len(symbols) - 1 and ranks.get((symbols[i], symbols[i + 1])) == best:
+                merged.append(symbols[i] + symbols[i + 1])
+                i += 2
+            else:
+                merged.append(symbols[i])
+                i += 1
+        symbols = merged
+    return symbols
+
+
+def build_clip_vocab(words: Iterable[str] | None = None) -> tuple[dict[str, int], list[str]]:
     """A CLIP-structured BPE vocabulary: byte alphabet, its ``</w>`` forms, merges, specials.
 
-    Merges are chained left to right for each word, rarest candidates last, so the rare
-    identifier candidates get the highest ids, as rare words do in the real CLIP vocabulary.
+    Each word is first run through the merges made so far; whatever pieces remain are chained
+    left to right by new merges appended at the end. New merges outrank nothing that came
+    before, so BPE reaches the same pieces for this word as before and then the chain, which
+    outranks every later merge: each word ends as exactly one token, whatever the other words.
+    The rare identifier candidates come last, so they get the highest ids.
     """
     alphabet = list(_bytes_to_unicode().values())
-    vocab_list: list[str] = alphabet + [c + "</w>" for c in alphabet]
+    vocab_list: list[str] = alphabet + [c + WORD_END for c in alphabet]
     seen = set(vocab_list)
     merges: list[str] = []
-    for word in list(dict.fromkeys(w.strip(",") for w in _WORDS)) + list(_RARE):
-        if len(word) < 2:
+    ranks: dict[tuple[str, str], int] = {}
+    base = list(words) if words is not None else [*prompt_words(), *_WORDS]
+    ordered = [w for w in dict.fromkeys(w.lower() for w in base) if w not in _RARE] + list(_RARE)
+    for word in ordered:
+        if len(word) < 2 or not word.isascii():
             continue
-        symbols = list(word[:-1]) + [word[-1] + "</w>"]
-        current = symbols[0]
-        for nxt in symbols[1:]:
-            merged = current + nxt
-            pair = f"{current} {nxt}"
-            if merged not in seen:
-                merges.append(pair)
-                vocab_list.append(merged)
-                seen.add(merged)
-            current = merged
+        pieces = bpe(word, ranks)
+        current = pieces[0]
+        for nxt in pieces[1:]:
+            ranks[(current, nxt)] = len(merges)
+            merges.append(f"{current} {nxt}")
+            current += nxt
+            if current not in seen:
+                vocab_list.append(current)
+                seen.add(current)
     vocab_list += ["<|startoftext|>", "<|endoftext|>"]
     return {tok: i for i, tok in enumerate(vocab_list)}, merges
+
+
+def vocab_fingerprint(vocab: dict[str, int], merges: list[str]) -> str:
+    """A short digest of a vocabulary and its merges (part of a cached model's version)."""
+    digest = hashlib.sha256(json.dumps(vocab, sort_keys=True).encode())
+    digest.update("\n".join(merges).encode())
+    return digest.hexdigest()[:16]
 
 
 def write_tokenizer(folder: Path, vocab: dict[str, int], merges: list[str], pad: str) -> None:

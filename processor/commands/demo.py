@@ -1,8 +1,10 @@
 """``headshots demo``: the whole service in one process, on the embedded local AWS stack.
 
-Starts moto (S3, SQS with a dead-letter queue, SES) and an SMTP sink, uploads a folder of
-sample photos the way a client does (photos, then manifest.json), runs the worker until the
-job ends, and prints the job's state, where its results are and which file holds the email.
+Starts moto (S3, SQS with a dead-letter queue, SES), an SMTP sink and the front door, uploads
+a folder of sample photos the way a client does (photos, then manifest.json), runs the worker
+until the job ends, copies the delivered files (headshots, contact sheet, zip, results.json)
+to a folder on disk, and prints the job's state, that folder and which file holds the email.
+``headshots serve`` keeps the same stack up, so the gallery can be browsed.
 The default model is the tiny SDXL-architecture pipeline (random weights, built from
 configs, loaded through ``from_pretrained``), so it runs on a laptop CPU in minutes; such a
 model draws no faces, so selection runs in ``report`` mode and the email says so.
@@ -29,6 +31,7 @@ class DemoResult:
     email: Path | None
     seconds: float
     error: str | None = None
+    folder: Path | None = None  # the delivered files, copied out of the embedded stack
 
 
 def demo_settings(cache: Path, model: str | None, outbox_smtp: bool = True,
@@ -39,11 +42,9 @@ def demo_settings(cache: Path, model: str | None, outbox_smtp: bool = True,
     values: dict[str, Any] = {"email_backend": "smtp" if outbox_smtp else "ses",
                               "log_format": "console", **fast_queue_settings()}
     if model is None:
-        from processor.devkit.tiny_sdxl import build_tiny_sdxl
+        from processor.devkit.tiny_sdxl import ensure_tiny_sdxl
 
-        model_dir = cache.parent / "tiny-sdxl"
-        if not (model_dir / "model_index.json").exists():
-            build_tiny_sdxl(model_dir)
+        model_dir = ensure_tiny_sdxl(cache.parent)  # .cache/tiny-sdxl-<version>
         values.update(tiny_model_settings(model_dir, cache, num_images=num_images))
     else:
         values.update(base_model=model, class_cache_dir=cache / "class-images", work_dir=cache / "work")
@@ -85,11 +86,27 @@ async def run_demo(cache: Path, photos: Path | None, model: str | None, email: s
         await serve(settings, max_jobs=1, idle_exit_s=120)
         status = await read_status(settings, plan.job_id)
         new = sorted(set(stack.outbox_messages()) - before)
+        folder = await keep_results(settings, plan.job_id, cache / "results" / plan.job_id)
         return DemoResult(
             job_id=plan.job_id, state=status.state.value if status else "unknown",
             results_prefix=f"s3://{settings.output_bucket}/results/{plan.job_id}/",
             email=new[-1] if new else None, seconds=time.monotonic() - started,
-            error=status.error if status else None)
+            error=status.error if status else None, folder=folder)
+
+
+async def keep_results(settings: Any, job_id: str, folder: Path) -> Path | None:
+    """Copy ``results/<job>/`` out of the embedded stack (it dies with the process); None if empty."""
+    from processor.aws.storage import ObjectStore
+    from processor.aws.transfers import download_many
+    from processor.manifest import results_prefix
+
+    prefix = results_prefix(job_id)
+    async with ObjectStore(settings) as store:
+        keys = await store.list_keys(settings.output_bucket, prefix)
+        if not keys:
+            return None
+        await download_many(store, settings.output_bucket, [(k, folder / k[len(prefix):]) for k in keys])
+    return folder
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -102,8 +119,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"job:     {result.job_id}")
     print(f"state:   {result.state}{' (' + result.error + ')' if result.error else ''}")
     print(f"results: {result.results_prefix}")
+    print(f"folder:  {result.folder if result.folder else '(nothing delivered)'}")
     print(f"email:   {result.email if result.email else '(none)'}")
     print(f"time:    {result.seconds:.0f}s")
+    print("browse:  `headshots serve` runs the same stack with its front door and keeps it up", file=sys.stderr)
     return 0 if result.state in ("delivered", "rejected") else 1
 
 

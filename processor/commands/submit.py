@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +31,12 @@ def photo_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
 
 
-def new_job_id(name: str | None = None) -> str:
-    """A fresh job id, readable when a name is given (``ada-1f2e3d4c``)."""
-    import re
+def new_job_id() -> str:
+    """A fresh job id: 128 random bits (unguessable: the id is part of every link and key).
 
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", (name or "job").lower()).strip("-")[:40] or "job"
-    return f"{slug}-{uuid.uuid4().hex[:8]}"
+    No name in it: job ids are in every log line, and a person's name is not to be logged.
+    """
+    return f"job-{secrets.token_hex(16)}"
 
 
 def plan_upload(folder: Path, email: str, name: str | None = None, job_id: str | None = None) -> Upload:
@@ -46,7 +46,7 @@ def plan_upload(folder: Path, email: str, name: str | None = None, job_id: str |
     photos = photo_files(folder)
     if not photos:
         raise ValueError(f"no photos ({', '.join(sorted(PHOTO_SUFFIXES))}) in {folder}")
-    job = validate_job_id(job_id) if job_id else new_job_id(name)
+    job = validate_job_id(job_id) if job_id else new_job_id()
     doc: dict[str, object] = {"version": 1, "email": email, "photos": [p.name for p in photos]}
     if name:
         doc["name"] = name

@@ -8,6 +8,12 @@ Two gaps of moto are papered over here rather than in the service: moto checks S
 preconditions and then writes without a lock, so conditional requests are serialised by a
 small WSGI middleware (real S3 is atomic); and ``/moto-api/data.json`` breaks after multipart
 uploads, so sent SES mail is read from the in-process backend.
+
+The front door runs here too (moto's Lambda needs Docker): its own HTTP server in front of
+the Lambda's handler (:mod:`processor.devkit.frontdoor_server`), with its own IAM user's
+keys, the link key in Secrets Manager and a DynamoDB rate-limit table, as in production.
+moto's blanket CORS (every origin allowed everywhere) is switched off, so a browser meets
+the input bucket's own CORS rule: the front door's origin only, as Terraform sets it.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ import itertools
 import json
 import os
 import re
+import secrets
 import socket
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,10 +91,47 @@ class _SerialisedConditionalWrites:
         return self.app(environ, start_response)
 
 
+class _BucketPostCors:
+    """WSGI middleware: a browser's form POST to a bucket gets the bucket's CORS answer.
+
+    Real S3 adds ``Access-Control-Allow-Origin`` to a POST upload's response when the bucket's
+    CORS rules allow that origin and method; moto answers OPTIONS by the rules but forgets the
+    POST itself, so a browser would see every upload fail.
+    """
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    def _allowed(self, bucket: str, origin: str) -> bool:
+        from moto.s3.models import s3_backends
+        from moto.s3.utils import cors_matches_origin
+
+        try:
+            rules = s3_backends[ACCOUNT_ID]["aws"].get_bucket(bucket).cors
+        except Exception:  # noqa: BLE001 - no such bucket: no CORS answer
+            return False
+        return any(cors_matches_origin(origin, r.allowed_origins or []) and "POST" in (r.allowed_methods or [])
+                   for r in rules)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        origin = environ.get("HTTP_ORIGIN")
+        bucket = environ.get("PATH_INFO", "").strip("/")
+        if environ.get("REQUEST_METHOD") != "POST" or not origin or not bucket or "/" in bucket \
+                or environ.get("QUERY_STRING"):
+            return self.app(environ, start_response)
+
+        def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if self._allowed(bucket, origin) and not any(k.lower() == "access-control-allow-origin" for k, _ in headers):
+                headers = [*headers, ("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+            return start_response(status, headers, exc_info)
+        return self.app(environ, respond)
+
+
 class _MotoServer:
     """moto's WSGI app on a werkzeug threaded server in a daemon thread."""
 
     def __init__(self, host: str) -> None:
+        from moto.moto_server import werkzeug_app
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,
             MotoRequestHandler,
@@ -94,11 +139,14 @@ class _MotoServer:
         )
         from werkzeug.serving import make_server
 
+        # S3 answers CORS by each bucket's own rules (as real S3 does), not moto's allow-all.
+        werkzeug_app.DISABLE_GLOBAL_CORS = True
+
         class QuietHandler(MotoRequestHandler):  # type: ignore[misc,valid-type]
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass  # one line per request drowns the worker's own logs
 
-        app = _SerialisedConditionalWrites(DomainDispatcherApplication(create_backend_app))
+        app = _BucketPostCors(_SerialisedConditionalWrites(DomainDispatcherApplication(create_backend_app)))
         self.server = make_server(host, 0, app, threaded=True, request_handler=QuietHandler)
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, name="moto-server", daemon=True)
@@ -159,11 +207,17 @@ class LocalStack:
     """
 
     def __init__(self, settings: Settings | None = None, outbox: Path | None = None,
-                 host: str = "127.0.0.1", smtp: bool = True) -> None:
+                 host: str = "127.0.0.1", smtp: bool = True, frontdoor: bool = True,
+                 frontdoor_port: int = 0) -> None:
         self._base = settings or Settings(email_backend="smtp")
         self.host = host
         self._outbox = outbox
         self._smtp_enabled = smtp
+        self._frontdoor_enabled = frontdoor
+        self._frontdoor_port = frontdoor_port
+        self._frontdoor: Any = None
+        self._frontdoor_keys: dict[str, str] = {}
+        self._ratelimit_table: str | None = None
         self._server: _MotoServer | None = None
         self._smtp: Any = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -203,6 +257,8 @@ class LocalStack:
             self._start_smtp()
             updates.update(smtp_host=self.host, smtp_port=self._smtp.port)
         base = Settings(**{**self._base.model_dump(), **updates})
+        if self._frontdoor_enabled:
+            self._start_frontdoor(base)
         self.settings = self.provision(settings=base)
         log.info("local_stack_started", endpoint=endpoint,
                  smtp_port=self._smtp.port if self._smtp else None)
@@ -216,7 +272,32 @@ class LocalStack:
         controller.start()
         self._smtp = controller
 
+    def _start_frontdoor(self, base: Settings) -> None:
+        """The front door's server, its own IAM user and keys, and the rate-limit table."""
+        from processor.devkit.frontdoor_server import FrontDoorServer
+
+        stack_id = uuid.uuid4().hex[:8]
+        iam = self.client("iam", base)
+        user = f"headshots-frontdoor-{stack_id}"
+        iam.create_user(UserName=user)
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        self._frontdoor_keys = {"AccessKeyId": key["AccessKeyId"], "SecretAccessKey": key["SecretAccessKey"],
+                                "UserName": user}
+        table = f"headshots-ratelimit-{stack_id}"
+        ddb = self.client("dynamodb", base)
+        ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+        ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True,
+                                                                          "AttributeName": "expires_at"})
+        self._ratelimit_table = table
+        self._frontdoor = FrontDoorServer(self.host, self._frontdoor_port)
+        log.info("frontdoor_started", url=self._frontdoor.origin)
+
     def stop(self) -> None:
+        if self._frontdoor is not None:
+            self._frontdoor.stop()
+            self._frontdoor = None
         if self._smtp is not None:
             self._smtp.stop()
             self._smtp = None
@@ -255,6 +336,24 @@ class LocalStack:
         if self._outbox is None:
             raise RuntimeError("this stack has no SMTP sink")
         return self._outbox
+
+    @property
+    def frontdoor_origin(self) -> str:
+        if self._frontdoor is None:
+            raise RuntimeError("this stack runs no front door")
+        return str(self._frontdoor.origin)
+
+    @property
+    def frontdoor_credentials(self) -> dict[str, str]:
+        """The front door's own IAM user and access key (what its signatures carry)."""
+        return dict(self._frontdoor_keys)
+
+    def link_keys(self, settings: Settings | None = None) -> tuple[bytes, ...]:
+        """The link-signing key of ``settings`` (tests sign links of their own with it)."""
+        s = settings or self.settings
+        assert s.link_secret_id
+        value = self.client("secretsmanager", s).get_secret_value(SecretId=s.link_secret_id)["SecretString"]
+        return (value.encode(),)
 
     def outbox_messages(self) -> list[Path]:
         """The ``.eml`` files written so far, oldest first."""
@@ -334,7 +433,36 @@ class LocalStack:
         })
         self._drain_test_events(sqs, queue_url)
         ses.verify_email_identity(EmailAddress=probe.email_sender)
-        return Settings(**{**values, "queue_url": queue_url, "dlq_url": dlq_url})
+        final = Settings(**{**values, "queue_url": queue_url, "dlq_url": dlq_url})
+        if self._frontdoor is not None:
+            return self.frontdoor_for(final, name, overrides.get("link_secret_id"))
+        return final
+
+    def frontdoor_for(self, settings: Settings, name: str | None = None, link_secret_id: str | None = None) -> Settings:
+        """``settings`` plus a front door of its own: a link key, the input bucket's CORS rule
+        and a mount at ``/_/<name>`` (``None``: at ``/``). Also for buckets made elsewhere
+        (e.g. applied by Terraform to this stack).
+
+        A named set gets its own key, so its links, tokens and rate-limit counters are its own.
+        """
+        if self._frontdoor is None:
+            raise RuntimeError("this stack runs no front door")
+        sm = self.client("secretsmanager", settings)
+        s3 = self.client("s3", settings)
+        secret = link_secret_id or (f"{name}-link-key" if name else settings.link_secret_id or "headshots-link-key")
+        try:
+            sm.create_secret(Name=secret, SecretString=secrets.token_urlsafe(48),
+                             Description="HMAC key of the emailed links (local stack)")
+        except sm.exceptions.ResourceExistsException:
+            pass  # idempotent, like every other resource here
+        s3.put_bucket_cors(Bucket=settings.input_bucket, CORSConfiguration={"CORSRules": [{
+            "AllowedOrigins": [self._frontdoor.origin], "AllowedMethods": ["POST"], "AllowedHeaders": ["*"],
+            "MaxAgeSeconds": 3000}]})
+        values = {"link_secret_id": secret, "frontdoor_ratelimit_table": settings.frontdoor_ratelimit_table
+                  or self._ratelimit_table}
+        mounted = Settings(**{**settings.model_dump(), **values})
+        values["frontdoor_url"] = self._frontdoor.mount(name or "", mounted, self._frontdoor_keys)
+        return Settings(**{**settings.model_dump(), **values})
 
     @staticmethod
     def _drain_test_events(sqs: Any, queue_url: str) -> None:

@@ -9,16 +9,20 @@ Architecture and tokenizer *structure* match SDXL; only the sizes are small.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from handlers.sdxl.tokenizer import build_clip_vocab, write_tokenizer
+from handlers.sdxl.tokenizer import build_clip_vocab, vocab_fingerprint, write_tokenizer
 
-# Words the prompts and captions use, plus rare, meaningless candidates for the identifier.
-# Each becomes a whole-word token ("word</w>") where the BPE merges allow it.
-# Rare-token candidates: short letter strings with no everyday meaning, as in real CLIP's tail.
+#: Bump when the builder changes what it writes in a way the spec and vocabulary do not show.
+BUILD_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,47 @@ class TinySDXLSpec:
     seed: int = 0
 
 
+def model_version(spec: TinySDXLSpec | None = None) -> str:
+    """A short digest of everything that decides the built folder: spec, vocabulary, revision.
+
+    Why: a cached tiny model used to be reused forever once built, so a fixed tokenizer (or
+    any builder change) never reached a machine that already had one. The version is part of
+    the cached folder's name instead, so a changed builder builds beside the old folder.
+    """
+    vocab, merges = build_clip_vocab()
+    doc = {"spec": asdict(spec or TinySDXLSpec()), "vocab": vocab_fingerprint(vocab, merges),
+           "revision": BUILD_REVISION}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def tiny_model_dir(cache_root: Path, spec: TinySDXLSpec | None = None) -> Path:
+    """``<cache_root>/tiny-sdxl-<version>``: where this builder's model is cached."""
+    return Path(cache_root) / f"tiny-sdxl-{model_version(spec)}"
 
 
+def ensure_tiny_sdxl(cache_root: Path, spec: TinySDXLSpec | None = None) -> Path:
+    """The cached tiny model of this builder version under ``cache_root``, built if missing.
+
+    Built in a private temporary folder and renamed into place, so a concurrent reader (a
+    parallel test session, another engineer's) never sees a half-written model; older
+    versions beside it are left alone.
+    """
+    target = tiny_model_dir(cache_root, spec)
+    if (target / "model_index.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tiny-sdxl-", dir=target.parent))
+    try:
+        build_tiny_sdxl(staging / "model", spec)
+        try:
+            os.rename(staging / "model", target)
+        except OSError:
+            # Another process won the race; its folder is complete (it was renamed whole).
+            if not (target / "model_index.json").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def build_tiny_sdxl(out_dir: Path, spec: TinySDXLSpec | None = None) -> Path:
@@ -119,7 +160,7 @@ def build_tiny_sdxl(out_dir: Path, spec: TinySDXLSpec | None = None) -> Path:
 def main() -> None:  # pragma: no cover - convenience entry point
     import sys
 
-    print(build_tiny_sdxl(Path(sys.argv[1] if len(sys.argv) > 1 else ".cache/tiny-sdxl")))
+    print(ensure_tiny_sdxl(Path(sys.argv[1] if len(sys.argv) > 1 else ".cache")))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ the attempt's fence first.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,14 @@ from processor.stages import Deliverables
 CONTENT_TYPES = {".jpg": "image/jpeg", ".zip": "application/zip", ".json": "application/json"}
 
 
-def delivery_record(prefix: str, deliverables: Deliverables) -> dict[str, Any]:
-    """What the job remembers of a delivery (the ``deliver`` done record, JSON-safe)."""
+def delivery_record(prefix: str, deliverables: Deliverables, published_at: float | None = None) -> dict[str, Any]:
+    """What the job remembers of a delivery (the ``deliver`` done record, JSON-safe).
+
+    ``published_at`` is taken before the first upload: every result object is at least that
+    old, so links that expire ``link_ttl_s`` after it never outlive the results/ lifecycle.
+    """
     return {"prefix": prefix, "files": [p.name for p in deliverables.files()],
+            "published_at": published_at if published_at is not None else time.time(),
             "headshots": [p.name for p in deliverables.headshots],
             "contact_sheet": deliverables.contact_sheet.name if deliverables.contact_sheet else None,
             "archive": deliverables.archive.name if deliverables.archive else None,
@@ -35,6 +41,7 @@ async def publish_results(store: ObjectStore, bucket: str, job_id: str, delivera
                           fence: Fence, hit: Callable[[str], None]) -> dict[str, Any]:
     """Upload every deliverable; ``hit`` is the failpoint hook after each upload group."""
     prefix = results_prefix(job_id)
+    published_at = time.time()
 
     async def upload(path: Path) -> str:
         await fence.check()
@@ -46,4 +53,4 @@ async def publish_results(store: ObjectStore, bucket: str, job_id: str, delivera
     for path in (p for p in paths if p.suffix != ".jpg"):
         await upload(path)
         hit("deliver.uploaded")
-    return delivery_record(prefix, deliverables)
+    return delivery_record(prefix, deliverables, published_at)

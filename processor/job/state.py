@@ -147,7 +147,8 @@ class JobStatus(BaseModel):
         if validation is not None:
             updates["validation"] = validation
         if result is not None:
-            updates["result"] = {k: result[k] for k in ("prefix", "files", "summary") if k in result}
+            updates["result"] = {k: result[k] for k in ("prefix", "files", "summary", "published_at")
+                                 if k in result}
         return self.model_copy(update=updates).transition(target, now, error=error).with_owner(None, now)
 
     def start_stage(self, stage: str, now: float) -> JobStatus:

@@ -196,6 +196,8 @@ async def _restore_generate(env: Env, job: Attempt, done: dict[str, Any], _: Gen
 
 # --- deliver: results/<job>/ ----------------------------------------------------------------
 async def _deliver(env: Env, job: Attempt, selection: SelectionResult) -> dict[str, Any]:
+    # results.json records the run's settings too (model, method, steps): the metrics' breakdown
+    selection = replace(selection, extra={**selection.extra, **stages.run_settings(env.settings)})
     deliverables = await asyncio.to_thread(stages.run_deliver, selection, job.dir("results"),
                                            job.dir(ENCODED_DIR))
     return await publish_results(env.store, env.settings.output_bucket, job.job_id, deliverables,

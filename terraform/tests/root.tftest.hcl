@@ -48,16 +48,32 @@ mock_provider "aws" {
   mock_resource "aws_ecs_task_definition" {
     defaults = { arn = "arn:aws:ecs:us-east-1:123456789012:task-definition/mock:1" }
   }
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = { arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:headshots-test/frontdoor/link-key-AbCdEf", id = "arn:aws:secretsmanager:us-east-1:123456789012:secret:headshots-test/frontdoor/link-key-AbCdEf" }
+  }
+  mock_resource "aws_dynamodb_table" {
+    defaults = { arn = "arn:aws:dynamodb:us-east-1:123456789012:table/mock" }
+  }
+  mock_resource "aws_lambda_function" {
+    defaults = { arn = "arn:aws:lambda:us-east-1:123456789012:function:mock" }
+  }
+  mock_resource "aws_lambda_function_url" {
+    defaults = { function_url = "https://abc123.lambda-url.us-east-1.on.aws/" }
+  }
+  mock_data "aws_secretsmanager_random_password" {
+    defaults = { random_password = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" }
+  }
   mock_resource "aws_appautoscaling_policy" {
     defaults = { arn = "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:0:resource/ecs/service/mock:policyName/mock" }
   }
 }
 
 variables {
-  email_sender = "headshots@example.com"
-  vpc_id       = "vpc-0abc"
-  subnet_ids   = ["subnet-0a"]
-  environment  = "test"
+  frontdoor_package = "main.tf" # any existing file stands in for the zip: nothing is uploaded
+  email_sender      = "headshots@example.com"
+  vpc_id            = "vpc-0abc"
+  subnet_ids        = ["subnet-0a"]
+  environment       = "test"
 }
 
 run "outputs_are_the_worker_settings_and_the_container_gets_them" {
@@ -92,6 +108,22 @@ run "outputs_are_the_worker_settings_and_the_container_gets_them" {
       HEADSHOTS_MAX_JOB_DURATION_S   = output.HEADSHOTS_MAX_JOB_DURATION_S
     } : module.compute.container_environment[k] == v])
     error_message = "the worker container's environment equals the outputs"
+  }
+}
+
+run "the_front_door_is_wired_to_the_workers_links_and_the_uploads_cors" {
+  assert {
+    condition = alltrue([for k in ["HEADSHOTS_FRONTDOOR_URL", "HEADSHOTS_LINK_SECRET_ID", "HEADSHOTS_LINK_TTL_S"] :
+    module.compute.container_environment[k] == module.frontdoor.worker_settings[k]])
+    error_message = "the worker signs links with the front door's key and points them at it"
+  }
+  assert {
+    condition     = output.HEADSHOTS_FRONTDOOR_URL == "https://abc123.lambda-url.us-east-1.on.aws" && output.HEADSHOTS_LINK_TTL_S == tostring(7 * 86400)
+    error_message = "links point at the function URL and live as long as results are kept (results_retention_days)"
+  }
+  assert {
+    condition     = length(module.storage_messaging.cors_allowed_origins) == 0 && module.frontdoor.upload_origins == tolist(["https://abc123.lambda-url.us-east-1.on.aws"])
+    error_message = "the input bucket's CORS is open to the front door's origin only (one rule, the front door's)"
   }
 }
 

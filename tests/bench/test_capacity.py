@@ -16,7 +16,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.capacity import BEFORE_DIR, FIXED_DIR, PERFORMANCE_MD, job_stages_from_doc, main, run  # noqa: E402
+from bench.capacity import (  # noqa: E402
+    BEFORE_DIR,
+    FIXED_DIR,
+    PERFORMANCE_MD,
+    job_stages_from_doc,
+    main,
+    run,
+)
 from bench.capacity_policy import MetricMath, load_policies  # noqa: E402
 
 SMALL = dict(hours=8, default_cap_load=0)  # 10 and 100 jobs/hour over the morning ramp

@@ -4,6 +4,7 @@ tiny SDXL model through ``from_pretrained``, deepface with real weights, an SMTP
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -74,7 +75,10 @@ async def test_uploaded_folder_is_delivered_with_50_headshots_and_one_email_whos
     body = text_body(mail)
     assert "report mode" in body  # the tiny model cannot pass the likeness check: said plainly
     links = _links(body)
-    assert set(links) >= {"headshots.zip", "contact-sheet.jpg", "headshot-001.jpg", "headshot-050.jpg"}
+    assert set(links) >= {"headshots.zip", "contact-sheet.jpg", job_id}  # job_id: the gallery
+    _, gallery = _get(links[job_id])  # every headshot's link lives on the gallery page
+    links.update(_links(html.unescape(" ".join(re.findall(r'href="([^"]*/d/[^"]*)"', gallery.decode())))))
+    assert all(f"headshot-{i:03d}.jpg" in links for i in range(1, 51))
     for name in ("headshot-001.jpg", "headshot-050.jpg", "contact-sheet.jpg"):
         code, data = _get(links[name])
         assert code == 200
@@ -90,6 +94,7 @@ async def test_uploaded_folder_is_delivered_with_50_headshots_and_one_email_whos
     assert len(doc["images"]) == 50
     assert all("seed" in img and "prompt" in img for img in doc["images"])
     assert doc["summary"]["mode"] == "report" and status["result"]["summary"]["mode"] == "report"
+    assert (doc["summary"]["model"], doc["summary"]["train_method"]) == (settings.base_model, settings.train_method)
 
 
 async def test_set_with_three_usable_photos_is_rejected_with_one_email_naming_each_bad_photo(

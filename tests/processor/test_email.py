@@ -13,6 +13,7 @@ from processor.devkit.local_stack import LocalStack
 from processor.email import (
     GENERIC_ADVICE,
     FailedContext,
+    InlineImage,
     Link,
     ReadyContext,
     RejectedContext,
@@ -30,13 +31,18 @@ from processor.settings import Settings
 ADDRESS = "ada.lovelace@example.com"
 
 
-def ready(name: str | None = "Ada", n: int = 3) -> ReadyContext:
+EXPIRES = 1_784_021_400  # Tuesday 14 July 2026, 09:30 UTC
+PREVIEW = InlineImage(cid="preview.1@headshots", data=b"\xff\xd8\xff\xe0 a jpeg")
+
+
+def ready(name: str | None = "Ada", n: int = 3, preview: InlineImage | None = None) -> ReadyContext:
     return ReadyContext(
-        job_id="job-1", name=name,
-        headshots=[Link(label=f"Headshot {i}", url=f"http://h/results/job-1/headshot-{i:03d}.jpg?a=1&b=2")
-                   for i in range(1, n + 1)],
-        contact_sheet_url="http://h/results/job-1/contact-sheet.jpg", zip_url="http://h/results/job-1/headshots.zip",
-        link_ttl_s=7 * 86400)
+        job_id="job-1", name=name, headshot_count=n,
+        gallery_url="http://fd/g/job-1?exp=1&sig=a&b", contact_sheet_url="http://fd/d/job-1/contact-sheet.jpg?exp=1",
+        zip_url="http://fd/d/job-1/headshots.zip?exp=1",
+        rating_urls=[Link(label=f"{k} star{'s' if k != 1 else ''}", url=f"http://fd/g/job-1?stars={k}#rate")
+                     for k in range(1, 6)],
+        link_ttl_s=7 * 86400, expires_at=EXPIRES, preview=preview)
 
 
 def rejected() -> RejectedContext:
@@ -48,16 +54,24 @@ def rejected() -> RejectedContext:
 
 
 # --- rendering -------------------------------------------------------------------------
-def test_ready_email_links_every_headshot_the_contact_sheet_and_the_zip() -> None:
-    out = render_email("ready", ready())
+def test_ready_email_has_the_gallery_zip_sheet_ratings_and_the_exact_expiry_in_both_parts() -> None:
+    out = render_email("ready", ready(preview=PREVIEW))
     assert out.subject == "Your 3 headshots are ready"
     for body in (out.text, out.html):
-        for i in (1, 2, 3):
-            assert f"headshot-{i:03d}.jpg" in body
-        assert "contact-sheet.jpg" in body and "headshots.zip" in body and "7 days" in body
-    assert 'href="http://h/results/job-1/headshot-001.jpg?a=1&amp;b=2"' in out.html
-    assert "headshot-001.jpg?a=1&b=2" in out.text
+        assert "headshots.zip" in body and "contact-sheet.jpg" in body and "7 days" in body
+        assert "Tuesday 14 July 2026, 09:30 UTC" in body
+        for k in range(1, 6):
+            assert f"stars={k}#rate" in body
+    assert "http://fd/g/job-1?exp=1&sig=a&b" in out.text  # text part complete: every link is there
+    assert 'href="http://fd/g/job-1?exp=1&amp;sig=a&amp;b"' in out.html
+    assert 'src="cid:preview.1@headshots"' in out.html and out.inline == (PREVIEW,)
+    assert out.html.count('id="gallery"') == 1  # one primary button
     assert render_email("ready", ready(n=1)).subject == "Your 1 headshot is ready"
+
+
+def test_ready_email_without_a_preview_has_no_broken_image() -> None:
+    out = render_email("ready", ready())
+    assert "cid:" not in out.html and out.inline == ()
 
 
 def test_html_autoescapes_a_name_with_markup_but_text_keeps_it_literal() -> None:
@@ -113,7 +127,18 @@ def test_message_is_multipart_alternative_with_text_and_html() -> None:
     assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
     assert parsed["To"] == f"Ada <{ADDRESS}>" and parsed["X-Headshots-Job"] == "job-1"
     assert parsed["Message-ID"].endswith("@example.com>")
-    assert "headshot-002.jpg" in parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "headshots.zip" in parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_an_inline_preview_rides_in_multipart_related_beside_the_html() -> None:
+    msg = build_message(render_email("ready", ready(preview=PREVIEW)), "headshots@example.com", ADDRESS)
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    text, related = parsed.iter_parts()
+    assert text.get_content_type() == "text/plain" and related.get_content_type() == "multipart/related"
+    html, image = related.iter_parts()
+    assert html.get_content_type() == "text/html" and image.get_content_type() == "image/jpeg"
+    assert image["Content-ID"] == "<preview.1@headshots>" and image.get_content() == PREVIEW.data
+    assert parsed.get_body(("html",)) is not None and "cid:preview.1@headshots" in parsed.get_body(("html",)).get_content()
 
 
 def test_templates_are_found_as_package_resources() -> None:

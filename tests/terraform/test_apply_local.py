@@ -123,6 +123,7 @@ async def test_uploaded_folder_queues_a_job_that_a_worker_configured_from_output
     })
     assert settings.email_backend == "ses" and settings.visibility_timeout_s == 60
     job_id = f"tf-{uuid.uuid4().hex[:10]}"
+    settings = local_stack.frontdoor_for(settings, job_id)  # the ready email's links need a front door
 
     # S3 sends s3:TestEvent when the notification is created; then the manifest's event.
     submit(settings, job_photos, "ada@example.com", job_id, name="Ada")

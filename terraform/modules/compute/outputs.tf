@@ -42,3 +42,8 @@ output "capacity_provider_name" {
   description = "ECS capacity provider of the GPU Auto Scaling group."
   value       = aws_ecs_capacity_provider.gpu.name
 }
+
+output "task_role_name" {
+  description = "Name of the worker's task role (the front door module grants it read of the link key)."
+  value       = aws_iam_role.task.name
+}

@@ -147,3 +147,8 @@ output "email_events_topic_arn" {
   description = "SNS topic receiving SES bounce, complaint and reject events."
   value       = aws_sns_topic.email_events.arn
 }
+
+output "cors_allowed_origins" {
+  description = "Web origins the input bucket's CORS rule admits (the front door's, in the root)."
+  value       = var.cors_allowed_origins
+}

@@ -11,13 +11,15 @@ import sys
 from pathlib import Path
 
 from processor.commands.demo import demo_settings
+from processor.devkit.tiny_sdxl import tiny_model_dir
 from tests.integration.harness import REPO_ROOT
 
 
 def test_demo_settings_use_the_tiny_model_in_report_mode_unless_a_model_is_named(tmp_path: Path) -> None:
     tiny = demo_settings(tmp_path / "demo", None, num_images=50)
     assert tiny["selection_mode"] == "report" and tiny["resolution"] == 128 and tiny["num_images"] == 50
-    assert (tmp_path / "tiny-sdxl" / "model_index.json").exists()
+    assert (tiny_model_dir(tmp_path) / "model_index.json").exists()
+    assert tiny["base_model"] == str(tiny_model_dir(tmp_path))
     real = demo_settings(tmp_path / "demo", "stabilityai/stable-diffusion-xl-base-1.0")
     assert real["base_model"] == "stabilityai/stable-diffusion-xl-base-1.0" and "selection_mode" not in real
 
@@ -34,3 +36,9 @@ def test_demo_delivers_a_job_and_prints_state_results_and_the_email_path(tmp_pat
     msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert "headshots are ready" in str(msg["Subject"])
     assert "report mode" in msg.get_body(preferencelist=("plain",)).get_content()
+    # the delivered files stay on disk after the embedded stack is gone
+    folder = Path(re.search(r"^folder:\s+(\S+)$", out.stdout, re.M).group(1))
+    assert {p.name for p in folder.iterdir()} == {"headshot-001.jpg", "headshot-002.jpg", "headshot-003.jpg",
+                                                  "contact-sheet.jpg", "headshots.zip", "results.json"}
+    # a readable console: the prompts fit the tiny tokenizer, nothing is truncated
+    assert "truncated" not in out.stderr and "<|endoftext|>" not in out.stderr

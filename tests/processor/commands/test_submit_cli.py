@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,10 +29,13 @@ def test_plan_lists_only_photos_sorted_and_writes_a_valid_manifest(tmp_path: Pat
     assert plan.job_id == "ada-1"
 
 
-def test_plan_generates_a_valid_job_id_from_the_name(tmp_path: Path) -> None:
+def test_plan_generates_an_unguessable_job_id_without_the_persons_name(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(b"x")
-    plan = plan_upload(tmp_path, "ada@example.com", name="Ada Lovelace")
-    assert plan.job_id.startswith("ada-lovelace-") and len(plan.job_id) <= 128
+    ids = {plan_upload(tmp_path, "ada@example.com", name="Ada Lovelace").job_id for _ in range(50)}
+    assert len(ids) == 50
+    for job_id in ids:
+        assert re.fullmatch(r"job-[0-9a-f]{32}", job_id)  # 128 random bits
+        assert "ada" not in job_id.lower()  # job ids are logged; names are not
 
 
 @pytest.mark.parametrize("email,job_id,error", [

@@ -1,0 +1,157 @@
+"""The front door's AWS edge (blocking boto3, as a Lambda runs it): S3, DynamoDB, Secrets Manager.
+
+Everything it may touch is exactly its IAM grant (``terraform/modules/frontdoor``): read
+``results/`` and ``jobs/<job>/status.json``, put under ``uploads/`` (the POST policies it
+signs and the manifest it writes), put under ``feedback/``, read the link key, update the
+rate-limit table. Presigned URLs and POST policies are signed here with the front door's
+own credentials (the Lambda role's), never the worker's.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from processor.job.state import JobStatus
+from processor.manifest import job_prefix, results_prefix, uploads_prefix
+from processor.settings import Settings
+
+KEY_CACHE_S = 300.0
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _missing(exc: ClientError) -> bool:
+    return _code(exc) in ("NoSuchKey", "404", "NotFound") or \
+        exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
+
+
+@dataclass(frozen=True)
+class PostPolicy:
+    url: str
+    fields: dict[str, str]
+
+
+class FrontDoorAws:
+    """One set of clients per Lambda container (or local mount), reused across requests."""
+
+    def __init__(self, settings: Settings, session: boto3.Session | None = None) -> None:
+        self.settings = settings
+        self.session = session or boto3.Session()
+        config = Config(region_name=settings.aws_region, connect_timeout=3, read_timeout=10,
+                        retries={"total_max_attempts": 3, "mode": "standard"},
+                        s3={"addressing_style": "path"} if settings.aws_endpoint_url else None,
+                        signature_version="s3v4")
+        kwargs: dict[str, Any] = {"region_name": settings.aws_region, "config": config}
+        if settings.aws_endpoint_url:
+            kwargs["endpoint_url"] = settings.aws_endpoint_url
+        self.s3 = self.session.client("s3", **kwargs)
+        plain = {**kwargs, "config": config.merge(Config(signature_version=None))}
+        self.secrets = self.session.client("secretsmanager", **plain)
+        self.dynamodb = self.session.client("dynamodb", **plain) if settings.frontdoor_ratelimit_table else None
+        self._keys: tuple[bytes, ...] = ()
+        self._keys_at = -KEY_CACHE_S
+        self._lock = threading.Lock()
+
+    # --- the link key (AWSCURRENT signs; AWSPREVIOUS still verifies after a rotation) --------
+    def signing_keys(self) -> tuple[bytes, ...]:
+        with self._lock:
+            if time.monotonic() - self._keys_at < KEY_CACHE_S and self._keys:
+                return self._keys
+            secret_id = self.settings.link_secret_id
+            if not secret_id:
+                raise RuntimeError("HEADSHOTS_LINK_SECRET_ID is not set")
+            keys = [self._secret(secret_id, "AWSCURRENT")]
+            previous = self._secret(secret_id, "AWSPREVIOUS", missing_ok=True)
+            if previous and previous != keys[0]:
+                keys.append(previous)
+            self._keys, self._keys_at = tuple(keys), time.monotonic()
+            return self._keys
+
+    def _secret(self, secret_id: str, stage: str, missing_ok: bool = False) -> bytes:
+        try:
+            resp = self.secrets.get_secret_value(SecretId=secret_id, VersionStage=stage)
+        except ClientError as exc:
+            if missing_ok and _code(exc) in ("ResourceNotFoundException", "InvalidRequestException"):
+                return b""
+            raise
+        value = resp.get("SecretString")
+        return value.encode() if value is not None else bytes(resp["SecretBinary"])
+
+    # --- uploads ---------------------------------------------------------------------
+    def presign_post(self, key: str, fields: dict[str, str], conditions: list[Any]) -> PostPolicy:
+        post = self.s3.generate_presigned_post(Bucket=self.settings.input_bucket, Key=key, Fields=fields,
+                                               Conditions=conditions,
+                                               ExpiresIn=self.settings.frontdoor_upload_ttl_s)
+        return PostPolicy(url=post["url"], fields=dict(post["fields"]))
+
+    def put_manifest(self, job_id: str, manifest: dict[str, Any]) -> bool:
+        """Write ``uploads/<job>/manifest.json`` once (If-None-Match); False if it was there."""
+        try:
+            self.s3.put_object(Bucket=self.settings.input_bucket, Key=uploads_prefix(job_id) + "manifest.json",
+                               Body=json.dumps(manifest, indent=2).encode(), ContentType="application/json",
+                               IfNoneMatch="*")
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict") or \
+                    exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+                return False
+            raise
+        return True
+
+    # --- reads of the worker's records -----------------------------------------------
+    def status(self, job_id: str) -> JobStatus | None:
+        body = self._get(job_prefix(job_id) + "status.json")
+        return JobStatus.from_json(body) if body is not None else None
+
+    def results_doc(self, job_id: str) -> dict[str, Any] | None:
+        body = self._get(results_prefix(job_id) + "results.json")
+        return json.loads(body) if body is not None else None
+
+    def result_exists(self, job_id: str, name: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.settings.output_bucket, Key=results_prefix(job_id) + name)
+        except ClientError as exc:
+            if _missing(exc) or _code(exc) == "403":
+                return False
+            raise
+        return True
+
+    def _get(self, key: str) -> bytes | None:
+        try:
+            return self.s3.get_object(Bucket=self.settings.output_bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def presign_get(self, job_id: str, name: str, disposition: str) -> str:
+        """A fresh GET of one result, signed now with the front door's credentials."""
+        return self.s3.generate_presigned_url(
+            "get_object", ExpiresIn=self.settings.frontdoor_redirect_ttl_s,
+            Params={"Bucket": self.settings.output_bucket, "Key": results_prefix(job_id) + name,
+                    "ResponseContentDisposition": f'{disposition}; filename="{name}"'})
+
+    # --- feedback and rate limits ----------------------------------------------------
+    def put_feedback(self, key: str, doc: dict[str, Any]) -> None:
+        self.s3.put_object(Bucket=self.settings.output_bucket, Key=key, Body=json.dumps(doc).encode(),
+                           ContentType="application/json")
+
+    def increment(self, counter: str, expires_at: int, delta: int = 1) -> int:
+        """Atomically add ``delta`` to ``counter``; the count after this request."""
+        assert self.dynamodb is not None and self.settings.frontdoor_ratelimit_table
+        resp = self.dynamodb.update_item(
+            TableName=self.settings.frontdoor_ratelimit_table, Key={"pk": {"S": counter}},
+            UpdateExpression="ADD #n :d SET #e = if_not_exists(#e, :exp)",
+            ExpressionAttributeNames={"#n": "n", "#e": "expires_at"},
+            ExpressionAttributeValues={":d": {"N": str(delta)}, ":exp": {"N": str(expires_at)}},
+            ReturnValues="UPDATED_NEW")
+        return int(resp["Attributes"]["n"]["N"])

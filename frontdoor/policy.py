@@ -1,0 +1,110 @@
+"""What a new job may upload, as pure values: the request's checks and the POST policy's conditions.
+
+The upload page's checks (count, type, size) run again here, because a browser is not the
+only client; then each photo gets a presigned POST policy that S3 itself enforces: exactly
+its key (under ``uploads/<job>/``), its declared content type, 1 byte to 25 MB, a short
+expiry. The manifest is not the client's to write: the front door writes it last, from the
+ticket it signed at creation (:mod:`frontdoor.tickets`), so the address it rate-limited is
+the address the job emails, and no policy here can write ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from frontdoor.http import HttpError
+from processor.manifest import MANIFEST_NAME, Manifest, uploads_prefix
+
+MIN_PHOTOS, MAX_PHOTOS = 10, 20
+#: The worker's per-photo cap (handlers.images.ImageLimits.max_bytes); a test keeps them equal.
+MAX_PHOTO_BYTES = 25 * 1024 * 1024
+#: What a browser can show as a preview and the worker always decodes (HEIC needs an extra).
+CONTENT_TYPES = {"image/jpeg": (".jpg", ".jpeg"), "image/png": (".png",), "image/webp": (".webp",)}
+
+
+@dataclass(frozen=True)
+class PhotoSpec:
+    name: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated ``POST /api/jobs``: who to email and which photos will come."""
+
+    email: str
+    name: str
+    photos: tuple[PhotoSpec, ...]
+
+    def manifest(self) -> dict[str, Any]:
+        return {"version": 1, "email": self.email, "name": self.name, "photos": [p.name for p in self.photos]}
+
+
+def _bad(code: str, message: str) -> HttpError:
+    return HttpError(400, code, message)
+
+
+def parse_job_request(doc: Any) -> JobRequest:
+    """The body of ``POST /api/jobs`` checked, or a 400 naming the first problem in plain words."""
+    if not isinstance(doc, dict):
+        raise _bad("bad_request", "The request must be a JSON object.")
+    unknown = set(doc) - {"email", "name", "photos"}
+    if unknown:
+        raise _bad("bad_request", f"Unknown field(s): {', '.join(sorted(unknown))}.")
+    photos = doc.get("photos")
+    if not isinstance(photos, list):
+        raise _bad("bad_photos", "List the photos you are about to upload.")
+    if not MIN_PHOTOS <= len(photos) <= MAX_PHOTOS:
+        raise _bad("photo_count", f"Choose between {MIN_PHOTOS} and {MAX_PHOTOS} photos (you chose {len(photos)}).")
+    specs = []
+    for i, item in enumerate(photos, start=1):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise _bad("bad_photos", f"Photo {i} has no file name.")
+        name, ctype, size = item["name"], item.get("type"), item.get("size")
+        if ctype not in CONTENT_TYPES:
+            raise _bad("photo_type", f"{name[:80]} is not a JPEG, PNG or WebP image.")
+        if not name.lower().endswith(CONTENT_TYPES[ctype]):
+            raise _bad("photo_type", f"{name[:80]}: its name does not end like a {ctype.split('/')[1].upper()} file.")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise _bad("photo_size", f"{name[:80]} is empty.")
+        if size > MAX_PHOTO_BYTES:
+            raise _bad("photo_size", f"{name[:80]} is over {MAX_PHOTO_BYTES // 2**20} MB.")
+        specs.append(PhotoSpec(name=name, content_type=ctype, size=size))
+    name = doc.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise _bad("bad_name", "Tell us your first name (it is only used to greet you).")
+    try:  # the worker's own manifest schema: address, name length, plain unique file names
+        manifest = Manifest.model_validate({"version": 1, "email": doc.get("email"), "name": name,
+                                            "photos": [p.name for p in specs]})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "request"
+        messages = {"email": "That email address does not look right.",
+                    "name": "Your name must be 1-100 characters.",
+                    "photos": "Photo names must be plain, unique file names."}
+        raise _bad(f"bad_{field}", messages.get(field, "The request is not valid.")) from None
+    if any(p.name == MANIFEST_NAME for p in specs):
+        raise _bad("bad_photos", "Photo names must be plain, unique file names.")
+    return JobRequest(email=str(manifest.email), name=str(manifest.name), photos=tuple(specs))
+
+
+def upload_key(job_id: str, photo: PhotoSpec) -> str:
+    return uploads_prefix(job_id) + photo.name
+
+
+def upload_conditions(job_id: str, photo: PhotoSpec) -> list[Any]:
+    """The POST policy's conditions beyond bucket and exact key (boto3 adds those two)."""
+    return [
+        ["content-length-range", 1, MAX_PHOTO_BYTES],
+        {"Content-Type": photo.content_type},
+        ["starts-with", "$key", uploads_prefix(job_id)],
+    ]
+
+
+def upload_fields(photo: PhotoSpec) -> dict[str, str]:
+    """Form fields the page must send with the file (each matches a condition)."""
+    return {"Content-Type": photo.content_type}

@@ -1,0 +1,93 @@
+"""Helpers of the front-door tests: a tiny HTTP client (no redirects followed, errors as
+answers) and a delivered job as the worker leaves it in the output bucket."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from processor.devkit.local_stack import LocalStack
+from processor.job.state import JobState, JobStatus
+from processor.settings import Settings
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+def call(url: str, data: bytes | None = None, headers: dict[str, str] | None = None,
+         method: str | None = None) -> Answer:
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with _OPENER.open(req, timeout=30) as resp:  # noqa: S310 - local test servers
+            return Answer(resp.status, dict(resp.headers), resp.read())
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, dict(exc.headers), exc.read())
+
+
+def post_json(url: str, doc: Any, headers: dict[str, str] | None = None) -> Answer:
+    return call(url, json.dumps(doc).encode(), {"Content-Type": "application/json", **(headers or {})}, "POST")
+
+
+def post_form_upload(url: str, fields: dict[str, str], file: bytes, name: str, origin: str | None = None) -> Answer:
+    """A browser's multipart POST to S3 with a presigned policy (the file field last)."""
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + file + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    if origin:
+        headers["Origin"] = origin
+    return call(url, b"".join(parts), headers, "POST")
+
+
+def deliver(stack: LocalStack, settings: Settings, job_id: str, n: int = 3, published_at: float | None = None,
+            run: dict[str, Any] | None = None) -> float:
+    """What the worker leaves for a delivered job: JPEGs, results.json, status.json."""
+    s3 = stack.client("s3", settings)
+    published = published_at or time.time()
+    for i in range(1, n + 1):
+        buf = io.BytesIO()
+        Image.new("RGB", (32, 32), (10 * i, 80, 160)).save(buf, "JPEG")
+        s3.put_object(Bucket=settings.output_bucket, Key=f"results/{job_id}/headshot-{i:03d}.jpg",
+                      Body=buf.getvalue(), ContentType="image/jpeg")
+    s3.put_object(Bucket=settings.output_bucket, Key=f"results/{job_id}/results.json", Body=json.dumps({
+        "version": 1, "summary": run or {"model": "tiny", "train_method": "lora", "train_steps": 8, "steps": 4,
+                                         "acceptance_rate": 1.0, "mode": "report"},
+        "images": [{"number": i, "file": f"headshot-{i:03d}.jpg"} for i in range(1, n + 1)]}).encode())
+    now = time.time()
+    status = JobStatus.new(job_id, now)
+    for state in (JobState.VALIDATING, JobState.TRAINING, JobState.GENERATING, JobState.DELIVERING):
+        status = status.transition(state, now)
+    status = status.end(JobState.DELIVERED, now, result={"prefix": f"results/{job_id}/", "files": [],
+                                                         "summary": {}, "published_at": published})
+    s3.put_object(Bucket=settings.output_bucket, Key=f"jobs/{job_id}/status.json", Body=status.to_json())
+    return published

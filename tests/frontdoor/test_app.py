@@ -1,0 +1,232 @@
+"""The front door over HTTP on the embedded stack: the local adapter, the Lambda's handler, moto.
+
+Each test has its own buckets, queue, link key and front-door mount (``aws_settings``).
+Results are written as the worker publishes them (status.json, results.json, JPEGs), so these
+tests need no model; the browser test runs the real worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import structlog
+
+from processor.devkit.local_stack import LocalStack
+from processor.job.feedback import Rating
+from processor.links import LinkSigner, job_token
+from processor.settings import Settings
+from tests.frontdoor.client import Answer, call, deliver, post_form_upload, post_json
+
+ADDRESS = "ada.lovelace@example.com"
+
+
+def photos(n: int = 12) -> list[dict[str, object]]:
+    return [{"name": f"IMG_{i:04d}.jpg", "type": "image/jpeg", "size": 1000} for i in range(n)]
+
+
+def create(settings: Settings, email: str = ADDRESS, n: int = 12) -> Answer:
+    return post_json(f"{settings.frontdoor_url}/api/jobs", {"email": email, "name": "Ada", "photos": photos(n)})
+
+
+def keys(stack: LocalStack, settings: Settings, bucket: str, prefix: str = "") -> list[str]:
+    s3 = stack.client("s3", settings)
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
+def signer(stack: LocalStack, settings: Settings) -> LinkSigner:
+    assert settings.frontdoor_url
+    return LinkSigner(stack.link_keys(settings)[0], settings.frontdoor_url)
+
+
+# --- creating and starting a job -----------------------------------------------------------
+def test_a_job_is_created_uploaded_through_post_policies_and_started_by_the_front_door(
+        local_stack: LocalStack, aws_settings: Settings) -> None:
+    with structlog.testing.capture_logs() as logs:
+        answer = create(aws_settings)
+    assert answer.status == 201, answer.text
+    job = answer.json()
+    job_id = job["job_id"]
+    assert len(job_id) == 32 and int(job_id, 16) >= 0  # 128 random bits
+    assert job["status_url"] == f"{aws_settings.frontdoor_url}/s/{job_id}#{job['token']}"
+    origin = local_stack.frontdoor_origin
+    for upload in job["uploads"]:
+        sent = post_form_upload(upload["url"], upload["fields"], b"\xff\xd8 photo bytes", upload["name"], origin)
+        assert sent.status == 204, sent.text
+        assert sent.headers.get("Access-Control-Allow-Origin") == origin  # CORS: the front door's origin
+    foreign = post_form_upload(job["uploads"][0]["url"], job["uploads"][0]["fields"], b"x", "x", "https://evil.example")
+    assert "Access-Control-Allow-Origin" not in foreign.headers  # a browser on any other origin gets nothing
+    assert keys(local_stack, aws_settings, aws_settings.input_bucket, f"uploads/{job_id}/manifest.json") == []
+
+    started = post_json(job["start_url"], {"ticket": job["ticket"]})
+    assert started.status == 202, started.text
+    s3 = local_stack.client("s3", aws_settings)
+    manifest = json.loads(s3.get_object(Bucket=aws_settings.input_bucket,
+                                        Key=f"uploads/{job_id}/manifest.json")["Body"].read())
+    assert manifest == {"version": 1, "email": ADDRESS, "name": "Ada", "photos": [p["name"] for p in photos()]}
+    sqs = local_stack.client("sqs", aws_settings)
+    [message] = sqs.receive_message(QueueUrl=aws_settings.queue_url, WaitTimeSeconds=2)["Messages"]
+    assert f"uploads%2F{job_id}%2Fmanifest.json" in message["Body"]  # the manifest, last, is the trigger
+    again = post_json(job["start_url"], {"ticket": job["ticket"]})
+    assert again.status == 409 and again.json()["error"] == "already_started"
+    assert "ada" not in repr(logs).lower() and "@" not in repr(logs)  # no address, no name in the logs
+
+
+def test_the_post_policy_pins_the_key_type_size_and_a_short_expiry(aws_settings: Settings) -> None:
+    before = time.time()
+    job = create(aws_settings).json()
+    for upload in job["uploads"]:
+        policy = json.loads(base64.b64decode(upload["fields"]["policy"]))
+        conditions = policy["conditions"]
+        key = f"uploads/{job['job_id']}/{upload['name']}"
+        assert upload["fields"]["key"] == key and {"key": key} in conditions
+        assert ["starts-with", "$key", f"uploads/{job['job_id']}/"] in conditions
+        assert ["content-length-range", 1, 25 * 1024 * 1024] in conditions
+        assert {"Content-Type": "image/jpeg"} in conditions and upload["fields"]["Content-Type"] == "image/jpeg"
+        assert {"bucket": aws_settings.input_bucket} in conditions
+        expires = time.mktime(time.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        assert before + aws_settings.frontdoor_upload_ttl_s - 5 <= expires <= time.time() + aws_settings.frontdoor_upload_ttl_s + 1
+        assert not any("manifest" in json.dumps(c) for c in conditions)
+
+
+@pytest.mark.parametrize("body,status", [
+    (b"{not json", 400), (json.dumps({"email": ADDRESS, "name": "Ada", "photos": photos(9)}).encode(), 400),
+    (json.dumps({"email": "nope", "name": "Ada", "photos": photos()}).encode(), 400),
+    (json.dumps({"email": ADDRESS, "name": "Ada", "photos": photos(), "admin": True}).encode(), 400),
+])
+def test_a_bad_request_gets_a_clear_4xx_and_touches_nothing(
+        local_stack: LocalStack, aws_settings: Settings, body: bytes, status: int) -> None:
+    ddb = local_stack.client("dynamodb", aws_settings)
+    table = aws_settings.frontdoor_ratelimit_table
+    counters = ddb.scan(TableName=table)["Count"]
+    answer = call(f"{aws_settings.frontdoor_url}/api/jobs", body, {"Content-Type": "application/json"}, "POST")
+    assert answer.status == status and answer.json()["message"]
+    assert ddb.scan(TableName=table)["Count"] == counters  # not even a rate-limit counter
+    assert keys(local_stack, aws_settings, aws_settings.input_bucket) == []
+
+
+def test_a_forged_or_foreign_ticket_starts_nothing(local_stack: LocalStack, aws_settings: Settings) -> None:
+    one, two = create(aws_settings).json(), create(aws_settings, "bo@example.com").json()
+    payload, sig = one["ticket"].split(".")
+    for url, ticket, status in ((one["start_url"], two["ticket"], 403), (one["start_url"], f"{payload}.x{sig[1:]}", 403),
+                                (f"{aws_settings.frontdoor_url}/api/jobs/..%2F/start", one["ticket"], 404)):
+        assert post_json(url, {"ticket": ticket}).status == status
+    assert keys(local_stack, aws_settings, aws_settings.input_bucket) == []
+
+
+def test_job_creation_is_rate_limited_per_address_and_per_client(
+        make_aws_settings: Callable[..., Settings]) -> None:
+    settings = make_aws_settings(frontdoor_jobs_per_address_per_day=2, frontdoor_jobs_per_client_per_hour=4)
+    assert create(settings, "cy@example.com").status == 201
+    assert create(settings, "CY+second@example.com").status == 201  # the same inbox
+    third = create(settings, "cy@example.com")
+    assert third.status == 429 and 0 < int(third.headers["Retry-After"]) <= 86400
+    assert create(settings, "di@example.com").status == 201
+    assert create(settings, "ed@example.com").status == 201  # the client's 4th job this hour
+    fifth = create(settings, "fi@example.com")
+    assert fifth.status == 429 and int(fifth.headers["Retry-After"]) <= 3600
+
+
+# --- status --------------------------------------------------------------------------------
+def test_the_status_needs_the_jobs_token(local_stack: LocalStack, aws_settings: Settings) -> None:
+    job = create(aws_settings).json()
+    url = f"{aws_settings.frontdoor_url}/api/jobs/{job['job_id']}/status"
+    assert call(url, headers={"Authorization": f"Bearer {job['token']}"}).json()["state"] == "queued"
+    for headers in ({}, {"Authorization": "Bearer " + job["token"][:-1] + "A"},
+                    {"Authorization": f"Bearer {job_token(b'z' * 48, job['job_id'])}"}):
+        denied = call(url, headers=headers)
+        assert denied.status == 403 and "job_id" not in denied.json()
+    published = deliver(local_stack, aws_settings, job["job_id"])
+    view = call(url, headers={"Authorization": f"Bearer {job['token']}"}).json()
+    assert view["state"] == "delivered" and view["expires_at"] == int(published) + aws_settings.link_ttl_s
+    assert call(view["gallery_url"]).status == 200
+    page = call(f"{aws_settings.frontdoor_url}/s/{job['job_id']}")
+    assert page.status == 200 and job["token"] not in page.text and "status.js" in page.text
+
+
+# --- downloads -----------------------------------------------------------------------------
+def test_a_click_redirects_to_a_fresh_url_signed_by_the_front_door_and_is_counted(
+        local_stack: LocalStack, aws_settings: Settings, job_id: str) -> None:
+    published = deliver(local_stack, aws_settings, job_id)
+    link = signer(local_stack, aws_settings).download_url(job_id, "headshot-002.jpg", int(published) + 3600)
+    assert urlsplit(link).netloc == urlsplit(local_stack.frontdoor_origin).netloc
+    clicked = time.gmtime(time.time() - 1)
+    answer = call(link)
+    assert answer.status == 302 and answer.headers["Cache-Control"] == "no-store"
+    location = answer.headers["Location"]
+    q = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    assert location.startswith(f"{aws_settings.aws_endpoint_url}/{aws_settings.output_bucket}/results/{job_id}/")
+    assert q["X-Amz-Credential"].startswith(local_stack.frontdoor_credentials["AccessKeyId"] + "/")
+    assert q["X-Amz-Date"] >= time.strftime("%Y%m%dT%H%M%SZ", clicked)  # signed at the click
+    assert int(q["X-Amz-Expires"]) == aws_settings.frontdoor_redirect_ttl_s
+    assert 'attachment; filename="headshot-002.jpg"' in q["response-content-disposition"]
+    image = call(location)
+    assert image.status == 200 and image.body[:2] == b"\xff\xd8"
+    view = call(link + "&view=1")
+    assert "inline" in parse_qs(urlsplit(view.headers["Location"]).query)["response-content-disposition"][0]
+    clicks = keys(local_stack, aws_settings, aws_settings.output_bucket, f"feedback/{job_id}/clicks/")
+    assert len(clicks) == 1  # the download counted, the view did not
+
+
+def test_a_tampered_link_is_403_and_a_past_exp_the_friendly_expired_page(
+        local_stack: LocalStack, aws_settings: Settings, job_id: str) -> None:
+    deliver(local_stack, aws_settings, job_id)
+    sign = signer(local_stack, aws_settings)
+    good = sign.download_url(job_id, "headshot-001.jpg", int(time.time()) + 600)
+    q = parse_qs(urlsplit(good).query)
+    sig = q["sig"][0]
+    tampered = good.replace(sig, ("A" if sig[0] != "A" else "B") + sig[1:])
+    other_file = good.replace("headshot-001.jpg", "headshot-002.jpg")
+    longer = good.replace(f"exp={q['exp'][0]}", f"exp={int(q['exp'][0]) + 86400}")
+    for url in (tampered, other_file, longer, good.split("?")[0], good.replace(job_id, job_id + "x")):
+        answer = call(url)
+        assert answer.status == 403 and "not valid" in answer.text, url
+        assert "Location" not in answer.headers
+    expired = call(sign.download_url(job_id, "headshot-001.jpg", int(time.time()) - 1))
+    assert expired.status == 410 and "expired" in expired.text.lower() and "Location" not in expired.headers
+    gallery = call(sign.gallery_url(job_id, int(time.time()) - 1))
+    assert gallery.status == 410 and "expired" in gallery.text.lower()
+    assert keys(local_stack, aws_settings, aws_settings.output_bucket, f"feedback/{job_id}/") == []
+
+
+# --- gallery and ratings -------------------------------------------------------------------
+def test_the_gallery_lists_every_headshot_and_stores_a_rating_with_the_runs_settings(
+        local_stack: LocalStack, aws_settings: Settings, job_id: str) -> None:
+    published = deliver(local_stack, aws_settings, job_id, n=4)
+    expires = int(published) + aws_settings.link_ttl_s
+    gallery = call(signer(local_stack, aws_settings).gallery_url(job_id, expires))
+    assert gallery.status == 200
+    for i in range(1, 5):
+        assert f"/d/{job_id}/headshot-{i:03d}.jpg?exp={expires}" in gallery.text
+    assert gallery.headers["Referrer-Policy"] == "no-referrer"
+    assert "script-src 'self'" in gallery.headers["Content-Security-Policy"]
+    action = gallery.text.split('action="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    url = urlsplit(aws_settings.frontdoor_url)._replace(path="", query="").geturl() + action
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert call(url, b"stars=9", form, "POST").status == 400
+    assert call(url, b"stars=4&favourite=headshot-099.jpg", form, "POST").status == 400
+    assert keys(local_stack, aws_settings, aws_settings.output_bucket, f"feedback/{job_id}/") == []
+    sent = call(url, b"stars=4&favourite=headshot-002.jpg&favourite=headshot-004.jpg", form, "POST")
+    assert sent.status == 303 and "rated=1" in sent.headers["Location"]
+    s3 = local_stack.client("s3", aws_settings)
+    rating = Rating.model_validate_json(s3.get_object(Bucket=aws_settings.output_bucket,
+                                                      Key=f"feedback/{job_id}/rating.json")["Body"].read())
+    assert rating.stars == 4 and rating.favourites == ["headshot-002.jpg", "headshot-004.jpg"]
+    assert (rating.run.model, rating.run.method, rating.run.train_steps) == ("tiny", "lora", 8)
+    forged = url.replace("sig=", "sig=x")
+    assert call(forged, b"stars=5", form, "POST").status == 403
+
+
+def test_pages_and_static_files_are_served_with_a_strict_csp(local_stack: LocalStack, aws_settings: Settings) -> None:
+    page = call(f"{aws_settings.frontdoor_url}/")
+    assert page.status == 200 and 'type="file"' in page.text
+    csp = page.headers["Content-Security-Policy"]
+    assert f"connect-src 'self' {aws_settings.aws_endpoint_url}" in csp and "frame-ancestors 'none'" in csp
+    script = call(f"{aws_settings.frontdoor_url}/static/upload.js")
+    assert script.status == 200 and script.headers["Content-Type"].startswith("application/javascript")
+    assert call(f"{aws_settings.frontdoor_url}/static/app.py").status == 404
+    assert call(f"{aws_settings.frontdoor_url}/nope").status == 404

@@ -1,0 +1,174 @@
+"""A person's whole visit, in a real browser (headless Chromium): upload page -> S3 through the
+front door's POST policies -> a worker process delivers -> the status page says delivered ->
+the email's links still work once the worker and its credentials are gone -> a rating that
+``headshots metrics`` counts.
+
+moto ignores presigned expiry and does not check POST policies, so a download that works proves
+little on its own: the test also checks what the links and policies *are*: the email links to
+the front door, each click is answered with a URL signed at the click by the front door's own
+key, a tampered link is refused, a past one shows the expired page, and the policy's conditions
+pin size, type, key prefix and expiry. One job of 4 tiny-model headshots keeps it to ~2 min.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from PIL import Image
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from processor.devkit.local_stack import LocalStack
+from processor.links import LinkSigner
+from processor.settings import Settings
+from tests.frontdoor.client import call
+from tests.integration.harness import REPO_ROOT, Fleet, emails_for, text_body
+
+URL = re.compile(r"https?://\S+")
+# Keeps the page's call to POST /api/jobs (its upload policies) across the page change.
+CAPTURE_POLICIES = """
+const realFetch = window.fetch;
+window.fetch = (...args) => realFetch(...args).then(r => {
+  if (String(args[0]).endsWith('/api/jobs')) r.clone().text().then(t => sessionStorage.setItem('job', t));
+  return r;
+});"""
+
+
+def _query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def _worker_credentials(stack: LocalStack, settings: Settings) -> tuple[str, dict[str, str]]:
+    iam = stack.client("iam", settings)
+    user = f"worker-{os.getpid()}-{int(time.time() * 1000)}"
+    iam.create_user(UserName=user)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    return user, {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
+def test_upload_in_a_browser_then_download_and_rate_after_the_worker_is_gone(
+        chromium: Any, make_job_settings: Callable[..., Settings], local_stack: LocalStack,
+        job_photos: Path, tmp_path: Path) -> None:
+    settings = make_job_settings(num_images=4)
+    assert settings.frontdoor_url
+    frontdoor = urlsplit(settings.frontdoor_url).netloc
+    fleet = Fleet(local_stack, settings, tmp_path / "fleet", [])
+    user, worker_keys = _worker_credentials(local_stack, settings)
+    fleet.start("w1", **worker_keys)
+    try:
+        # --- the upload page --------------------------------------------------------------
+        chromium.get(settings.frontdoor_url + "/")
+        chromium.execute_script(CAPTURE_POLICIES)
+        photos = sorted(job_photos.glob("*.jpg"))
+        assert len(photos) == 12
+        chromium.find_element(By.ID, "photos").send_keys("\n".join(str(p) for p in photos))
+        WebDriverWait(chromium, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#previews img")) == 12)
+        assert "12 photos chosen" in chromium.find_element(By.ID, "count").text
+        assert chromium.find_elements(By.CSS_SELECTOR, "#problems li") == []
+        chromium.find_element(By.ID, "name").send_keys("Ada")
+        chromium.find_element(By.ID, "email").send_keys("ada@example.com")
+        chromium.find_element(By.ID, "submit").click()
+        WebDriverWait(chromium, 60).until(expected_conditions.url_contains("/s/"))
+        job_id = urlsplit(chromium.current_url).path.rsplit("/", 1)[1]
+        job = json.loads(chromium.execute_script("return sessionStorage.getItem('job')"))
+        assert job["job_id"] == job_id and urlsplit(chromium.current_url).fragment == job["token"]
+
+        # --- the policies the page uploaded with ------------------------------------------
+        issued = time.time()
+        for upload in job["uploads"]:
+            policy = json.loads(base64.b64decode(upload["fields"]["policy"]))
+            assert ["content-length-range", 1, 25 * 1024 * 1024] in policy["conditions"]
+            assert {"Content-Type": "image/jpeg"} in policy["conditions"]
+            assert ["starts-with", "$key", f"uploads/{job_id}/"] in policy["conditions"]
+            assert {"key": f"uploads/{job_id}/{upload['name']}"} in policy["conditions"]
+            expires = time.mktime(time.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+            assert 0 < expires - issued <= settings.frontdoor_upload_ttl_s
+            credential = [c for c in policy["conditions"] if "x-amz-credential" in c][0]["x-amz-credential"]
+            assert credential.startswith(local_stack.frontdoor_credentials["AccessKeyId"] + "/")
+
+        # --- the status page, until delivered ---------------------------------------------
+        WebDriverWait(chromium, 420, poll_frequency=1).until(
+            lambda d: d.find_element(By.ID, "state").text in ("delivered", "rejected", "failed"),
+            message=f"job {job_id} did not end:\n{fleet.workers[0].logs()[-3000:]}")
+        assert chromium.find_element(By.ID, "state").text == "delivered", chromium.find_element(By.ID, "detail").text
+        assert chromium.find_element(By.ID, "gallery-link").get_attribute("href").startswith(settings.frontdoor_url)
+    finally:
+        fleet.stop_all()
+
+    # --- the worker and its credentials are gone -------------------------------------------
+    iam = local_stack.client("iam", settings)
+    iam.delete_access_key(UserName=user, AccessKeyId=worker_keys["AWS_ACCESS_KEY_ID"])
+    assert iam.list_access_keys(UserName=user)["AccessKeyMetadata"] == []
+    assert not fleet.workers[0].alive
+
+    [mail] = emails_for(local_stack.outbox, job_id)
+    body = text_body(mail)
+    links = {u.split("?", 1)[0].rsplit("/", 1)[-1]: u for u in URL.findall(body)}
+    assert {"headshots.zip", "contact-sheet.jpg", job_id} <= set(links)
+    for url in links.values():
+        assert urlsplit(url).netloc == frontdoor and "X-Amz" not in url  # the front door's, no AWS signature
+
+    # a click: a redirect signed now, by the front door, to an object that downloads
+    clicked = time.gmtime(time.time() - 1)
+    answer = call(links["contact-sheet.jpg"])
+    assert answer.status == 302
+    q = _query(answer.headers["Location"])
+    assert q["X-Amz-Date"] >= time.strftime("%Y%m%dT%H%M%SZ", clicked)
+    assert q["X-Amz-Credential"].split("/")[0] == local_stack.frontdoor_credentials["AccessKeyId"]
+    assert q["X-Amz-Credential"].split("/")[0] != worker_keys["AWS_ACCESS_KEY_ID"]
+    sheet = call(answer.headers["Location"])
+    assert sheet.status == 200 and sheet.body[:2] == b"\xff\xd8"
+
+    # tampered: 403; a past exp, validly signed: the expired page
+    sig = _query(links["contact-sheet.jpg"])["sig"]
+    tampered = links["contact-sheet.jpg"].replace(sig, ("A" if sig[0] != "A" else "B") + sig[1:])
+    assert call(tampered).status == 403
+    past = LinkSigner(local_stack.link_keys(settings)[0], settings.frontdoor_url).download_url(
+        job_id, "contact-sheet.jpg", int(time.time()) - 60)
+    chromium.get(past)
+    assert "expired" in chromium.find_element(By.ID, "title").text.lower()
+    assert chromium.find_element(By.ID, "message").get_attribute("data-code") == "expired"
+
+    # --- the gallery: a real browser download, then a rating ---------------------------------
+    chromium.get(links[job_id])
+    images = chromium.find_elements(By.CSS_SELECTOR, "#headshots img")
+    assert len(images) == 4
+    WebDriverWait(chromium, 30).until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#headshots img')].every(i => i.complete && i.naturalWidth > 0)"))
+    chromium.find_element(By.CSS_SELECTOR, "#headshots li a.download").click()
+    target = chromium.downloads / "headshot-001.jpg"
+    WebDriverWait(chromium, 30).until(lambda d: target.exists() and target.stat().st_size > 0)
+    with Image.open(target) as img:
+        assert img.format == "JPEG" and img.size == (settings.resolution, settings.resolution)
+    chromium.find_element(By.CSS_SELECTOR, "input[name=stars][value='4']").click()
+    chromium.find_element(By.CSS_SELECTOR, "input[name=favourite][value='headshot-002.jpg']").click()
+    chromium.find_element(By.ID, "send-rating").click()
+    WebDriverWait(chromium, 20).until(lambda d: d.find_elements(By.ID, "thanks"))
+    assert chromium.find_element(By.CSS_SELECTOR, "input[name=stars][value='4']").is_selected()
+
+    # --- headshots metrics counts it ----------------------------------------------------------
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADSHOTS_")}
+    env.update(local_stack.settings_env(settings))
+    out = subprocess.run([sys.executable, "-m", "processor.cli", "metrics", "--json"], cwd=REPO_ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads(out.stdout)
+    assert metrics["delivered_jobs"] == 1 and metrics["ratings"] == 1 and metrics["distribution"]["4"] == 1
+    assert metrics["mean_stars"] == 4.0 and metrics["favourites"] == 1
+    assert metrics["clicks"] == 2  # the contact sheet above and the browser's download; views not counted
+    [group] = metrics["groups"]
+    assert (group["model"], group["method"], group["jobs"], group["ratings"]) == (
+        settings.base_model, settings.train_method, 1, 1)
+    assert html.unescape(body).count("stars=") == 5  # the email's rating row
