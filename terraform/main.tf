@@ -53,6 +53,7 @@ module "compute" {
   output_bucket_arn     = module.storage_messaging.output_bucket_arn
   queue_arn             = module.storage_messaging.queue_arn
   dlq_arn               = module.storage_messaging.dlq_arn
+  link_secret_arn       = module.frontdoor.link_secret_arn
   queue_name            = module.storage_messaging.queue_name
   kms_key_arn           = module.storage_messaging.kms_key_arn
   ses_identity_arn      = module.storage_messaging.ses_identity_arn
@@ -73,6 +74,5 @@ module "frontdoor" {
   output_bucket_name     = module.storage_messaging.HEADSHOTS_OUTPUT_BUCKET
   output_bucket_arn      = module.storage_messaging.output_bucket_arn
   kms_key_arn            = module.storage_messaging.kms_key_arn
-  worker_role_name       = module.compute.task_role_name
   extra_upload_origins   = var.cors_allowed_origins
 }

@@ -81,12 +81,17 @@ def role_job(enforced: EnforcedStack, local_stack: LocalStack, job_photos: Path,
         **production_timing(), "dlq_sweep_interval_s": 1.0, "email_backend": "smtp",
         "smtp_host": local_stack.settings.smtp_host, "smtp_port": local_stack.settings.smtp_port,
         "deepface_home": deepface_home, "log_format": "json"})
+    # The front door's link key (its Lambda is not part of this test): the worker reads it to
+    # sign the links in the ready email, under the role's ReadLinkKey grant.
+    key = admin.client("secretsmanager", settings).create_secret(Name="iam-link-key", SecretString="k" * 48)
+    settings = settings.model_copy(update={"link_secret_id": key["ARN"], "frontdoor_url": "https://frontdoor.test"})
     sqs = admin.client("sqs", settings)
 
     def arn(url: str) -> str:
         return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     tf, outputs = apply_module(MODULE, root, enforced.endpoint_url, settings.aws_region, enforced.admin,
-                               worker_iam_vars(settings, arn(settings.queue_url), arn(settings.dlq_url), "iamtest"))
+                               {**worker_iam_vars(settings, arn(settings.queue_url), arn(settings.dlq_url), "iamtest"),
+                                "link_secret_arn": key["ARN"]})
     # moto reads a trust statement naming another principal (the ECS service) as a deny, and
     # stumbles on a Service principal: keep only the test-only statement Terraform added.
     trust = json.loads(outputs["trust_policy_json"]["value"])
@@ -133,7 +138,8 @@ def test_every_call_the_workers_made_is_allowed_by_the_rendered_policy(role_job:
     report = check(role_job["policy"], role_job["calls"])
     actions = {c.action for c in report.calls}
     assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject", "sqs:ReceiveMessage",
-            "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} <= actions
+            "sqs:SendMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+            "secretsmanager:GetSecretValue"} <= actions
     (REPO / ".cache").mkdir(exist_ok=True)
     (REPO / ".cache" / "iam-ledger-worker.json").write_text(json.dumps(
         {"calls": len(report.calls), "used": report.used, "unused": report.unused,

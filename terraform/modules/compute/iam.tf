@@ -52,6 +52,7 @@ module "worker_iam" {
   output_bucket_arn     = var.output_bucket_arn
   queue_arn             = var.queue_arn
   dlq_arn               = var.dlq_arn
+  link_secret_arn       = var.link_secret_arn
   kms_key_arn           = var.kms_key_arn
   ses_identity_arn      = var.ses_identity_arn
   ses_configuration_set = var.ses_configuration_set

@@ -45,5 +45,5 @@ output "capacity_provider_name" {
 
 output "task_role_name" {
   description = "Name of the worker's task role (the front door module grants it read of the link key)."
-  value       = aws_iam_role.task.name
+  value       = module.worker_iam.role_name
 }

@@ -200,6 +200,12 @@ variable "dlq_arn" {
   type        = string
 }
 
+variable "link_secret_arn" {
+  description = "The front door's link key (Secrets Manager): the worker's role may read it (null: no front door)."
+  type        = string
+  default     = null
+}
+
 variable "queue_name" {
   description = "Name of the job queue (CloudWatch dimension of the backlog metrics)."
   type        = string

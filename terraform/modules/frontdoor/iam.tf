@@ -76,18 +76,3 @@ resource "aws_iam_role_policy" "frontdoor" {
   policy = jsonencode(local.policy)
 }
 
-# The worker signs the links it emails with the same key (it only reads it).
-resource "aws_iam_role_policy" "worker_reads_link_key" {
-  count = var.worker_role_name == null ? 0 : 1
-  name  = "read-link-key"
-  role  = var.worker_role_name
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Sid      = "ReadLinkKey"
-      Effect   = "Allow"
-      Action   = "secretsmanager:GetSecretValue"
-      Resource = aws_secretsmanager_secret.link_key.arn
-    }]
-  })
-}

@@ -131,12 +131,6 @@ variable "link_key" {
   sensitive   = true
 }
 
-variable "worker_role_name" {
-  description = "The worker's task role: it is granted read of the link key, to sign the links in its emails (null: none)."
-  type        = string
-  default     = null
-}
-
 variable "secret_recovery_window_days" {
   description = "Secrets Manager recovery window of the link key when destroyed (0: delete at once)."
   type        = number

@@ -41,9 +41,17 @@ locals {
 
   ses_configuration_set_arn = "arn:${local.partition}:ses:${local.region}:${local.account_id}:configuration-set/${var.ses_configuration_set}"
 
+  # The worker signs the links in its emails with the front door's key: it only reads it.
+  link_key_statement = var.link_secret_arn == null ? [] : [{
+    Sid      = "ReadLinkKey"
+    Effect   = "Allow"
+    Action   = "secretsmanager:GetSecretValue"
+    Resource = var.link_secret_arn
+  }]
+
   task_policy = {
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
         Sid      = "ReadAndRemoveUploads"
         Effect   = "Allow"
@@ -111,7 +119,7 @@ locals {
         Action   = ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"]
         Resource = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${var.cluster_name}/*"
       },
-    ]
+    ], local.link_key_statement)
   }
 }
 

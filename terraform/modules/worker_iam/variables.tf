@@ -33,6 +33,12 @@ variable "dlq_arn" {
   type        = string
 }
 
+variable "link_secret_arn" {
+  description = "The front door's link key in Secrets Manager: the worker reads it to sign the links it emails (null: no front door)."
+  type        = string
+  default     = null
+}
+
 variable "kms_key_arn" {
   description = "Customer key of the buckets and queues."
   type        = string

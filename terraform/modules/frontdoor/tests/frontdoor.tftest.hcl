@@ -44,7 +44,6 @@ variables {
   output_bucket_arn      = "arn:aws:s3:::headshots-test-output-123456789012"
   kms_key_arn            = "arn:aws:kms:us-east-1:123456789012:key/0000"
   results_retention_days = 30
-  worker_role_name       = "headshots-test-worker-task"
 }
 
 run "a_public_function_url_runs_the_front_door_handler" {
@@ -155,10 +154,6 @@ run "iam_is_exactly_the_listed_grants" {
   assert {
     condition     = jsondecode(aws_iam_role.frontdoor.assume_role_policy).Statement[0].Principal.Service == "lambda.amazonaws.com"
     error_message = "only Lambda assumes the front door's role"
-  }
-  assert {
-    condition     = jsondecode(aws_iam_role_policy.worker_reads_link_key[0].policy).Statement[0].Action == "secretsmanager:GetSecretValue" && aws_iam_role_policy.worker_reads_link_key[0].role == "headshots-test-worker-task"
-    error_message = "the worker may read the link key (to sign the links it emails), nothing more"
   }
 }
 

@@ -115,6 +115,17 @@ run "grants_what_the_code_calls_beyond_jobs_and_results" {
   }
 }
 
+run "reads_the_front_doors_link_key_when_there_is_one" {
+  command = plan
+  variables {
+    link_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:headshots/frontdoor/link-key-AbCdEf"
+  }
+  assert {
+    condition     = one([for s in jsondecode(output.policy_json).Statement : s if s.Sid == "ReadLinkKey"]) == { Sid = "ReadLinkKey", Effect = "Allow", Action = "secretsmanager:GetSecretValue", Resource = "arn:aws:secretsmanager:us-east-1:123456789012:secret:headshots/frontdoor/link-key-AbCdEf" }
+    error_message = "the worker only reads the link key"
+  }
+}
+
 run "rejects_a_test_principal_that_is_not_an_arn" {
   command = plan
   variables {
