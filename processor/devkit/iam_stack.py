@@ -6,12 +6,19 @@ other test authenticate. Here a child process serves moto over HTTP; the parent 
 admin user while authentication is still off, then turns it on (``/moto-api/reset-auth``):
 from then on every request is signed by an IAM identity and judged against its policies.
 
-What moto's enforcement covers, as read in its code (``moto/iam/access_control.py``): identity
-policies of users and assumed roles, Allow/Deny with action and resource wildcards, for every
-service it serves. What it does not: SES and KMS calls are judged against resource ``*`` (so an
-ARN-scoped SES or KMS statement never matches), and a condition whose key the request does not
-carry is treated as met (so ``s3:prefix`` and ``ses:FromAddress`` are never enforced). The call
-ledger (:mod:`processor.devkit.iam_ledger`) covers both.
+What moto's enforcement covers, as read in its code (``moto/iam/access_control.py``,
+``moto/core/responses.py``): identity policies of users and assumed roles, Allow/Deny with
+action and resource wildcards. What it does not:
+
+- only S3, SQS, IAM and STS requests are judged by their resource ARN; every other service
+  (SES, KMS, Secrets Manager, DynamoDB, ...) against resource ``*``, so an ARN-scoped statement
+  for them never matches;
+- a condition whose key the request does not carry is treated as met (so ``s3:prefix`` and
+  ``ses:FromAddress`` are never enforced);
+- a trust policy statement naming another principal is read as a deny (and a ``Service``
+  principal trips it), and ``arn:aws:iam::<account>:root`` does not stand for the account.
+
+The call ledger (:mod:`processor.devkit.iam_ledger`) judges all of these by AWS's rules.
 """
 
 from __future__ import annotations

@@ -61,9 +61,13 @@ def applied(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="module")
 def worker_policy(applied: tuple[Terraform, dict[str, Any]], local_stack: LocalStack,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The worker role's policy document, as ``worker_iam`` renders it for the applied resources."""
+    """The worker role's policy document, as ``worker_iam`` renders it for the applied resources
+    and a front-door link key."""
     _, out = applied
     value = {k: v["value"] for k, v in out.items()}
+    # The front door's link key (the worker reads it to sign the ready email's links).
+    key = local_stack.client("secretsmanager").create_secret(
+        Name=f"{value['queue_name'].removesuffix('-jobs')}-link-key", SecretString=uuid.uuid4().hex * 2)
     tf, outputs = apply_module(REPO / "terraform" / "modules" / "worker_iam", tmp_path_factory.mktemp("tf-iam"),
                                local_stack.endpoint_url, local_stack.settings.aws_region,
                                {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}, {
@@ -73,9 +77,9 @@ def worker_policy(applied: tuple[Terraform, dict[str, Any]], local_stack: LocalS
         # moto names an SESv2 email identity ".../email-identity/<name>"; AWS names it
         # ".../identity/<name>", the resource a send is authorized against.
         "ses_identity_arn": value["ses_identity_arn"].replace(":email-identity/", ":identity/"),
-        "email_sender": value["HEADSHOTS_EMAIL_SENDER"]})
+        "email_sender": value["HEADSHOTS_EMAIL_SENDER"], "link_secret_arn": key["ARN"]})
     try:
-        yield json.loads(outputs["policy_json"]["value"])
+        yield {"policy": json.loads(outputs["policy_json"]["value"]), "link_secret": key}
     finally:
         tf.run("destroy", "-auto-approve", "-input=false", "-no-color")
 
@@ -123,7 +127,10 @@ async def test_uploaded_folder_queues_a_job_that_a_worker_configured_from_output
     })
     assert settings.email_backend == "ses" and settings.visibility_timeout_s == 60
     job_id = f"tf-{uuid.uuid4().hex[:10]}"
-    settings = local_stack.frontdoor_for(settings, job_id)  # the ready email's links need a front door
+    # The ready email's links need a front door; the worker reads its key by ARN, as in AWS.
+    key = worker_policy["link_secret"]
+    settings = local_stack.frontdoor_for(settings, job_id, link_secret_id=key["Name"])
+    settings = settings.model_copy(update={"link_secret_id": key["ARN"]})
 
     # S3 sends s3:TestEvent when the notification is created; then the manifest's event.
     submit(settings, job_photos, "ada@example.com", job_id, name="Ada")
@@ -156,8 +163,9 @@ async def test_uploaded_folder_queues_a_job_that_a_worker_configured_from_output
     implied = [Call({"s3:GetObject": "kms:Decrypt", "s3:PutObject": "kms:GenerateDataKey"}[c.action], key)
                for c in calls if c.action in ("s3:GetObject", "s3:PutObject")
                and c.resource.split(":::", 1)[1].split("/", 1)[0] in buckets]
-    report = check(worker_policy, calls + implied)
-    assert {"ses:SendRawEmail", "kms:Decrypt", "kms:GenerateDataKey"} <= {c.action for c in report.calls}
+    report = check(worker_policy["policy"], calls + implied)
+    assert {"ses:SendRawEmail", "kms:Decrypt", "kms:GenerateDataKey", "secretsmanager:GetSecretValue"} <= \
+        {c.action for c in report.calls}
     (REPO / ".cache" / "iam-ledger-ses-kms.json").write_text(json.dumps(
         {"calls": len(report.calls), "used": report.used, "unused": report.unused,
          "denied": [f"{c.action} {c.resource} {dict(c.context)}: {why}" for c, why in report.denied]}, indent=1))

@@ -98,6 +98,13 @@ def role_job(enforced: EnforcedStack, local_stack: LocalStack, job_photos: Path,
     only_test = [s for s in trust["Statement"] if s.get("Sid") == "TestsOnlyAssumeRole"]
     enforced.client("iam").update_assume_role_policy(
         RoleName=outputs["role_name"]["value"], PolicyDocument=json.dumps({**trust, "Statement": only_test}))
+    # moto judges Secrets Manager (like SES and KMS) against resource "*", so the role's
+    # ARN-scoped ReadLinkKey never matches there: a copy scoped to "*" stands in for it here.
+    # The ledger below judges the real, ARN-scoped statement.
+    enforced.client("iam").put_role_policy(
+        RoleName=outputs["role_name"]["value"], PolicyName="moto-resource-star-stand-in",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}))
     role = LocalStack.attach(settings, credentials=enforced.assume(outputs["role_arn"]["value"]))
     job_id = f"iam-{int(time.time())}"
     submit(settings, job_photos, "rae@example.com", job_id, credentials=enforced.admin)
