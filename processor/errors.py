@@ -31,12 +31,17 @@ class MalformedMessage(HeadshotsError, ValueError):
 
 
 class ManifestError(HeadshotsError, ValueError):
-    """``manifest.json`` is unreadable or breaks the schema; ``email`` is set when readable."""
+    """``manifest.json`` is unreadable or breaks the schema; ``email`` is set when readable.
 
-    def __init__(self, reason: str, email: str | None = None) -> None:
+    The person's fault, not ours: ``problems`` lists each thing to fix, one line each, for the
+    bad-manifest email (``reason`` is them joined, for logs and status.json)."""
+
+    def __init__(self, reason: str, email: str | None = None,
+                 problems: tuple[str, ...] | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.email = email
+        self.problems = problems or (reason,)
 
 
 # --- job records (processor.job) -----------------------------------------------------
