@@ -96,10 +96,15 @@ class ReadyContext(_Context):
 class RejectedPhoto(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    name: str
+    name: str  # the person's own file name (an upload's key may hold any character: one line)
     reason: str
     advice: str = GENERIC_ADVICE
     code: str | None = None  # the gate's reason code; "missing": we never received the file
+
+    @field_validator("name")
+    @classmethod
+    def _name_on_one_line(cls, name: str) -> str:
+        return one_line(name) or repr(name)
 
 
 class RejectedContext(_Context):

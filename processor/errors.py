@@ -70,6 +70,16 @@ class PreconditionFailed(StorageError):
     """A conditional write lost: the object changed (If-Match) or exists (If-None-Match)."""
 
 
+class ObjectTooLarge(StorageError):
+    """An object is over the size a read allows (an upload bigger than the contract's cap)."""
+
+    def __init__(self, key: str, size: int, limit: int) -> None:
+        super().__init__(f"{key}: at least {size} bytes, over the {limit}-byte limit")
+        self.key = key
+        self.size = size
+        self.limit = limit
+
+
 class MessageLost(HeadshotsError, RuntimeError):
     """The receipt handle is no longer valid: the message was deleted or redelivered."""
 

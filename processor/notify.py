@@ -178,7 +178,7 @@ class Notifier:
     async def rejected(self, job_id: str, manifest: Manifest, summary: ValidationSummary, fence: Fence,
                        hit: Hit = _no_hit) -> bool:
         bad = [RejectedPhoto(name=p.file, reason=REASON_LABELS.get(p.reason or "", "Not usable."),
-                             advice=p.message or advice_for(p.reason))
+                             advice=p.message or advice_for(p.reason), code=p.reason)
                for p in summary.photos if not p.ok]
         ctx = RejectedContext(job_id=job_id, name=manifest.name, bad_photos=bad, usable=summary.usable,
                               required=summary.required, problem=summary.problem)

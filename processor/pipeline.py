@@ -30,9 +30,9 @@ from processor.job.publish import publish_results
 from processor.job.stage import Stage, drive, enter
 from processor.job.state import TERMINAL, JobState
 from processor.job.store import JobStore
-from processor.job.uploads import download_photos
+from processor.job.uploads import download_photos, read_manifest, remove_uploads
 from processor.job.validation import ValidationSummary, summarize
-from processor.manifest import MANIFEST_NAME, Manifest, parse_manifest, uploads_prefix
+from processor.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from processor.notify import Notifier, ready_links, selection_note
 from processor.settings import Settings
 from processor.stages import Interrupted, SelectionResult, StageError
@@ -215,9 +215,11 @@ DELIVER = Stage("deliver", JobState.DELIVERING, _deliver, lambda meta: meta, _re
 
 
 async def _download_photos(env: Env, job: Attempt, names: list[str] | None = None) -> list[Path]:
+    """The job's photos (all listed ones, or ``names``); the first fetch waits for late uploads."""
     listed = list(job.manifest.photos) if job.manifest and job.manifest.photos else None
     return await download_photos(env.store, env.settings.input_bucket, job.job_id, job.dir("photos"),
-                                 listed, names)
+                                 listed, names, grace_s=env.settings.missing_photo_grace_s,
+                                 should_stop=job.run.should_stop)
 
 
 class Pipeline:
@@ -304,10 +306,9 @@ class Pipeline:
         saved = await job.ckpt.get_bytes("manifest", MANIFEST_NAME)
         if saved is not None:
             return parse_manifest(saved)
-        obj = await self.store.get_bytes(self.settings.input_bucket,
-                                         uploads_prefix(job.job_id) + MANIFEST_NAME)
-        manifest = parse_manifest(obj.body)
-        await job.ckpt.put_bytes("manifest", MANIFEST_NAME, obj.body)
+        body = await read_manifest(self.store, self.settings.input_bucket, job.job_id)  # bounded read
+        manifest = parse_manifest(body)
+        await job.ckpt.put_bytes("manifest", MANIFEST_NAME, body)
         return manifest
 
     async def _notify_ready(self, job: Attempt, delivered: dict[str, Any]) -> None:
@@ -342,6 +343,6 @@ class Pipeline:
 
     async def _cleanup(self, job: Attempt) -> None:
         """Privacy: uploads and work files go once the job has ended (a lifecycle rule is the backstop)."""
-        removed = await self.store.delete_prefix(self.settings.input_bucket, uploads_prefix(job.job_id))
+        removed = await remove_uploads(self.store, self.settings.input_bucket, job.job_id)
         work = await job.ckpt.delete_all()
         job.log.info("job_data_removed", uploads=removed, work_objects=work)

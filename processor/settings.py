@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     link_ttl_s: int = Field(7 * 24 * 3600, ge=60, le=7 * 24 * 3600,
                             description="presigned-link lifetime (SigV4 allows at most 7 days)")
 
+    # --- uploads ---------------------------------------------------------------------
+    missing_photo_grace_s: float = Field(60.0, ge=0, le=900,
+                                         description="how long photos the manifest lists but that are not "
+                                                     "uploaded yet are waited for before they count as missing")
+
     # --- local working space and logs ------------------------------------------------
     work_dir: Path = Field(Path(".cache/work"), description="local scratch space for a job")
     log_format: Literal["json", "console"] = "json"

@@ -14,9 +14,9 @@ REASON_ORDER: tuple[str, ...] = (
 )
 
 ADVICE: dict[str, str] = {
-    "missing": "We never received this file, although your manifest.json lists it: its upload "
-               "failed or had not finished. Upload it again and wait until it is done, then "
-               "upload manifest.json last (or leave the file out of the list).",
+    "missing": "Its upload failed or had not finished when manifest.json arrived. Upload it "
+               "again and wait until it is done, then upload manifest.json last (or leave the "
+               "file out of manifest.json's list).",
     "unreadable": "We could not open this file as a photo (it may be damaged or not a "
                   "picture). Upload the original photo again as a JPEG, PNG or WebP.",
     "unsupported_format": "We don't take this kind of file. Save or export it as a JPEG "
