@@ -191,22 +191,34 @@ def _high_depth_to_l(img: Image.Image) -> Image.Image:
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> ``L`` or ``RGB``: alpha over white, palette expanded, 16-bit scaled down.
+    """Any PIL mode -> ``L``, ``LA``, ``RGB`` or ``RGBA``: palette expanded, 16-bit scaled down.
 
-    Grey stays one channel here, so a reduction that follows works on a third of the bytes."""
+    Alpha is kept (and flattened by :func:`_flatten` after any reduction: compositing a
+    full-size image costs three full-size copies); grey stays one channel, so a reduction
+    that follows works on a third of the bytes."""
     if img.mode in _HIGH_DEPTH_MODES:
         return _high_depth_to_l(img)
     if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if img.mode in ("L", "RGB"):
+        return img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("L", "LA", "RGB", "RGBA"):
         return img
+    if img.mode in ("PA", "RGBa"):
+        return img.convert("RGBA")
+    if img.mode == "La":
+        return img.convert("LA")
     if img.mode == "1":
         return img.convert("L")
     return img.convert("RGB")
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """``LA``/``RGBA`` over white -> ``L``/``RGB`` (transparent pixels become white)."""
+    if img.mode not in ("LA", "RGBA"):
+        return img
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    out = Image.alpha_composite(background, rgba).convert("RGB")
+    return out
 
 
 def decode_image(path: Path, limits: ImageLimits | None = None,
@@ -232,6 +244,7 @@ def decode_image(path: Path, limits: ImageLimits | None = None,
                 s = max_side / float(max(img.size))
                 new = (max(1, round(img.size[0] * s)), max(1, round(img.size[1] * s)))
                 img = img.resize(new, Image.Resampling.BILINEAR, reducing_gap=2.0)
+            img = _flatten(img)
             if info.orientation in _ORIENT_OPS:
                 img = img.transpose(_ORIENT_OPS[info.orientation])
             if img.mode == "L":  # grey -> RGB by numpy: one full-size copy, not two
