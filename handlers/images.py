@@ -17,6 +17,7 @@ small-on-disk 49 MP 16-bit PNG never costs full-size float copies.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,7 +131,9 @@ def _open(path: Path, limits: ImageLimits) -> tuple[Image.Image, ImageInfo]:
         raise ImageError(TOO_LARGE, f"file is {size / 2**20:.1f} MB, over the "
                                     f"{limits.max_bytes / 2**20:.0f} MB limit")
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():  # our own, lower pixel cap is enforced just below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
     except Image.DecompressionBombError:
         raise ImageError(TOO_LARGE, "image dimensions are far over the pixel limit") from None
     except UnidentifiedImageError:

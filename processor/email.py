@@ -190,13 +190,25 @@ def render_email(kind: str, context: _Context | Mapping[str, Any]) -> RenderedEm
     return RenderedEmail(subject=first[len("Subject: "):].strip(), text=body.lstrip("\n"), html=html)
 
 
+#: Longest display name put in ``To`` (the manifest's limit): folding a long non-ASCII name
+#: costs the stdlib seconds (2,000 characters: ~4 s; 10,000: ~24 s), so longer ones are cut.
+MAX_DISPLAY_NAME = 100
+
+
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates (e.g. from an OS error naming an undecodable file) replaced,
+    so the UTF-8 body encoder can never raise."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def build_message(rendered: RenderedEmail, sender: str, recipient: str, *, job_id: str | None = None,
                   recipient_name: str | None = None) -> EmailMessage:
     """A multipart/alternative MIME message: plain text first, HTML preferred by clients.
 
     Header values are made safe here whatever the caller passes: a display name or subject
     with CR/LF or other control characters is put on one line (never a new header, never an
-    exception), and non-ASCII names are encoded by the email policy. Only an unusable
+    exception), and non-ASCII names are encoded by the email policy; bodies are made
+    encodable (a lone surrogate becomes ``?``). Only an unusable
     ``recipient`` address raises (``ValueError``): that is a bug upstream, not user data.
     """
     if not recipient or one_line(recipient) != recipient or "@" not in recipient:
@@ -205,13 +217,16 @@ def build_message(rendered: RenderedEmail, sender: str, recipient: str, *, job_i
     msg = EmailMessage()
     msg["Subject"] = one_line(rendered.subject)
     msg["From"] = sender
-    msg["To"] = Address(display_name=one_line(recipient_name or ""), username=user, domain=domain)
+    display = one_line(recipient_name or "")
+    if len(display) > MAX_DISPLAY_NAME:  # the stdlib's header folding is superlinear in it
+        display = display[:MAX_DISPLAY_NAME - 1].rstrip() + "…"
+    msg["To"] = Address(display_name=display, username=user, domain=domain)
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     if job_id:
         msg["X-Headshots-Job"] = one_line(job_id)
-    msg.set_content(rendered.text)
-    msg.add_alternative(rendered.html, subtype="html")
+    msg.set_content(_encodable(rendered.text))
+    msg.add_alternative(_encodable(rendered.html), subtype="html")
     return msg
 
 

@@ -264,3 +264,22 @@ def test_every_kind_has_both_templates_and_a_context_model() -> None:
     assert set(KINDS) == set(CONTEXTS)
     for kind in KINDS:
         assert {f"{kind}.txt", f"{kind}.html"} <= names
+
+
+def test_a_very_long_non_ascii_name_is_cut_and_builds_fast() -> None:
+    """Found by the fuzz suite: the stdlib folds a 10,000-character non-ASCII name in ~24 s."""
+    import time
+
+    started = time.perf_counter()
+    msg = build_message(render_email("failed", {"job_id": "j", "reason": "x"}), "headshots@example.com",
+                        ADDRESS, recipient_name="é " * 5000)
+    [addr] = _parsed(msg)["To"].addresses
+    assert time.perf_counter() - started < 2 and len(addr.display_name) <= 100
+    assert addr.display_name.endswith("…") and addr.addr_spec == ADDRESS
+
+
+def test_a_lone_surrogate_in_a_reason_never_breaks_the_message() -> None:
+    """Found by the fuzz suite: an OS error naming an undecodable file holds a lone surrogate."""
+    out = render_email("failed", {"job_id": "j", "reason": "No such file: 'IMG_\udcff.jpg'"})
+    parsed = _parsed(build_message(out, "headshots@example.com", ADDRESS))
+    assert "IMG_?.jpg" in parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
