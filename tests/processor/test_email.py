@@ -274,8 +274,9 @@ def test_a_very_long_non_ascii_name_is_cut_and_builds_fast() -> None:
     msg = build_message(render_email("failed", {"job_id": "j", "reason": "x"}), "headshots@example.com",
                         ADDRESS, recipient_name="é " * 5000)
     [addr] = _parsed(msg)["To"].addresses
-    assert time.perf_counter() - started < 2 and len(addr.display_name) <= 100
-    assert addr.display_name.endswith("…") and addr.addr_spec == ADDRESS
+    assert time.perf_counter() - started < 2 and addr.addr_spec == ADDRESS
+    [built] = msg["To"].addresses
+    assert len(built.display_name) == 100 and built.display_name.endswith("…")
 
 
 def test_a_lone_surrogate_in_a_reason_never_breaks_the_message() -> None:
