@@ -105,12 +105,15 @@ _ACCEPTED_MODES = {
     "PNG": ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"],
     "WEBP": ["RGB", "RGBA"],
 }
-_OTHER_FORMATS = {  # format -> modes it saves; each opens as an unsupported format
-    "BMP": ["1", "L", "P", "RGB"], "GIF": ["L", "P", "RGB"], "TIFF": ["1", "L", "RGB", "CMYK", "I;16"],
-    "ICO": ["RGB", "RGBA"], "PPM": ["L", "RGB"], "TGA": ["L", "RGB", "RGBA"], "PCX": ["L", "RGB"],
-    "SGI": ["L", "RGB"], "QOI": ["RGB", "RGBA"], "JPEG2000": ["L", "RGB"], "AVIF": ["RGB"],
-    "MSP": ["1"], "XBM": ["1"], "DDS": ["RGB", "RGBA"], "BLP": ["RGB"],
+_OTHER_FORMATS = {  # every format Pillow writes and opens, with the modes it saves: unsupported_format
+    "BMP": ["1", "L", "P", "RGB", "RGBA"], "GIF": ["1", "L", "LA", "P", "RGB", "RGBA"],
+    "TIFF": ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16"], "ICO": ["1", "L", "LA", "P", "RGB", "RGBA"],
+    "PPM": ["1", "L", "RGB", "I;16"], "TGA": ["1", "L", "LA", "P", "RGB", "RGBA"], "PCX": ["1", "L", "P", "RGB"],
+    "SGI": ["L", "RGB", "RGBA"], "QOI": ["RGB", "RGBA"], "JPEG2000": ["L", "LA", "RGB", "RGBA", "CMYK"],
+    "AVIF": ["L", "RGB", "RGBA"], "MSP": ["1"], "XBM": ["1"], "DDS": ["L", "LA", "RGB", "RGBA"], "BLP": ["P"],
+    "ICNS": ["RGB", "RGBA"], "SPIDER": ["L"], "EPS": ["L", "RGB", "CMYK"],
 }
+_UNOPENABLE_FORMATS = {"PDF": ["L", "RGB", "CMYK"], "PALM": ["1", "P"]}  # Pillow writes, never opens: unreadable
 
 
 def _pixels(seed: int, size: tuple[int, int], mode: str) -> Image.Image:
@@ -157,9 +160,9 @@ def accepted_images(draw: st.DrawFn) -> Encoded:
 
 
 @st.composite
-def other_format_images(draw: st.DrawFn) -> Encoded:
-    fmt = draw(st.sampled_from(sorted(_OTHER_FORMATS)))
-    mode = draw(st.sampled_from(_OTHER_FORMATS[fmt]))
+def other_format_images(draw: st.DrawFn, table: dict[str, list[str]] = _OTHER_FORMATS) -> Encoded:
+    fmt = draw(st.sampled_from(sorted(table)))
+    mode = draw(st.sampled_from(table[fmt]))
     size = draw(st.tuples(st.integers(4, 64), st.integers(4, 64)))
     if fmt == "ICO":
         size = (max(size), max(size))
@@ -226,6 +229,13 @@ def test_every_accepted_format_mode_and_orientation_decodes_upright(upload: Path
 def test_formats_we_do_not_take_are_unsupported_not_unreadable(upload: Path, enc: Encoded) -> None:
     got = _decode(upload, enc.data, 1600)
     assert isinstance(got, ImageError) and got.code == EXPECT_OTHER_FORMAT, (enc.format, enc.mode, got)
+
+
+@hsettings(max_examples=examples(20))
+@given(other_format_images(_UNOPENABLE_FORMATS))
+def test_documents_pillow_cannot_open_are_unreadable(upload: Path, enc: Encoded) -> None:
+    got = _decode(upload, enc.data, 1600)
+    assert isinstance(got, ImageError) and got.code == "unreadable", (enc.format, got)
 
 
 @hsettings(max_examples=examples(40))
