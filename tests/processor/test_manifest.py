@@ -143,7 +143,7 @@ def test_control_characters_in_the_name_are_refused_with_a_clear_reason(name: st
     assert info.value.email == "ada@example.com"  # so the person can be told what to fix
 
 
-@pytest.mark.parametrize("photo", ["a\r\n.jpg", "a\x00.jpg", "a\u2028.jpg", "\x1b[31m.jpg"])
+@pytest.mark.parametrize("photo", ["a\r\n.jpg", "a\x00.jpg", "a\u2028.jpg", "\x1b[31m.jpg", "a\x7f.jpg", "a\x85.jpg"])
 def test_control_characters_in_photo_names_are_refused(photo: str) -> None:
     with pytest.raises(ManifestError) as info:
         parse_manifest(json.dumps({"version": 1, "email": "ada@example.com", "photos": [photo]}))
