@@ -135,6 +135,9 @@ def _open(path: Path, limits: ImageLimits) -> tuple[Image.Image, ImageInfo]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
     except Image.DecompressionBombError:
+        known = _sniff_format(path)  # a huge GIF or TIFF: the format is the first thing wrong
+        if known:
+            raise ImageError(UNSUPPORTED_FORMAT, f"{known} is not accepted") from None
         raise ImageError(TOO_LARGE, "image dimensions are far over the pixel limit") from None
     except UnidentifiedImageError:
         known = _sniff_format(path)

@@ -228,3 +228,15 @@ def test_sixteen_bit_values_scale_in_bands_exactly_like_one_pass(tmp_path):
     expected = np.clip(deep.astype(np.float64) / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
     assert arr.shape == (1300, 700, 3) and (arr[:, :, 0] == arr[:, :, 2]).all()
     assert np.abs(arr[:, :, 0].astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_a_huge_gif_header_is_an_unsupported_format_first(tmp_path):
+    """Found by the fuzz suite's long run: "GIF89a" + other bytes claims 18770x17990 pixels;
+    the person is told the format is not taken, not that the file is too big."""
+    import struct
+
+    path = tmp_path / "x.jpg"
+    path.write_bytes(b"GIF89a" + struct.pack("<HH", 18770, 17990) + b"\x00" * 32)
+    with pytest.raises(ImageError) as exc:
+        load_image(path)
+    assert exc.value.code == "unsupported_format"
