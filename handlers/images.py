@@ -6,22 +6,42 @@ decoded (decompression bombs), only the formats we promise are taken, EXIF orien
 applied before anything else looks at the pixels, and CMYK / palette / alpha / 16-bit
 images come out as plain RGB ``uint8``. Failures raise :class:`ImageError` with one of the
 gate's reason codes, so the validation report can show the person what to do.
+
+Multi-picture stills (MPO: a JPEG followed by previews or a second stereo view, as many
+phones and cameras write) are JPEGs: their primary picture is what we read. Animations
+(GIF, APNG, animated WebP) are refused. High bit depths are scaled to 8 bits one band of
+rows at a time, and a reduced decode shrinks before it converts to RGB or rotates, so a
+small-on-disk 49 MP 16-bit PNG never costs full-size float copies.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from handlers.errors import StageError
 
 UNREADABLE = "unreadable"
 UNSUPPORTED_FORMAT = "unsupported_format"
 TOO_LARGE = "too_large"
+MISSING = "missing"  # the file was never received (a listed photo that was not uploaded)
+
+#: Formats that are JPEG files with more pictures after the first (Multi-Picture Format):
+#: read as their primary picture, never counted as animations.
+JPEG_FAMILY = frozenset({"JPEG", "MPO"})
+# PIL's transpose for each EXIF orientation (ImageOps.exif_transpose's table), applied after
+# any reduction so a rotation never copies the full-size image.
+_ORIENT_OPS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+               4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+               6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+               8: Image.Transpose.ROTATE_90}
+_HIGH_DEPTH_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+_BAND_ROWS = 512  # rows per band when scaling a high-depth image to 8 bits
 
 # EXIF orientations that swap width and height (transpose, 90 CW, transverse, 90 CCW).
 _SWAPS_AXES = frozenset({5, 6, 7, 8})
@@ -99,16 +119,25 @@ def _open(path: Path, limits: ImageLimits) -> tuple[Image.Image, ImageInfo]:
     """Open lazily (header only) and enforce every cap that needs no pixels."""
     try:
         size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageError(MISSING, "the file was never received") from None
     except OSError as exc:
         raise ImageError(UNREADABLE, f"cannot read the file: {exc.strerror}") from None
+    if not path.is_file():
+        raise ImageError(UNREADABLE, "not a regular file")
     if size == 0:
         raise ImageError(UNREADABLE, "the file is empty")
     if size > limits.max_bytes:
         raise ImageError(TOO_LARGE, f"file is {size / 2**20:.1f} MB, over the "
                                     f"{limits.max_bytes / 2**20:.0f} MB limit")
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():  # our own, lower pixel cap is enforced just below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
     except Image.DecompressionBombError:
+        known = _sniff_format(path)  # a huge GIF or TIFF: the format is the first thing wrong
+        if known:
+            raise ImageError(UNSUPPORTED_FORMAT, f"{known} is not accepted") from None
         raise ImageError(TOO_LARGE, "image dimensions are far over the pixel limit") from None
     except UnidentifiedImageError:
         known = _sniff_format(path)
@@ -118,8 +147,10 @@ def _open(path: Path, limits: ImageLimits) -> tuple[Image.Image, ImageInfo]:
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(UNREADABLE, f"corrupt image header ({exc})") from None
     fmt = img.format or "unknown"
-    if fmt not in limits.formats or getattr(img, "is_animated", False):
-        kind = f"animated {fmt}" if getattr(img, "is_animated", False) else fmt
+    accepted = fmt in limits.formats or (fmt in JPEG_FAMILY and "JPEG" in limits.formats)
+    animated = fmt not in JPEG_FAMILY and bool(getattr(img, "is_animated", False))
+    if not accepted or animated:
+        kind = f"animated {fmt}" if animated else fmt
         img.close()
         raise ImageError(UNSUPPORTED_FORMAT, f"{kind} images are not accepted")
     w, h = img.size
@@ -146,22 +177,54 @@ def probe_image(path: Path, limits: ImageLimits | None = None) -> ImageInfo:
     return info
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGB: alpha over white, palette expanded, 16-bit scaled down."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, mode="L").convert("RGB")
+def _high_depth_to_l(img: Image.Image) -> Image.Image:
+    """16-bit / 32-bit grey -> 8-bit grey, scaled (not clipped), one band of rows at a time.
+
+    Full scale is 65535 for 16-bit modes; for ``I``/``F`` it is 255 unless a value is above
+    255 (then 65535). Peak extra memory is one band, never a full-size float copy."""
+    lo, hi = img.getextrema()
+    top = 65535.0 if img.mode.startswith("I;16") or float(hi) > 255 else 255.0
+    w, h = img.size
+    out = np.empty((h, w), dtype=np.uint8)
+    for y0 in range(0, h, _BAND_ROWS):
+        y1 = min(h, y0 + _BAND_ROWS)
+        band = np.asarray(img.crop((0, y0, w, y1)), dtype=np.float32)
+        band *= np.float32(255.0 / top)
+        band += np.float32(0.5)
+        np.clip(band, 0, 255, out=band)
+        out[y0:y1] = band.astype(np.uint8)
+    return Image.fromarray(out, mode="L")
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> ``L``, ``LA``, ``RGB`` or ``RGBA``: palette expanded, 16-bit scaled down.
+
+    Alpha is kept (and flattened by :func:`_flatten` after any reduction: compositing a
+    full-size image costs three full-size copies); grey stays one channel, so a reduction
+    that follows works on a third of the bytes."""
+    if img.mode in _HIGH_DEPTH_MODES:
+        return _high_depth_to_l(img)
     if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if img.mode != "RGB":
-        return img.convert("RGB")
-    return img
+        return img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("L", "LA", "RGB", "RGBA"):
+        return img
+    if img.mode in ("PA", "RGBa"):
+        return img.convert("RGBA")
+    if img.mode == "La":
+        return img.convert("LA")
+    if img.mode == "1":
+        return img.convert("L")
+    return img.convert("RGB")
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """``LA``/``RGBA`` over white -> ``L``/``RGB`` (transparent pixels become white)."""
+    if img.mode not in ("LA", "RGBA"):
+        return img
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    out = Image.alpha_composite(background, rgba).convert("RGB")
+    return out
 
 
 def decode_image(path: Path, limits: ImageLimits | None = None,
@@ -172,26 +235,35 @@ def decode_image(path: Path, limits: ImageLimits | None = None,
     decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder itself (``draft``), which is what
     keeps a 12 MP photo cheap when only a 1.5 MP view is needed."""
     limits = limits or ImageLimits()
-    img, info = _open(Path(path), limits)
+    opened, info = _open(Path(path), limits)
+    img = opened
     try:
-        if max_side is not None and max(img.size) > max_side and img.format == "JPEG":
+        if max_side is not None and max(img.size) > max_side and img.format in JPEG_FAMILY:
             s = max_side / float(max(img.size))
             img.draft("RGB", (math.ceil(img.size[0] * s), math.ceil(img.size[1] * s)))
         try:
             img.load()
-            img = ImageOps.exif_transpose(img) or img
-            img = _to_rgb(img)
+            img = _to_8bit(img)
+            if img is not opened:
+                opened.close()  # frees the decoded original before anything else is allocated
+            if max_side is not None and max(img.size) > max_side:
+                s = max_side / float(max(img.size))
+                new = (max(1, round(img.size[0] * s)), max(1, round(img.size[1] * s)))
+                img = img.resize(new, Image.Resampling.BILINEAR, reducing_gap=2.0)
+            img = _flatten(img)
+            if info.orientation in _ORIENT_OPS:
+                img = img.transpose(_ORIENT_OPS[info.orientation])
+            if img.mode == "L":  # grey -> RGB by numpy: one full-size copy, not two
+                pixels = np.repeat(np.asarray(img, dtype=np.uint8)[:, :, None], 3, axis=2)
+            else:
+                pixels = np.array(img.convert("RGB") if img.mode != "RGB" else img, dtype=np.uint8)
         except Image.DecompressionBombError:
             raise ImageError(TOO_LARGE, "image dimensions are far over the pixel limit") from None
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise ImageError(UNREADABLE, f"the image data is corrupt or truncated ({exc})") from None
-        if max_side is not None and max(img.size) > max_side:
-            s = max_side / float(max(img.size))
-            new = (max(1, round(img.size[0] * s)), max(1, round(img.size[1] * s)))
-            img = img.resize(new, Image.Resampling.BILINEAR, reducing_gap=2.0)
-        pixels = np.array(img, dtype=np.uint8)
     finally:
         img.close()
+        opened.close()
     return DecodedImage(pixels=pixels, info=info)
 
 

@@ -10,12 +10,15 @@ render time instead of mailing a blank. Sending goes through SES or SMTP; the on
 from __future__ import annotations
 
 import asyncio
+import re
 import smtplib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate, getaddresses, make_msgid, parseaddr
+from email.utils import formatdate, getaddresses, make_msgid, parseaddr
 from importlib.resources import files
 from typing import Any, Literal, Protocol
 
@@ -27,7 +30,7 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from processor.aws.clients import client_kwargs, new_session
 from processor.aws.retry import (
@@ -46,8 +49,8 @@ from processor.stages import GATE_ADVICE
 
 log = structlog.get_logger(__name__)
 
-EmailKind = Literal["ready", "rejected", "failed", "no_likeness"]
-KINDS: tuple[str, ...] = ("ready", "rejected", "failed", "no_likeness")
+EmailKind = Literal["ready", "rejected", "failed", "bad_manifest", "no_likeness"]
+KINDS: tuple[str, ...] = ("ready", "rejected", "failed", "bad_manifest", "no_likeness")
 
 #: Plain-words advice per validation gate code: the gate's own sentences, one source of truth.
 ADVICE: dict[str, str] = GATE_ADVICE
@@ -59,12 +62,28 @@ def advice_for(code: str | None) -> str:
     return ADVICE.get(code or "", GENERIC_ADVICE)
 
 
+_BREAKS = frozenset({"Cc", "Cs", "Zl", "Zp"})  # control characters, line separators, surrogates
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character or line break turned into a space, runs of spaces
+    collapsed: what a person's name must be wherever it lands (a header, a greeting line)."""
+    cleaned = "".join(" " if unicodedata.category(ch) in _BREAKS else ch for ch in text)
+    return re.sub(r"\s+", " ", cleaned).strip()
+
+
 # --- contexts ---------------------------------------------------------------------------
 class _Context(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     job_id: str
     name: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_on_one_line(cls, name: str | None) -> str | None:
+        # The manifest refuses control characters; this holds for any other caller too.
+        return (one_line(name) or None) if name is not None else None
 
 
 class Link(BaseModel):
@@ -119,9 +138,15 @@ class ReadyContext(_Context):
 class RejectedPhoto(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    name: str
+    name: str  # the person's own file name (an upload's key may hold any character: one line)
     reason: str
     advice: str = GENERIC_ADVICE
+    code: str | None = None  # the gate's reason code; "missing": we never received the file
+
+    @field_validator("name")
+    @classmethod
+    def _name_on_one_line(cls, name: str) -> str:
+        return one_line(name) or repr(name)
 
 
 class RejectedContext(_Context):
@@ -134,18 +159,38 @@ class RejectedContext(_Context):
     def needed(self) -> int:
         return max(0, self.required - self.usable)
 
+    @property
+    def never_received(self) -> list[str]:
+        """Photos the manifest listed that never arrived: the upload's fault, said plainly."""
+        return [p.name for p in self.bad_photos if p.code == "missing"]
+
 
 class FailedContext(_Context):
+    """Our fault (a crash, a timeout, a lost worker): the person need not change anything."""
+
     reason: str
     attempts: int = Field(1, ge=1)
 
 
+class BadManifestContext(_Context):
+    """The upload's manifest.json was unreadable or broke the schema: the person fixes it.
+
+    ``problems``: one line per thing to fix (:attr:`processor.errors.ManifestError.problems`)."""
+
+    problems: list[str] = Field(min_length=1)
+
+
 class NoLikenessContext(_Context):
-    """Photos accepted and trained on, but no generated image passed the likeness check."""
+    """The photos were accepted, training ran, but no generated headshot passed the likeness
+    check: nothing to fix in the upload as such, but different photos are what helps."""
+
+    generated: int = Field(ge=1)  # images made and scored, none delivered
+    photos_used: int = Field(0, ge=0)  # the person's photos we trained on
 
 
 CONTEXTS: dict[str, type[_Context]] = {"ready": ReadyContext, "rejected": RejectedContext,
-                                       "failed": FailedContext, "no_likeness": NoLikenessContext}
+                                       "failed": FailedContext, "bad_manifest": BadManifestContext,
+                                       "no_likeness": NoLikenessContext}
 
 
 @dataclass(frozen=True)
@@ -179,8 +224,8 @@ def render_email(kind: str, context: _Context | Mapping[str, Any]) -> RenderedEm
     ctx = context if isinstance(context, model) else model.model_validate(
         context.model_dump() if isinstance(context, BaseModel) else dict(context))
     values = {**ctx.model_dump(exclude={"preview"}),
-              **{p: getattr(ctx, p) for p in ("link_ttl_text", "needed", "preview_cid", "expires_text")
-                 if hasattr(ctx, p)}}
+              **{p: getattr(ctx, p) for p in ("link_ttl_text", "needed", "never_received", "preview_cid",
+                                              "expires_text") if hasattr(ctx, p)}}
     text = _ENV.get_template(f"{kind}.txt").render(values)
     html = _ENV.get_template(f"{kind}.html").render(values)
     first, _, body = text.partition("\n")
@@ -191,22 +236,45 @@ def render_email(kind: str, context: _Context | Mapping[str, Any]) -> RenderedEm
                          inline=inline)
 
 
+#: Longest display name put in ``To`` (the manifest's limit): folding a long non-ASCII name
+#: costs the stdlib seconds (2,000 characters: ~4 s; 10,000: ~24 s), so longer ones are cut.
+MAX_DISPLAY_NAME = 100
+
+
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates (e.g. from an OS error naming an undecodable file) replaced,
+    so the UTF-8 body encoder can never raise."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def build_message(rendered: RenderedEmail, sender: str, recipient: str, *, job_id: str | None = None,
                   recipient_name: str | None = None) -> EmailMessage:
     """A multipart/alternative MIME message: plain text first, HTML preferred by clients.
 
     Inline images go beside the HTML in a ``multipart/related`` part, so clients show them
-    without fetching anything (and the plain-text part stays whole on its own)."""
+    without fetching anything (and the plain-text part stays whole on its own). Header values
+    are made safe here whatever the caller passes: a display name or subject with CR/LF or
+    other control characters is put on one line (never a new header, never an exception), and
+    non-ASCII names are encoded by the email policy; bodies are made encodable (a lone
+    surrogate becomes ``?``). Only an unusable ``recipient`` address raises (``ValueError``):
+    that is a bug upstream, not user data.
+    """
+    if not recipient or one_line(recipient) != recipient or "@" not in recipient:
+        raise ValueError("recipient must be a single email address")
+    user, _, domain = recipient.rpartition("@")
     msg = EmailMessage()
-    msg["Subject"] = rendered.subject
+    msg["Subject"] = one_line(rendered.subject)
     msg["From"] = sender
-    msg["To"] = formataddr((recipient_name or "", recipient))
+    display = one_line(recipient_name or "")
+    if len(display) > MAX_DISPLAY_NAME:  # the stdlib's header folding is superlinear in it
+        display = display[:MAX_DISPLAY_NAME - 1].rstrip() + "…"
+    msg["To"] = Address(display_name=display, username=user, domain=domain)
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     if job_id:
-        msg["X-Headshots-Job"] = job_id
-    msg.set_content(rendered.text)
-    msg.add_alternative(rendered.html, subtype="html")
+        msg["X-Headshots-Job"] = one_line(job_id)
+    msg.set_content(_encodable(rendered.text))
+    msg.add_alternative(_encodable(rendered.html), subtype="html")
     if rendered.inline:
         html_part = msg.get_payload()[1]
         for image in rendered.inline:
@@ -260,7 +328,7 @@ class SesSender:
                 async for attempt in aws_retrying(self._policy, transient=ses_retryable):
                     with attempt:
                         resp = await ses.send_raw_email(Source=str(message["From"]),
-                                                        Destinations=[str(message["To"])],
+                                                        Destinations=[a.addr_spec for a in message["To"].addresses],
                                                         RawMessage={"Data": raw})
             except Exception as exc:
                 if ses_ambiguous(exc):

@@ -31,12 +31,17 @@ class MalformedMessage(HeadshotsError, ValueError):
 
 
 class ManifestError(HeadshotsError, ValueError):
-    """``manifest.json`` is unreadable or breaks the schema; ``email`` is set when readable."""
+    """``manifest.json`` is unreadable or breaks the schema; ``email`` is set when readable.
 
-    def __init__(self, reason: str, email: str | None = None) -> None:
+    The person's fault, not ours: ``problems`` lists each thing to fix, one line each, for the
+    bad-manifest email (``reason`` is them joined, for logs and status.json)."""
+
+    def __init__(self, reason: str, email: str | None = None,
+                 problems: tuple[str, ...] | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.email = email
+        self.problems = problems or (reason,)
 
 
 # --- job records (processor.job) -----------------------------------------------------
@@ -63,6 +68,16 @@ class NotFound(StorageError):
 
 class PreconditionFailed(StorageError):
     """A conditional write lost: the object changed (If-Match) or exists (If-None-Match)."""
+
+
+class ObjectTooLarge(StorageError):
+    """An object is over the size a read allows (an upload bigger than the contract's cap)."""
+
+    def __init__(self, key: str, size: int, limit: int) -> None:
+        super().__init__(f"{key}: at least {size} bytes, over the {limit}-byte limit")
+        self.key = key
+        self.size = size
+        self.limit = limit
 
 
 class MessageLost(HeadshotsError, RuntimeError):

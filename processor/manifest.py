@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote_plus
@@ -29,6 +30,17 @@ JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 UPLOADS_PREFIX = "uploads/"
 MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 64 * 1024
+
+
+#: Unicode categories refused in any manifest text: control characters (CR, LF, NUL, DEL, C1),
+#: line and paragraph separators, and lone surrogates. A name becomes an email header and a
+#: photo name a file name; neither may carry a line break or an unencodable character.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def has_control_characters(text: str) -> bool:
+    """True when ``text`` holds a character no manifest field may contain (see above)."""
+    return any(unicodedata.category(ch) in _CONTROL_CATEGORIES for ch in text)
 
 
 def validate_job_id(job_id: str) -> str:
@@ -72,6 +84,20 @@ class Manifest(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=100)
     photos: list[str] | None = Field(None, min_length=1, max_length=200)
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _the_number_one(cls, version: Any) -> Any:
+        if type(version) is not int:  # JSON true, 1.0 or "1" are not version 1
+            raise ValueError("must be the number 1")
+        return version
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, name: str | None) -> str | None:
+        if name is not None and has_control_characters(name):
+            raise ValueError("must not contain line breaks, tabs or other control characters")
+        return name
+
     @field_validator("photos")
     @classmethod
     def _plain_file_names(cls, photos: list[str] | None) -> list[str] | None:
@@ -80,10 +106,11 @@ class Manifest(BaseModel):
         for name in photos:
             if not name or len(name) > 255:
                 raise ValueError("each photo must be a file name of 1-255 characters")
+            if has_control_characters(name):
+                raise ValueError(f"photo {name!r} must not contain line breaks, tabs or other "
+                                 "control characters")
             if "/" in name or "\\" in name or name in (".", "..") or name == MANIFEST_NAME:
                 raise ValueError(f"photo {name!r} must be a plain file name, not a path")
-            if any(ord(ch) < 32 for ch in name):
-                raise ValueError("photo names must not contain control characters")
         if len(set(photos)) != len(photos):
             raise ValueError("photo names must be unique")
         return photos
@@ -97,15 +124,24 @@ def parse_manifest(data: bytes | str) -> Manifest:
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(f"manifest is not valid JSON: {exc.__class__.__name__}") from None
+    except RecursionError:  # "[[[[..." nested deeper than the parser's stack
+        raise ManifestError("manifest is not valid JSON: nested too deeply") from None
     if not isinstance(raw, dict):
         raise ManifestError("manifest must be a JSON object")
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
-        reasons = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'manifest'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ManifestError(reasons, email=_readable_email(raw)) from None
+        problems = tuple(_problem(err) for err in exc.errors())
+        raise ManifestError("; ".join(problems), email=_readable_email(raw), problems=problems) from None
+
+
+def _problem(err: Any) -> str:
+    """One schema error as a person can read it: ``field: what is wrong``."""
+    where = ".".join(str(p) for p in err["loc"]) or "manifest"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        msg = "is not a manifest field (allowed: version, email, name, photos)"
+    return f"{where}: {msg}"
 
 
 @dataclass(frozen=True)

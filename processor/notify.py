@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from enum import StrEnum
@@ -23,10 +23,12 @@ import structlog
 from processor.aws.secrets import link_signing_key
 from processor.aws.storage import ObjectStore
 from processor.email import (
+    BadManifestContext,
     EmailSender,
     FailedContext,
     InlineImage,
     Link,
+    NoLikenessContext,
     ReadyContext,
     RejectedContext,
     RejectedPhoto,
@@ -321,17 +323,23 @@ class Notifier:
     async def rejected(self, job_id: str, manifest: Manifest, summary: ValidationSummary, fence: Fence,
                        hit: Hit = _no_hit) -> EmailOutcome:
         bad = [RejectedPhoto(name=p.file, reason=REASON_LABELS.get(p.reason or "", "Not usable."),
-                             advice=p.message or advice_for(p.reason))
+                             advice=p.message or advice_for(p.reason), code=p.reason)
                for p in summary.photos if not p.ok]
         ctx = RejectedContext(job_id=job_id, name=manifest.name, bad_photos=bad, usable=summary.usable,
                               required=summary.required, problem=summary.problem)
         return await self._send(job_id, "rejected", str(manifest.email), manifest.name, ctx, fence, hit)
 
-    async def no_likeness(self, job_id: str, to: str, name: str | None, fence: Fence,
-                          hit: Hit = _no_hit) -> EmailOutcome:
+    async def no_likeness(self, job_id: str, to: str, name: str | None, generated: int, photos_used: int,
+                          fence: Fence, hit: Hit = _no_hit) -> EmailOutcome:
         """Photos accepted, training done, but no generated image looked enough like the person."""
-        ctx = {"job_id": job_id, "name": name}
+        ctx = NoLikenessContext(job_id=job_id, name=name, generated=max(1, generated), photos_used=photos_used)
         return await self._send(job_id, "no_likeness", to, name, ctx, fence, hit)
+
+    async def bad_manifest(self, job_id: str, to: str, problems: Sequence[str], fence: Fence,
+                           hit: Hit = _no_hit) -> EmailOutcome:
+        """The upload's manifest.json was wrong: what to fix (the person's to fix, not ours)."""
+        ctx = BadManifestContext(job_id=job_id, problems=list(problems))
+        return await self._send(job_id, "bad_manifest", to, None, ctx, fence, hit)
 
     async def failed(self, job_id: str, to: str, name: str | None, reason: str, attempts: int,
                      fence: Fence, hit: Hit = _no_hit) -> EmailOutcome:

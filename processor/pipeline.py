@@ -37,13 +37,13 @@ from processor.job.steps import (
     Trained,
 )
 from processor.job.store import JobStore
+from processor.job.uploads import read_manifest, remove_uploads
 from processor.job.validation import ValidationSummary
 from processor.manifest import (
     MANIFEST_NAME,
     Manifest,
     job_prefix,
     parse_manifest,
-    uploads_prefix,
 )
 from processor.notify import EmailOutcome, Notifier, ready_links, selection_note
 from processor.settings import Settings
@@ -123,7 +123,7 @@ class Pipeline:
     async def cleanup(self, job_id: str) -> None:
         """Remove what a finished job may still have in S3 (late uploads, a duplicate's leftovers)."""
         try:
-            removed = await self.store.delete_prefix(self.settings.input_bucket, uploads_prefix(job_id))
+            removed = await remove_uploads(self.store, self.settings.input_bucket, job_id)
             work = await self.store.delete_prefix(self.settings.output_bucket, job_prefix(job_id) + "work/")
             if removed or work:
                 log.info("job_data_removed", job_id=job_id, uploads=removed, work_objects=work, late=True)
@@ -139,7 +139,7 @@ class Pipeline:
         except ManifestError as exc:
             job.manifest = None
             await self._end(job, JobState.FAILED, error=f"manifest.json is invalid: {exc.reason}",
-                            email_to=exc.email, kind="bad_manifest")
+                            email_to=exc.email, kind="bad_manifest", details={"problems": list(exc.problems)})
             return JobResult.TERMINAL
 
         summary: ValidationSummary = await self._drive(VALIDATE, job, None)
@@ -154,8 +154,11 @@ class Pipeline:
         selection = await self._drive(GENERATE, job, GenerateInputs(summary, trained.weights_dir,
                                                                     prepared.identifier))
         job.check_stop()
-        if not selection.records:
-            raise StageError("no_likeness", NO_LIKENESS.format(generated=len(selection.attempts)))
+        if not selection.records:  # even after the extra round (processor/job/steps.py)
+            await self._end(job, JobState.FAILED, error=NO_LIKENESS.format(generated=len(selection.attempts)),
+                            kind="no_likeness", details={"generated": len(selection.attempts),
+                                                         "photos_used": len(summary.accepted_files)})
+            return JobResult.TERMINAL
         delivered = await self._drive(DELIVER, job, selection)
         job.check_stop()
         email = await self._notify_ready(job, delivered)
@@ -167,10 +170,9 @@ class Pipeline:
         saved = await job.ckpt.get_bytes("manifest", MANIFEST_NAME)
         if saved is not None:
             return parse_manifest(saved)
-        obj = await self.store.get_bytes(self.settings.input_bucket,
-                                         uploads_prefix(job.job_id) + MANIFEST_NAME)
-        manifest = parse_manifest(obj.body)
-        await job.ckpt.put_bytes("manifest", MANIFEST_NAME, obj.body)
+        body = await read_manifest(self.store, self.settings.input_bucket, job.job_id)  # bounded read
+        manifest = parse_manifest(body)
+        await job.ckpt.put_bytes("manifest", MANIFEST_NAME, body)
         return manifest
 
     async def _notify_ready(self, job: Attempt, delivered: dict[str, Any]) -> EmailOutcome:
@@ -185,13 +187,13 @@ class Pipeline:
 
     async def _end(self, job: Attempt, state: JobState, *, error: str | None = None,
                    validation: ValidationSummary | None = None, result: dict[str, Any] | None = None,
-                   email_to: str | None = None, kind: str | None = None, email: str | None = None,
-                   best_effort_email: bool = False) -> None:
+                   email_to: str | None = None, kind: str | None = None, details: dict[str, Any] | None = None,
+                   email: str | None = None, best_effort_email: bool = False) -> None:
         """Terminal state: one email (send-once, fenced), the status, then the person's data goes."""
         assert state in TERMINAL
         try:
             if email is None:
-                email = await self._terminal_email(job, state, error, validation, email_to, kind)
+                email = await self._terminal_email(job, state, error, validation, email_to, kind, details or {})
         except LostOwnership:
             raise
         except Exception as exc:
@@ -208,7 +210,7 @@ class Pipeline:
 
     async def _terminal_email(self, job: Attempt, state: JobState, error: str | None,
                               validation: ValidationSummary | None, email_to: str | None,
-                              kind: str | None) -> str:
+                              kind: str | None, details: dict[str, Any]) -> str:
         if state is JobState.REJECTED and job.manifest is not None and validation is not None:
             return await self.notifier.rejected(job.job_id, job.manifest, validation, job.fence, hit=self.env.hit)
         if state is not JobState.FAILED:
@@ -218,7 +220,11 @@ class Pipeline:
             return "none"
         name = job.manifest.name if job.manifest else None
         if kind == "no_likeness":
-            return await self.notifier.no_likeness(job.job_id, str(to), name, job.fence, hit=self.env.hit)
+            return await self.notifier.no_likeness(job.job_id, str(to), name, details["generated"],
+                                                   details["photos_used"], job.fence, hit=self.env.hit)
+        if kind == "bad_manifest":
+            return await self.notifier.bad_manifest(job.job_id, str(to), details["problems"], job.fence,
+                                                    hit=self.env.hit)
         current = await self.jobs.get(job.job_id)
         attempts = current[0].attempts if current else job.run.attempt
         return await self.notifier.failed(job.job_id, str(to), name, error or "unknown error", attempts,
@@ -227,7 +233,7 @@ class Pipeline:
     async def _cleanup(self, job: Attempt) -> None:
         """Privacy: uploads and work files go once the job has ended (a lifecycle rule is the backstop)."""
         try:
-            removed = await self.store.delete_prefix(self.settings.input_bucket, uploads_prefix(job.job_id))
+            removed = await remove_uploads(self.store, self.settings.input_bucket, job.job_id)
             work = await self.store.delete_prefix(self.settings.output_bucket, job_prefix(job.job_id) + "work/")
         except Exception as exc:  # the job has ended: a duplicate message or the lifecycle rule retries
             job.log.warning("job_data_removal_failed", error=type(exc).__name__)

@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     frontdoor_jobs_per_address_per_day: int = Field(5, ge=1, le=10000,
                                                     description="jobs one email address may start a day")
 
+    # --- uploads ---------------------------------------------------------------------
+    missing_photo_grace_s: float = Field(60.0, ge=0, le=900,
+                                         description="how long photos the manifest lists but that are not "
+                                                     "uploaded yet are waited for before they count as missing")
+
     # --- local working space and logs ------------------------------------------------
     work_dir: Path = Field(Path(".cache/work"), description="local scratch space for a job")
     log_format: Literal["json", "console"] = "json"

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 from handlers.deliver import Deliverables, build_deliverables, encode_headshot
 from handlers.errors import Interrupted, StageError
 from handlers.generate.records import ImageRecord, SelectionResult
+from handlers.images import MISSING as PHOTO_MISSING
+from handlers.images import TOO_LARGE as PHOTO_TOO_LARGE
+from handlers.images import ImageLimits
 from handlers.progress import Progress, ProgressFn, StopFn
 from handlers.validate.messages import ADVICE as GATE_ADVICE
 from handlers.validate.messages import LABELS as REASON_LABELS
@@ -38,9 +41,13 @@ if TYPE_CHECKING:  # heavy imports stay out of the worker's start-up
     from handlers.validate.gate import ValidationReport
 
 __all__ = [
-    "Deliverables", "GATE_ADVICE", "ImageRecord", "Interrupted", "Progress", "ProgressFn",
-    "REASON_LABELS", "SelectionResult", "StageError", "StopFn", "build_deliverables", "encode_headshot",
+    "Deliverables", "GATE_ADVICE", "ImageRecord", "Interrupted", "PHOTO_MAX_BYTES", "PHOTO_MISSING",
+    "PHOTO_TOO_LARGE", "PhotoFiles", "Progress", "ProgressFn", "REASON_LABELS", "SelectionResult",
+    "StageError", "StopFn", "build_deliverables", "encode_headshot",
 ]
+
+#: The contract's per-photo size cap (DESIGN.md: 25 MB), checked before any download too.
+PHOTO_MAX_BYTES: int = ImageLimits().max_bytes
 
 
 def quiet_library_progress() -> None:
@@ -137,10 +144,31 @@ class FaceModels:
         return self._analyzer
 
 
+class PhotoFiles(list[Path]):
+    """Local copies of a person's photos, plus what the gate must know about them.
+
+    A plain list of paths to every stage; for validation it also carries ``names`` (the
+    person's own name of each file: a local copy may have a safe, shorter name) and
+    ``refused`` (by name, ``(reason code, detail)`` for photos never downloaded: never
+    uploaded, or over the size cap). Built by :func:`processor.job.uploads.download_photos`."""
+
+    def __init__(self, paths: Sequence[Path] = (), names: Sequence[str] | None = None,
+                 refused: dict[str, tuple[str, str]] | None = None) -> None:
+        super().__init__(paths)
+        self.names = list(names) if names is not None else [p.name for p in paths]
+        if len(self.names) != len(self):
+            raise ValueError("one name per path")
+        self.refused = dict(refused or {})
+
+
 def run_validate(photos: Sequence[Path], settings: Settings, faces: FaceModels) -> ValidationReport:
+    """The gate over ``photos``; a :class:`PhotoFiles` reports in the person's names."""
     from handlers.validate.gate import validate_photos
 
-    return validate_photos(list(photos), validate_config(settings), analyzer=faces.analyzer())
+    names = photos.names if isinstance(photos, PhotoFiles) else None
+    refused = photos.refused if isinstance(photos, PhotoFiles) else None
+    return validate_photos(list(photos), validate_config(settings), analyzer=faces.analyzer(),
+                           names=names, refused=refused)
 
 
 def choose_job_identifier(base_model: str) -> str:

@@ -25,6 +25,7 @@ from tests.fixtures.aws import *  # noqa: E402,F401,F403
 from tests.fixtures.browser import *  # noqa: E402,F401,F403
 from tests.fixtures.ecs_agent import *  # noqa: E402,F401,F403
 from tests.fixtures.faces import *  # noqa: E402,F401,F403
+from tests.fixtures.hypothesis_profiles import *  # noqa: E402,F401,F403
 from tests.fixtures.jobs import *  # noqa: E402,F401,F403
 from tests.fixtures.models import *  # noqa: E402,F401,F403
 from tests.fixtures.selection_photos import *  # noqa: E402,F401,F403

@@ -21,9 +21,9 @@ site = sys.argv[1]
 for module in (handlers, processor, prompts, templates):
     assert module.__file__.startswith(site), module.__file__
 from handlers.generate.prompts import load_prompt_set
-from processor.email import _ENV
+from processor.email import _ENV, KINDS
 print(len(load_prompt_set().prompts))
-for kind in ("ready", "rejected", "failed"):
+for kind in KINDS:
     for ext in ("txt", "html"):
         assert _ENV.get_template(f"{kind}.{ext}") is not None
 import frontdoor.pages
@@ -39,7 +39,9 @@ def test_the_wheel_carries_templates_and_prompts_and_they_load_from_an_installed
                    check=True, capture_output=True, timeout=300)
     (wheel,) = dist.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for kind in ("ready", "rejected", "failed"):
+    from processor.email import KINDS
+
+    for kind in KINDS:  # every email a person can get, failure kinds included
         assert {f"templates/{kind}.txt", f"templates/{kind}.html"} <= names
     assert {"templates/_base.html", "prompts/headshots.toml"} <= names
     assert {"frontdoor/lambda_handler.py", "frontdoor/templates/upload.html", "frontdoor/static/upload.js"} <= names

@@ -12,7 +12,7 @@ files and the config, in the order given (callers pass a sorted or manifest orde
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,10 +153,14 @@ def select_training_photos(results: list[PhotoResult], limit: int) -> list[Photo
     return [r for r in usable if id(r) in keep]
 
 
-def _check_photo(path: Path, config: ValidateConfig, analyzer: FaceAnalyzer,
-                 accepted_hashes: list[tuple[str, int]]) -> tuple[PhotoResult, Any]:
+def _check_photo(path: Path, name: str, config: ValidateConfig, analyzer: FaceAnalyzer,
+                 accepted_hashes: list[tuple[str, int]],
+                 refused: tuple[str, str] | None = None) -> tuple[PhotoResult, Any]:
     """Per-photo checks in order; returns the result and, when it passed, its embedding."""
-    r = PhotoResult(file=path.name, path=path)
+    r = PhotoResult(file=name, path=path)
+    if refused is not None:  # decided before the file reached us (never uploaded, over the cap)
+        r.reason, r.detail = refused
+        return r, None
     try:
         img = decode_image(path, config.limits, config.analysis_max_side)
     except ImageError as exc:
@@ -199,15 +203,25 @@ def _check_photo(path: Path, config: ValidateConfig, analyzer: FaceAnalyzer,
 
 
 def validate_photos(paths: Sequence[Path], config: ValidateConfig | None = None,
-                    analyzer: FaceAnalyzer | None = None) -> ValidationReport:
-    """Run the gate over ``paths`` (in the order given) and decide on the set."""
+                    analyzer: FaceAnalyzer | None = None, *, names: Sequence[str] | None = None,
+                    refused: Mapping[str, tuple[str, str]] | None = None) -> ValidationReport:
+    """Run the gate over ``paths`` (in the order given) and decide on the set.
+
+    ``names``: what the person calls each file (default: the file's own name), used in the
+    report and its messages; a local copy may have a shorter, safe name. ``refused``: by
+    name, ``(reason code, detail)`` for photos refused before they reached the gate (never
+    uploaded, over the size cap): reported, never opened."""
     config = config or ValidateConfig()
     analyzer = analyzer or FaceAnalyzer(config.face)
+    shown = list(names) if names is not None else [Path(p).name for p in paths]
+    if len(shown) != len(paths):
+        raise ValueError("names must give one name per path")
+    refused = refused or {}
     results: list[PhotoResult] = []
     embedded: list[tuple[PhotoResult, Any]] = []
     hashes: list[tuple[str, int]] = []
-    for path in paths:
-        r, emb = _check_photo(Path(path), config, analyzer, hashes)
+    for path, name in zip(paths, shown, strict=True):
+        r, emb = _check_photo(Path(path), name, config, analyzer, hashes, refused.get(name))
         results.append(r)
         if emb is not None:
             embedded.append((r, emb))

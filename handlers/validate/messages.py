@@ -8,12 +8,15 @@ from __future__ import annotations
 
 # Reason codes in the order the gate checks them (the first that fails is reported).
 REASON_ORDER: tuple[str, ...] = (
-    "unreadable", "unsupported_format", "too_large", "too_small", "no_face",
+    "missing", "unreadable", "unsupported_format", "too_large", "too_small", "no_face",
     "multiple_faces", "face_too_small", "blurry", "too_dark", "too_bright",
     "duplicate", "different_person",
 )
 
 ADVICE: dict[str, str] = {
+    "missing": "Its upload failed or had not finished when manifest.json arrived. Upload it "
+               "again and wait until it is done, then upload manifest.json last (or leave the "
+               "file out of manifest.json's list).",
     "unreadable": "We could not open this file as a photo (it may be damaged or not a "
                   "picture). Upload the original photo again as a JPEG, PNG or WebP.",
     "unsupported_format": "We don't take this kind of file. Save or export it as a JPEG "
@@ -43,6 +46,7 @@ ADVICE: dict[str, str] = {
 
 # The problem in a few words, for lists where ADVICE follows (the rejection email).
 LABELS: dict[str, str] = {
+    "missing": "We never received this file.",
     "unreadable": "Not a readable photo.",
     "unsupported_format": "File type not supported.",
     "too_large": "File too large.",

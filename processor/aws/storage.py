@@ -21,18 +21,35 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from processor.aws.clients import AsyncAwsClient
-from processor.errors import NotFound, PreconditionFailed, StorageError
+from processor.errors import NotFound, ObjectTooLarge, PreconditionFailed, StorageError
 
 _CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class StoredObject:
-    """An object's bytes and the ETag they were read at."""
+    """An object's bytes and the ETag they were read at.
+
+    ``size`` is the whole object's size; after a bounded read (``max_bytes``) ``body`` may
+    be shorter: :attr:`truncated` says so."""
 
     body: bytes
     etag: str
     content_type: str | None = None
+    size: int | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.size is not None and self.size > len(self.body)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One listed object: key, size in bytes and ETag, as ListObjectsV2 gives them."""
+
+    key: str
+    size: int
+    etag: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,17 @@ def _translate(exc: ClientError) -> Exception:
     return exc
 
 
+def _total_size(resp: dict[str, Any], read: int) -> int:
+    """The whole object's size from a GET: ``Content-Range: bytes 0-9/100`` -> 100."""
+    content_range = resp.get("ContentRange")
+    if isinstance(content_range, str) and "/" in content_range:
+        total = content_range.rpartition("/")[2]
+        if total.isdigit():
+            return int(total)
+    length = resp.get("ContentLength")
+    return int(length) if isinstance(length, int) else read
+
+
 class ObjectStore(AsyncAwsClient):
     """S3 over aioboto3. Use as ``async with ObjectStore(settings) as store:``."""
 
@@ -67,15 +95,31 @@ class ObjectStore(AsyncAwsClient):
         raise AssertionError("unreachable")  # pragma: no cover
 
     # --- reads -----------------------------------------------------------------------
-    async def get_bytes(self, bucket: str, key: str) -> StoredObject:
+    async def get_bytes(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject:
+        """The object's bytes; with ``max_bytes``, a ranged GET of at most that many (an
+        oversized object then costs ``max_bytes`` of memory, never its size)."""
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if max_bytes is not None:
+            params["Range"] = f"bytes=0-{max_bytes - 1}"
+
         async def op() -> StoredObject:
-            resp = await self.client.get_object(Bucket=bucket, Key=key)
+            try:
+                resp = await self.client.get_object(**params)
+            except ClientError as exc:
+                if _code(exc) == "InvalidRange" and max_bytes is not None:  # an empty object
+                    head = await self.client.head_object(Bucket=bucket, Key=key)
+                    return StoredObject(body=b"", etag=head["ETag"], content_type=head.get("ContentType"),
+                                        size=int(head.get("ContentLength", 0)))
+                raise
             stream = resp["Body"]
             try:
                 body = await stream.read()
             finally:
                 stream.close()
-            return StoredObject(body=body, etag=resp["ETag"], content_type=resp.get("ContentType"))
+            return StoredObject(body=body, etag=resp["ETag"], content_type=resp.get("ContentType"),
+                                size=_total_size(resp, len(body)))
         return await self._call(op)
 
     async def get_json(self, bucket: str, key: str) -> StoredJson:
@@ -96,16 +140,24 @@ class ObjectStore(AsyncAwsClient):
 
     async def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
         """All keys under ``prefix``, in S3 order (lexicographic)."""
-        async def op() -> list[str]:
-            keys: list[str] = []
+        return [o.key for o in await self.list_objects(bucket, prefix)]
+
+    async def list_objects(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
+        """Every object under ``prefix`` with its size, in S3 order: sizes known before any GET."""
+        async def op() -> list[ObjectInfo]:
+            found: list[ObjectInfo] = []
             paginator = self.client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-                keys.extend(item["Key"] for item in page.get("Contents", []))
-            return keys
+                found.extend(ObjectInfo(key=item["Key"], size=int(item.get("Size", 0)),
+                                        etag=str(item.get("ETag", ""))) for item in page.get("Contents", []))
+            return found
         return await self._call(op)
 
-    async def download_file(self, bucket: str, key: str, path: Path) -> Path:
-        """Stream an object to ``path`` (parents created); a partial file never survives."""
+    async def download_file(self, bucket: str, key: str, path: Path, *, max_bytes: int | None = None) -> Path:
+        """Stream an object to ``path`` (parents created); a partial file never survives.
+
+        With ``max_bytes``, an object that turns out bigger (it may have been replaced since it
+        was listed) stops the download at the limit and raises :class:`ObjectTooLarge`."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
 
@@ -113,8 +165,15 @@ class ObjectStore(AsyncAwsClient):
             resp = await self.client.get_object(Bucket=bucket, Key=key)
             stream = resp["Body"]
             try:
+                length = resp.get("ContentLength")
+                if max_bytes is not None and isinstance(length, int) and length > max_bytes:
+                    raise ObjectTooLarge(key, length, max_bytes)
+                written = 0
                 with tmp.open("wb") as fh:
                     async for chunk in stream.iter_chunks(_CHUNK):
+                        written += len(chunk)
+                        if max_bytes is not None and written > max_bytes:
+                            raise ObjectTooLarge(key, written, max_bytes)
                         fh.write(chunk)
             finally:
                 stream.close()
@@ -179,6 +238,29 @@ class ObjectStore(AsyncAwsClient):
                     raise StorageError(f"{len(resp['Errors'])} keys could not be deleted")
             await self._call(op)
         return len(keys)
+
+    async def abort_multipart_uploads(self, bucket: str, prefix: str) -> int:
+        """Abort unfinished multipart uploads under ``prefix`` (non-empty): their parts are
+        stored (and billed) but never listed as objects. Returns how many were aborted."""
+        if not prefix:
+            raise ValueError("refusing to abort uploads for a whole bucket: prefix is empty")
+
+        async def op() -> list[tuple[str, str]]:
+            pending: list[tuple[str, str]] = []
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                pending.extend((u["Key"], u["UploadId"]) for u in page.get("Uploads", []))
+            return pending
+        pending = await self._call(op)
+        for key, upload_id in pending:
+            async def abort(key: str = key, upload_id: str = upload_id) -> None:
+                try:
+                    await self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+                except ClientError as exc:
+                    if _code(exc) != "NoSuchUpload":  # finished or aborted meanwhile: fine
+                        raise
+            await self._call(abort)
+        return len(pending)
 
     async def presign_get(self, bucket: str, key: str, ttl_s: int) -> str:
         """A GET link valid for ``ttl_s`` seconds (SigV4 allows at most 7 days)."""

@@ -9,14 +9,50 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An entry of the folder the gate does not look at, and why (nothing vanishes silently)."""
+
+    file: str
+    reason: str  # hidden | dangling_link | not_a_file
+    message: str
+
+
+_SKIP_MESSAGES = {
+    "hidden": "Hidden file (its name starts with a dot): not a photo we look at.",
+    "dangling_link": "A link to a file that does not exist: nothing to read.",
+    "not_a_file": "Not a regular file (a folder, device or pipe): not a photo.",
+}
 
 
 # What the gate looks at in a folder: anything that is not hidden. Non-images are kept on
 # purpose, so a renamed HTML page or a PDF shows up as "unreadable" instead of vanishing.
+def scan_folder(folder: Path) -> tuple[list[Path], list[Skipped]]:
+    """The files the gate checks (regular, non-hidden, links followed; sorted by name: the
+    gate's order) and every other entry of ``folder`` with the reason it is skipped."""
+    files: list[Path] = []
+    skipped: list[Skipped] = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            reason = "hidden"
+        elif p.is_symlink() and not p.exists():
+            reason = "dangling_link"
+        elif not p.is_file():
+            reason = "not_a_file"
+        else:
+            files.append(p)
+            continue
+        skipped.append(Skipped(p.name, reason, _SKIP_MESSAGES[reason]))
+    return files, skipped
+
+
 def photo_files(folder: Path) -> list[Path]:
     """Regular, non-hidden files in ``folder``, sorted by name (the gate's order)."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return scan_folder(folder)[0]
 
 
 def _print_human(report_dict: dict) -> None:  # type: ignore[type-arg]
@@ -27,6 +63,8 @@ def _print_human(report_dict: dict) -> None:  # type: ignore[type-arg]
         mark = "ok " if p["ok"] else "NO "
         code = p["reason"] or ("selected" if p["selected"] else "spare")
         print(f"  {mark} {p['file']:<32} {code:<18} {p['message']}")
+    for skip in report_dict.get("skipped", []):
+        print(f"  --  {skip['file']:<32} {'skipped: ' + skip['reason']:<18} {skip['message']}")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -34,9 +72,11 @@ def _run(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         print(f"headshots validate: {folder} is not a directory", file=sys.stderr)
         return 2
-    files = photo_files(folder)
+    files, skipped = scan_folder(folder)
     if not files:
-        print(f"headshots validate: {folder} has no files", file=sys.stderr)
+        print(f"headshots validate: {folder} has no files"
+              + (f" ({len(skipped)} skipped: " + ", ".join(f"{k.file} ({k.reason})" for k in skipped) + ")"
+                 if skipped else ""), file=sys.stderr)
         return 2
 
     from handlers.faces import FaceModelConfig
@@ -52,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     face = FaceModelConfig(detector=settings.face_detector, recognizer=settings.face_recognizer,
                            weights_home=home)
     report = validate_photos(files, ValidateConfig(face=face))
-    data = report.to_dict()
+    data = {**report.to_dict(), "skipped": [asdict(k) for k in skipped]}
     if args.json:
         print(json.dumps(data))
     else:

@@ -219,6 +219,8 @@ DELIVER = Stage("deliver", JobState.DELIVERING, _deliver, lambda meta: meta, _re
 
 
 async def _download_photos(env: Env, job: Attempt, names: list[str] | None = None) -> list[Path]:
+    """The job's photos (all listed ones, or ``names``); the first fetch waits for late uploads."""
     listed = list(job.manifest.photos) if job.manifest and job.manifest.photos else None
     return await download_photos(env.store, env.settings.input_bucket, job.job_id, job.dir("photos"),
-                                 listed, names)
+                                 listed, names, grace_s=env.settings.missing_photo_grace_s,
+                                 should_stop=job.run.should_stop)

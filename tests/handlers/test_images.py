@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from handlers.images import (
     ImageError,
@@ -120,3 +120,123 @@ def test_big_jpeg_decodes_reduced_with_the_scale_to_original_pixels(tmp_path, ph
 def test_load_image_returns_full_size_without_max_side(sample_sources):
     arr = load_image(Path(sample_sources.path("obama3.jpg")))
     assert arr.shape == (2333, 1434, 3)
+
+
+# --- issue 15: multi-picture stills, animations, 16-bit memory, never-received files -------
+def _mpo(primary: Image.Image, second: Image.Image, path: Path) -> Path:
+    primary.save(path, "MPO", save_all=True, append_images=[second], quality=92)
+    return path
+
+
+def test_mpo_multi_picture_jpeg_is_read_as_its_primary_picture(tmp_path, photo):
+    path = _mpo(photo, Image.new("RGB", photo.size, (0, 255, 0)), tmp_path / "phone.jpg")
+    with Image.open(path) as raw:
+        assert raw.format == "MPO" and raw.n_frames == 2  # what phones and cameras write
+    info = probe_image(path)
+    assert (info.format, info.width, info.height) == ("MPO", photo.width, photo.height)
+    arr = load_image(path)
+    assert np.abs(arr.astype(int) - np.asarray(photo, dtype=int)).mean() < 4  # not the green frame
+
+
+def test_mpo_takes_the_fast_reduced_jpeg_decode(tmp_path, photo, monkeypatch):
+    big = photo.resize((photo.width * 4, photo.height * 4))
+    path = _mpo(big, Image.new("RGB", (160, 120)), tmp_path / "big.mpo")
+    drafts: list[tuple[int, int]] = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def recording_draft(self, mode, size):  # type: ignore[no-untyped-def]
+        drafts.append(size)
+        return real_draft(self, mode, size)
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", recording_draft)
+    d = decode_image(path, max_side=1000)
+    assert drafts, "an MPO must be decoded reduced by the JPEG decoder, like a JPEG"
+    assert max(d.pixels.shape[:2]) == 1000 and (d.info.width, d.info.height) == big.size
+
+
+@pytest.mark.parametrize("fmt, ext", [("GIF", "gif"), ("PNG", "png"), ("WEBP", "webp")])
+def test_truly_animated_files_stay_refused(tmp_path, fmt, ext):
+    frames = [Image.new("RGB", (600, 600), c) for c in ((255, 0, 0), (0, 0, 255))]
+    path = tmp_path / f"anim.{ext}"
+    frames[0].save(path, fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with pytest.raises(ImageError) as exc:
+        load_image(path)
+    assert exc.value.code == "unsupported_format" and "animated" in exc.value.message
+
+
+def test_exif_orientation_is_applied_to_a_reduced_decode_too(tmp_path, photo):
+    big = photo.resize((photo.width * 3, photo.height * 3))
+    path = samples.write_exif_rotated(big, tmp_path / "phone.jpg", orientation=6)
+    d = decode_image(path, max_side=800)
+    assert (d.info.width, d.info.height) == big.size
+    s = 800 / max(big.size)
+    h, w = d.pixels.shape[:2]  # upright, reduced
+    assert abs(h - big.height * s) <= 1 and abs(w - big.width * s) <= 1
+    expected = np.asarray(big.resize((d.pixels.shape[1], d.pixels.shape[0])), dtype=int)
+    assert np.abs(d.pixels.astype(int) - expected).mean() < 6
+
+
+def test_a_file_that_was_never_received_is_missing_not_unreadable(tmp_path):
+    with pytest.raises(ImageError) as exc:
+        load_image(tmp_path / "never-sent.jpg")
+    assert exc.value.code == "missing"
+
+
+_PEAK_PROBE = r"""
+import re, sys
+from pathlib import Path
+from handlers.images import decode_image
+
+def hwm():
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
+
+Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+before = hwm()
+side = None if sys.argv[2] == "full" else int(sys.argv[2])
+decode_image(Path(sys.argv[1]), max_side=side)
+print(hwm() - before)
+"""
+
+
+@pytest.fixture(scope="module")
+def grey16_49mp(tmp_path_factory) -> Path:
+    """7000x7000 16-bit greyscale PNG: a ramp, under 1 MB on disk."""
+    path = tmp_path_factory.mktemp("deep") / "grey16.png"
+    row = (np.arange(7000, dtype=np.uint32) * 65535 // 6999).astype(np.uint16)
+    Image.fromarray(np.ascontiguousarray(np.broadcast_to(row, (7000, 7000)))).save(path, compress_level=1)
+    return path
+
+
+@pytest.mark.parametrize("side, bound_mb", [(1600, 256), ("full", 384)])
+def test_sixteen_bit_49_megapixel_grey_png_decodes_in_bounded_memory(grey16_49mp, side, bound_mb):
+    """Peak resident memory (VmHWM) growth of one decode, in a fresh process. Before the fix
+    (full-size float64 copies) both paths peaked at ~1.2 GB; now ~190 MB (the gate's reduced
+    decode) and ~280 MB (full size: the 98 MB 16-bit image plus the 147 MB RGB result)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _PEAK_PROBE, str(grey16_49mp), str(side)],
+                         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    grown_mb = int(out.stdout.strip()) / 2**20
+    assert grown_mb < bound_mb, f"decode grew peak memory by {grown_mb:.0f} MB"
+
+
+def test_sixteen_bit_values_scale_in_bands_exactly_like_one_pass(tmp_path):
+    rng = np.random.default_rng(0)
+    deep = rng.integers(0, 65536, size=(1300, 700), dtype=np.uint16)  # more rows than one band
+    Image.fromarray(deep).save(tmp_path / "noise.png")
+    arr = load_image(tmp_path / "noise.png")
+    expected = np.clip(deep.astype(np.float64) / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    assert arr.shape == (1300, 700, 3) and (arr[:, :, 0] == arr[:, :, 2]).all()
+    assert np.abs(arr[:, :, 0].astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_a_huge_gif_header_is_an_unsupported_format_first(tmp_path):
+    """Found by the fuzz suite's long run: "GIF89a" + other bytes claims 18770x17990 pixels;
+    the person is told the format is not taken, not that the file is too big."""
+    import struct
+
+    path = tmp_path / "x.jpg"
+    path.write_bytes(b"GIF89a" + struct.pack("<HH", 18770, 17990) + b"\x00" * 32)
+    with pytest.raises(ImageError) as exc:
+        load_image(path)
+    assert exc.value.code == "unsupported_format"

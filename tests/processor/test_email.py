@@ -217,3 +217,125 @@ async def test_ses_throttling_is_retried_because_nothing_was_sent(
         assert await SesSender(settings).send(msg)
         injected = dict(proxy.counts.injected)
     assert injected.get("ses") == 2 and len(local_stack.ses_sent_messages()) == before + 1
+
+
+# --- issue 15: hostile names, and every email a person gets when a job does not deliver ------
+HOSTILE_NAME = "<b>Ada</b>\r\nBcc: victim@evil.example"
+
+
+def _parsed(msg: email.message.EmailMessage) -> email.message.EmailMessage:
+    return email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("name", ["Ada\r\nBcc: victim@evil.example", "Ada\nBcc: v@e.x", "Ada\rX",
+                                  "Ada\x00\x1b", "Ada\u2028Bcc: v@e.x", '"Ada" <evil@x.y>, b@c.d', "Zoë 李"])
+def test_build_message_never_raises_or_injects_a_header_for_a_hostile_name(name: str) -> None:
+    msg = build_message(render_email("failed", {"job_id": "j", "reason": "x"}), "headshots@example.com",
+                        ADDRESS, job_id="j", recipient_name=name)
+    parsed = _parsed(msg)
+    assert "Bcc" not in parsed and parsed.get_all("To") and len(parsed.get_all("To")) == 1
+    [addr] = parsed["To"].addresses
+    assert addr.addr_spec == ADDRESS  # one recipient: the manifest's address, nobody else
+    assert "\n" not in addr.display_name and "\r" not in addr.display_name
+
+
+def test_build_message_refuses_an_address_that_is_not_one_address() -> None:
+    rendered = render_email("failed", {"job_id": "j", "reason": "x"})
+    for bad in ("", "ada@example.com\r\nBcc: v@e.x", "no-at-sign"):
+        with pytest.raises(ValueError):
+            build_message(rendered, "headshots@example.com", bad)
+
+
+def bad_manifest() -> dict:
+    return {"job_id": "job-3", "problems": ["name: must not contain line breaks, tabs or other control characters",
+                                            "phots: is not a manifest field (allowed: version, email, name, photos)"]}
+
+
+def test_bad_manifest_email_says_the_upload_needs_fixing_and_what_was_wrong() -> None:
+    out = render_email("bad_manifest", bad_manifest())
+    assert out.subject == "Your upload's manifest.json needs a fix"
+    for body in (out.text, out.html):
+        assert "2 problems" in body and "must not contain line breaks" in body and "phots" in body
+        assert "Nothing went wrong on our side" in body and "correct" in body
+        assert "You do not need to change" not in body  # the old, wrong promise
+    with pytest.raises(ValueError):
+        render_email("bad_manifest", {"job_id": "j", "problems": []})  # nothing to fix: not mailed
+
+
+def test_failed_email_says_it_was_our_fault_and_nothing_needs_changing() -> None:
+    out = render_email("failed", FailedContext(job_id="j", reason="internal error", attempts=3))
+    for body in (out.text, out.html):
+        assert "our side" in body and "our fault" in body and "You do not need to change anything" in body
+
+
+def test_rejected_email_says_we_never_received_a_missing_photo_not_that_it_is_damaged() -> None:
+    ctx = RejectedContext(job_id="j", usable=9, required=10, bad_photos=[
+        RejectedPhoto(name="IMG_7.jpg", reason="We never received this file.", advice=advice_for("missing"),
+                      code="missing"),
+        RejectedPhoto(name="IMG_8.jpg", reason="Not a readable photo.", advice=advice_for("unreadable"),
+                      code="unreadable")])
+    out = render_email("rejected", ctx)
+    for body in (out.text, out.html):
+        assert "We never received IMG_7.jpg" in body.replace("<strong>", "")
+        assert "Nothing went wrong on our side" in body
+    missing_line = next(line for line in out.text.splitlines() if line.startswith("- IMG_7.jpg"))
+    assert "damaged" not in missing_line and "never received" in missing_line
+    assert "damaged" in next(line for line in out.text.splitlines() if line.startswith("- IMG_8.jpg"))
+
+
+def test_no_likeness_email_says_photos_were_fine_and_to_try_more_varied_ones() -> None:
+    out = render_email("no_likeness", {"job_id": "job-4", "name": "Ada", "generated": 50, "photos_used": 14})
+    assert out.subject == "Your headshots did not look enough like you"
+    for body in (out.text, out.html):
+        assert "none of the 50 headshots" in body and "trained on 14" in body
+        assert "more varied photos" in body and "good soft light" in body
+    with pytest.raises(ValueError):
+        render_email("no_likeness", {"job_id": "j", "generated": 0})
+
+
+@pytest.mark.parametrize("kind, ctx", [
+    ("rejected", {"job_id": "j", "usable": 3, "bad_photos": [{"name": "<img src=x>.jpg", "reason": "r"}]}),
+    ("failed", {"job_id": "j", "reason": "<script>x</script>"}),
+    ("bad_manifest", {"job_id": "j", "problems": ["photos: photo '<script>x</script>' must be a plain file name"]}),
+    ("no_likeness", {"job_id": "j", "generated": 5}),
+])
+def test_every_failure_kind_autoescapes_html_and_keeps_a_hostile_name_inert(kind: str, ctx: dict) -> None:
+    out = render_email(kind, {**ctx, "name": HOSTILE_NAME})
+    assert "<b>Ada</b>" not in out.html and "&lt;b&gt;Ada&lt;/b&gt;" in out.html
+    assert "<script>" not in out.html and "<img src=x>" not in out.html
+    greeting = out.text.splitlines()[0]
+    assert greeting == "Hi <b>Ada</b> Bcc: victim@evil.example,"  # one line: the break became a space
+    assert not any(line.startswith("Bcc:") for line in out.text.splitlines())
+    msg = build_message(out, "headshots@example.com", ADDRESS, job_id="j", recipient_name=HOSTILE_NAME)
+    assert "Bcc" not in _parsed(msg)
+
+
+def test_every_kind_has_both_templates_and_a_context_model() -> None:
+    from importlib.resources import files
+
+    from processor.email import CONTEXTS, KINDS
+
+    names = {p.name for p in files("templates").iterdir()}
+    assert set(KINDS) == set(CONTEXTS)
+    for kind in KINDS:
+        assert {f"{kind}.txt", f"{kind}.html"} <= names
+
+
+def test_a_very_long_non_ascii_name_is_cut_and_builds_fast() -> None:
+    """Found by the fuzz suite: the stdlib folds a 10,000-character non-ASCII name in ~24 s."""
+    import time
+
+    started = time.perf_counter()
+    msg = build_message(render_email("failed", {"job_id": "j", "reason": "x"}), "headshots@example.com",
+                        ADDRESS, recipient_name="é " * 5000)
+    [addr] = _parsed(msg)["To"].addresses
+    assert time.perf_counter() - started < 2 and addr.addr_spec == ADDRESS
+    [built] = msg["To"].addresses
+    assert len(built.display_name) == 100 and built.display_name.endswith("…")
+
+
+def test_a_lone_surrogate_in_a_reason_never_breaks_the_message() -> None:
+    """Found by the fuzz suite: an OS error naming an undecodable file holds a lone surrogate."""
+    out = render_email("failed", {"job_id": "j", "reason": "No such file: 'IMG_\udcff.jpg'"})
+    parsed = _parsed(build_message(out, "headshots@example.com", ADDRESS))
+    assert "IMG_?.jpg" in parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]

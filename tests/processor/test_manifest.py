@@ -131,3 +131,50 @@ def test_parse_s3_event_recognises_the_test_event() -> None:
 def test_parse_s3_event_raises_malformed_for_anything_else(body: str) -> None:
     with pytest.raises(MalformedMessage):
         parse_s3_event(body)
+
+
+# --- issue 15: hostile text in the manifest ---------------------------------------------
+@pytest.mark.parametrize("name", ["Ada\r\nBcc: victim@evil.example", "Ada\nLovelace", "Ada\tL",
+                                  "Ada\x00", "Ada\x7fL", "Ada\x85L", "Ada\u2028Bcc: x@y.z", "Ada\u2029L"])
+def test_control_characters_in_the_name_are_refused_with_a_clear_reason(name: str) -> None:
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(json.dumps({"version": 1, "email": "ada@example.com", "name": name}))
+    assert info.value.problems == ("name: must not contain line breaks, tabs or other control characters",)
+    assert info.value.email == "ada@example.com"  # so the person can be told what to fix
+
+
+@pytest.mark.parametrize("photo", ["a\r\n.jpg", "a\x00.jpg", "a\u2028.jpg", "\x1b[31m.jpg", "a\x7f.jpg", "a\x85.jpg"])
+def test_control_characters_in_photo_names_are_refused(photo: str) -> None:
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(json.dumps({"version": 1, "email": "ada@example.com", "photos": [photo]}))
+    [problem] = info.value.problems
+    assert problem.startswith("photos: ") and "control characters" in problem
+
+
+def test_unicode_names_without_control_characters_are_welcome() -> None:
+    m = parse_manifest(json.dumps({"version": 1, "email": "ada@example.com", "name": "Zoë 李 \u200d👩‍💻",
+                                   "photos": ["é" * 150 + ".jpg", "照片.png"]}))
+    assert m.name == "Zoë 李 \u200d👩‍💻" and m.photos == ["é" * 150 + ".jpg", "照片.png"]
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+def test_version_must_be_the_number_one_not_a_lookalike(version: object) -> None:
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(json.dumps({"version": version, "email": "ada@example.com"}))
+    assert info.value.problems == ("version: must be the number 1",)
+
+
+def test_json_nested_deeper_than_the_parser_is_a_manifest_error_not_a_crash() -> None:
+    with pytest.raises(ManifestError) as info:
+        parse_manifest("[" * 60000)
+    assert "nested too deeply" in info.value.reason
+
+
+def test_each_schema_problem_is_listed_separately_in_plain_words() -> None:
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(json.dumps({"version": 1, "email": "ada@example.com", "name": "",
+                                   "phots": ["a.jpg"]}))
+    assert info.value.problems == (
+        "name: String should have at least 1 character",
+        "phots: is not a manifest field (allowed: version, email, name, photos)")
+    assert info.value.reason == "; ".join(info.value.problems)

@@ -68,6 +68,21 @@ async def test_invalid_manifest_with_a_readable_email_fails_the_job_and_emails_t
     assert mail["To"].addresses[0].addr_spec == "fay@example.com" and "version" in text_body(mail)
 
 
+async def test_an_oversized_manifest_is_read_bounded_and_the_whole_upload_folder_removed(
+        job_settings: Settings, local_stack: LocalStack, job_id: str) -> None:
+    """Issue 15: a 3 MB manifest.json is refused from a 64 KiB ranged read; the photos beside
+    it, late ones included, are deleted when the job ends."""
+    s3 = local_stack.client("s3", job_settings)
+    big = b'{"version": 1, "email": "fay@example.com", "pad": "' + b"x" * (3 * 2**20) + b'"}'
+    s3.put_object(Bucket=job_settings.input_bucket, Key=f"uploads/{job_id}/manifest.json", Body=big)
+    s3.put_object(Bucket=job_settings.input_bucket, Key=f"uploads/{job_id}/late.jpg", Body=b"x")
+    assert await _attempt(job_settings, job_id, "w1") is JobResult.TERMINAL
+    status = job_status(local_stack, job_settings, job_id)
+    assert status is not None and status["state"] == "failed"
+    assert f"{len(big)} bytes" in status["error"] and "64 KB" in status["error"]
+    assert keys(local_stack, job_settings.input_bucket, f"uploads/{job_id}/", job_settings) == []
+
+
 async def test_crash_mid_generation_resumes_without_redoing_finished_stages_or_images(
         make_job_settings, local_stack: LocalStack, job_photos: Path, job_id: str) -> None:  # noqa: ANN001
     settings = make_job_settings(num_images=4, generation_batch_size=1)

@@ -48,3 +48,18 @@ def test_the_extra_round_tries_harder_from_other_seeds() -> None:
     extra = extra_round(s)
     assert extra.max_regenerations == 6 and extra.seed != s.seed
     assert extra_round(Settings(max_regenerations=0)).max_regenerations == 2
+
+
+def test_validation_reports_photo_files_under_the_persons_names_with_refusals(tmp_path, face_analyzer) -> None:
+    """Issue 15: what ``download_photos`` hands the pipeline reaches the gate with the person's
+    own names (a local copy may be hash-named) and the refusals decided before download."""
+    from processor.stages import FaceModels, PhotoFiles, run_validate
+
+    (tmp_path / "photo-abc.jpg").write_bytes(b"<html>not a photo</html>")
+    files = PhotoFiles([tmp_path / "photo-abc.jpg", tmp_path / "huge.jpg", tmp_path / "gone.jpg"],
+                       names=["é" * 150 + ".jpg", "huge.jpg", "gone.jpg"],
+                       refused={"huge.jpg": ("too_large", "30 MB"), "gone.jpg": ("missing", "never uploaded")})
+    report = run_validate(files, Settings(), FaceModels(Settings(), _analyzer=face_analyzer))
+    assert [(p.file, p.reason) for p in report.photos] == [
+        ("é" * 150 + ".jpg", "unreadable"), ("huge.jpg", "too_large"), ("gone.jpg", "missing")]
+    assert "never" not in report.photos[0].message and "Upload it again" in report.photos[2].message

@@ -87,8 +87,6 @@ def test_half_and_half_two_people_is_rejected_and_says_so(people, face_analyzer)
 
 
 def test_the_verdict_is_deterministic(labelled_set, labelled_report, face_analyzer):
-    from processor.commands.validate import photo_files
-
-    again = validate_photos(photo_files(labelled_set.folder), ValidateConfig(), face_analyzer)
+    again = validate_photos(labelled_set.paths(), ValidateConfig(), face_analyzer)
     strip = lambda d: [{k: v for k, v in p.items()} for p in d["photos"]]  # noqa: E731
     assert strip(again.to_dict()) == strip(labelled_report.to_dict())

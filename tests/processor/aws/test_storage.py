@@ -136,3 +136,55 @@ async def test_transient_s3_errors_are_retried_and_permanent_ones_are_not(aws_se
         with pytest.raises(ClientError):
             await store.put_bytes(b, "flaky", b"never")
         assert len(calls) == 3 + fast.attempts
+
+
+# --- issue 15: sizes before bytes -------------------------------------------------------
+async def test_a_bounded_get_reads_at_most_max_bytes_and_reports_the_whole_size(aws_settings: Settings) -> None:
+    b = aws_settings.input_bucket
+    async with ObjectStore(aws_settings) as store:
+        await store.put_bytes(b, "big", b"x" * 10_000)
+        await store.put_bytes(b, "small", b"abc")
+        await store.put_bytes(b, "empty", b"")
+        big = await store.get_bytes(b, "big", max_bytes=100)
+        small = await store.get_bytes(b, "small", max_bytes=100)
+        empty = await store.get_bytes(b, "empty", max_bytes=100)
+        with pytest.raises(NotFound):
+            await store.get_bytes(b, "absent", max_bytes=100)
+    assert (len(big.body), big.size, big.truncated) == (100, 10_000, True)
+    assert (small.body, small.size, small.truncated) == (b"abc", 3, False)
+    assert (empty.body, empty.size, empty.truncated) == (b"", 0, False)
+
+
+async def test_listing_gives_each_objects_size(aws_settings: Settings) -> None:
+    b = aws_settings.input_bucket
+    async with ObjectStore(aws_settings) as store:
+        await store.put_bytes(b, "p/a", b"12345")
+        await store.put_bytes(b, "p/b", b"")
+        listed = await store.list_objects(b, "p/")
+    assert [(o.key, o.size) for o in listed] == [("p/a", 5), ("p/b", 0)]
+
+
+async def test_download_with_a_cap_refuses_a_bigger_object_and_leaves_nothing(aws_settings: Settings,
+                                                                              tmp_path: Path) -> None:
+    from processor.errors import ObjectTooLarge
+
+    b = aws_settings.input_bucket
+    async with ObjectStore(aws_settings) as store:
+        await store.put_bytes(b, "k", b"x" * 5000)
+        with pytest.raises(ObjectTooLarge):
+            await store.download_file(b, "k", tmp_path / "k.jpg", max_bytes=4999)
+        assert list(tmp_path.iterdir()) == []
+        await store.download_file(b, "k", tmp_path / "k.jpg", max_bytes=5000)
+    assert (tmp_path / "k.jpg").stat().st_size == 5000
+
+
+async def test_unfinished_multipart_uploads_under_a_prefix_are_aborted(aws_settings: Settings) -> None:
+    b = aws_settings.input_bucket
+    async with ObjectStore(aws_settings) as store:
+        await store.client.create_multipart_upload(Bucket=b, Key="up/j/a.jpg")
+        await store.client.create_multipart_upload(Bucket=b, Key="up/other/b.jpg")
+        assert await store.abort_multipart_uploads(b, "up/j/") == 1
+        left = await store.client.list_multipart_uploads(Bucket=b, Prefix="up/")
+        with pytest.raises(ValueError):
+            await store.abort_multipart_uploads(b, "")
+    assert [u["Key"] for u in left.get("Uploads", [])] == ["up/other/b.jpg"]

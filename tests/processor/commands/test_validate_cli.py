@@ -34,3 +34,28 @@ def test_missing_or_empty_folder_is_a_usage_error(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "nope")]) == 2
     assert main(["validate", str(tmp_path)]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_json_lists_every_skipped_entry_and_why(tmp_path, people, capsys):
+    """Issue 15: a dangling link (and hidden files, folders) never vanish from the report."""
+    import os
+
+    shutil.copy(people.obama[0], tmp_path / "me.jpg")
+    (tmp_path / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "deleted-original.jpg")
+    (tmp_path / "linked.jpg").symlink_to(tmp_path / "me.jpg")  # a link to a photo is a photo
+    (tmp_path / "album").mkdir()
+    os.mkfifo(tmp_path / "pipe.jpg")
+    assert main(["validate", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [p["file"] for p in out["photos"]] == ["linked.jpg", "me.jpg"]
+    assert {(k["file"], k["reason"]) for k in out["skipped"]} == {
+        (".DS_Store", "hidden"), ("gone.jpg", "dangling_link"), ("album", "not_a_file"),
+        ("pipe.jpg", "not_a_file")}
+    assert all(k["message"] for k in out["skipped"])
+
+
+def test_a_folder_with_only_skipped_entries_says_what_was_skipped(tmp_path, capsys):
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    assert main(["validate", str(tmp_path)]) == 2
+    assert "gone.jpg (dangling_link)" in capsys.readouterr().err
