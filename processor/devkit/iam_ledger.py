@@ -91,6 +91,8 @@ def _s3_calls(method: str, path: str, query: dict[str, str], body: bytes) -> lis
         if method == "POST" and "delete" in query:
             keys = re.findall(rb"<Key>(.*?)</Key>", body)
             return [Call("s3:DeleteObject", f"{bucket_arn}/{_xml_unescape(k.decode())}") for k in keys]
+        if method == "GET" and "uploads" in query:
+            return [Call("s3:ListBucketMultipartUploads", bucket_arn)]  # s3:prefix is ListBucket's key only
         if method in ("GET", "HEAD") and not ({"location", "cors", "policy", "notification",
                                                "lifecycle", "versioning", "tagging", "acl"} & set(query)):
             return [Call("s3:ListBucket", bucket_arn, (("s3:prefix", query.get("prefix", "")),))]
@@ -98,6 +100,10 @@ def _s3_calls(method: str, path: str, query: dict[str, str], body: bytes) -> lis
     object_arn = f"{bucket_arn}/{key}"
     action = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject",
               "DELETE": "s3:DeleteObject", "POST": "s3:PutObject"}.get(method, f"s3:{method}")
+    if method == "DELETE" and "uploadId" in query:
+        action = "s3:AbortMultipartUpload"
+    elif method == "GET" and "uploadId" in query:
+        action = "s3:ListMultipartUploadParts"
     if "tagging" in query:
         action = {"GET": "s3:GetObjectTagging", "PUT": "s3:PutObjectTagging"}.get(method, action)
     return [Call(action, object_arn)]

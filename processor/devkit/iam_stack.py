@@ -13,6 +13,8 @@ action and resource wildcards. What it does not:
 - only S3, SQS, IAM and STS requests are judged by their resource ARN; every other service
   (SES, KMS, Secrets Manager, DynamoDB, ...) against resource ``*``, so an ARN-scoped statement
   for them never matches;
+- a multi-object delete (DeleteObjects) is judged as ``s3:DeleteObject`` on the bucket's ARN,
+  where AWS judges each key;
 - a condition whose key the request does not carry is treated as met (so ``s3:prefix`` and
   ``ses:FromAddress`` are never enforced);
 - a trust policy statement naming another principal is read as a deny (and a ``Service``

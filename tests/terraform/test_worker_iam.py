@@ -35,6 +35,7 @@ from tests.integration.harness import (
     Fleet,
     emails_for,
     job_status,
+    keys,
     queue_counts,
     submit,
     wait_for,
@@ -98,13 +99,17 @@ def role_job(enforced: EnforcedStack, local_stack: LocalStack, job_photos: Path,
     only_test = [s for s in trust["Statement"] if s.get("Sid") == "TestsOnlyAssumeRole"]
     enforced.client("iam").update_assume_role_policy(
         RoleName=outputs["role_name"]["value"], PolicyDocument=json.dumps({**trust, "Statement": only_test}))
-    # moto judges Secrets Manager (like SES and KMS) against resource "*", so the role's
-    # ARN-scoped ReadLinkKey never matches there: a copy scoped to "*" stands in for it here.
-    # The ledger below judges the real, ARN-scoped statement.
+    # Stand-ins for two places where moto judges by another resource than AWS does; the ledger
+    # below judges the real statements by AWS's resources:
+    # - Secrets Manager (like SES and KMS) against "*", so ReadLinkKey's ARN never matches;
+    # - a multi-object delete (DeleteObjects) as s3:DeleteObject on the bucket, where AWS
+    #   checks each key (ReadAndRemoveUploads, JobRecordsAndResults).
     enforced.client("iam").put_role_policy(
-        RoleName=outputs["role_name"]["value"], PolicyName="moto-resource-star-stand-in",
+        RoleName=outputs["role_name"]["value"], PolicyName="moto-resource-stand-ins",
         PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}))
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"},
+            {"Effect": "Allow", "Action": "s3:DeleteObject",
+             "Resource": [f"arn:aws:s3:::{settings.input_bucket}", f"arn:aws:s3:::{settings.output_bucket}"]}]}))
     role = LocalStack.attach(settings, credentials=enforced.assume(outputs["role_arn"]["value"]))
     job_id = f"iam-{int(time.time())}"
     submit(settings, job_photos, "rae@example.com", job_id, credentials=enforced.admin)
@@ -137,6 +142,9 @@ def test_a_job_is_delivered_by_workers_holding_only_the_task_roles_rights(
     assert denied == []
     events = [e.get("event") for e in fleet.all_events()]
     assert "job_interrupted_requeued" in events and "dlq_sweep_failed" not in events
+    assert "job_data_removal_failed" not in events  # the person's uploads went, under the role's rights
+    assert keys(role_job["admin"], role_job["settings"].input_bucket, f"uploads/{role_job['job_id']}/",
+                role_job["settings"]) == []
     assert len(emails_for(local_stack.outbox, role_job["job_id"])) == 1
     assert queue_counts(role_job["admin"], role_job["settings"]) == (0, 0)
 

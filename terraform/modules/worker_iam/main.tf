@@ -53,10 +53,18 @@ locals {
     Version = "2012-10-17"
     Statement = concat([
       {
+        # Removing a finished job's uploads aborts unfinished multipart uploads too (their parts
+        # are never listed as objects): processor/job/uploads.py remove_uploads.
         Sid      = "ReadAndRemoveUploads"
         Effect   = "Allow"
-        Action   = ["s3:GetObject", "s3:DeleteObject"]
+        Action   = ["s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
         Resource = "${var.input_bucket_arn}/uploads/*"
+      },
+      {
+        Sid      = "ListUnfinishedUploads"
+        Effect   = "Allow"
+        Action   = "s3:ListBucketMultipartUploads"
+        Resource = var.input_bucket_arn
       },
       {
         Sid       = "ListUploads"

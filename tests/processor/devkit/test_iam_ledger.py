@@ -27,6 +27,10 @@ def test_s3_path_style_requests_become_object_and_bucket_calls() -> None:
         [Call("s3:GetObject", "arn:aws:s3:::out/a b.jpg")]
     [listing] = calls_from_request("s3", "GET", "/out?list-type=2&prefix=jobs%2Fj1%2F", {}, b"", R, A)
     assert listing == Call("s3:ListBucket", "arn:aws:s3:::out", (("s3:prefix", "jobs/j1/"),))
+    assert calls_from_request("s3", "GET", "/in?uploads&prefix=uploads%2Fj%2F", {}, b"", R, A) == \
+        [Call("s3:ListBucketMultipartUploads", "arn:aws:s3:::in")]
+    assert calls_from_request("s3", "DELETE", "/in/uploads/j/a.jpg?uploadId=u1", {}, b"", R, A) == \
+        [Call("s3:AbortMultipartUpload", "arn:aws:s3:::in/uploads/j/a.jpg")]
     body = b"<Delete><Object><Key>uploads/j/a.jpg</Key></Object><Object><Key>uploads/j/b&amp;c.jpg</Key></Object></Delete>"
     assert [c.resource for c in calls_from_request("s3", "POST", "/in?delete", {}, body, R, A)] == \
         ["arn:aws:s3:::in/uploads/j/a.jpg", "arn:aws:s3:::in/uploads/j/b&c.jpg"]
