@@ -74,9 +74,10 @@ def worker_policy(applied: tuple[Terraform, dict[str, Any]], local_stack: LocalS
         "name_prefix": value["queue_name"].removesuffix("-jobs"), "cluster_name": "tf-cluster",
         **{k: value[k] for k in ("input_bucket_arn", "output_bucket_arn", "queue_arn", "dlq_arn", "kms_key_arn",
                                  "ses_configuration_set")},
-        # moto names an SESv2 email identity ".../email-identity/<name>"; AWS names it
-        # ".../identity/<name>", the resource a send is authorized against.
-        "ses_identity_arn": value["ses_identity_arn"].replace(":email-identity/", ":identity/"),
+        # moto names an SESv2 email identity "arn:aws:ses:<region>::email-identity/<name>" (no
+        # account); AWS names it as below, the resource a send is authorized against.
+        "ses_identity_arn": f"arn:aws:ses:{local_stack.settings.aws_region}:123456789012:identity/"
+                            f"{value['HEADSHOTS_EMAIL_SENDER']}",
         "email_sender": value["HEADSHOTS_EMAIL_SENDER"], "link_secret_arn": key["ARN"]})
     try:
         yield {"policy": json.loads(outputs["policy_json"]["value"]), "link_secret": key}
