@@ -75,6 +75,11 @@ class ImageLimits:
 
     max_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 50_000_000
+    #: Formats Pillow cannot decode at a reduced size (all but JPEG) are decoded whole, so their
+    #: pixel count is the worker's memory: 8.4 MP keeps any one photo's decode under 100 MB
+    #: (RGBA PNG, the costliest: ~80 MB). Phone photos that big are JPEG (or HEIC, 12 MP, which
+    #: the upload page's "Most Compatible" advice turns into JPEG).
+    max_pixels_full_decode: int = 8_400_000
     formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "HEIF"})
 
 
@@ -161,6 +166,12 @@ def _open(path: Path, limits: ImageLimits) -> tuple[Image.Image, ImageInfo]:
         img.close()
         raise ImageError(TOO_LARGE, f"{w}x{h} is {w * h / 1e6:.0f} megapixels, over the "
                                     f"{limits.max_pixels / 1e6:.0f} MP limit")
+    if fmt not in JPEG_FAMILY and w * h > limits.max_pixels_full_decode:
+        img.close()
+        raise ImageError(TOO_LARGE, f"a {fmt} of {w}x{h} is {w * h / 1e6:.1f} megapixels, over the "
+                                    f"{limits.max_pixels_full_decode / 1e6:.1f} MP we take for formats "
+                                    f"other than JPEG; a JPEG may have up to "
+                                    f"{limits.max_pixels / 1e6:.0f} MP")
     try:
         orientation = int(img.getexif().get(0x0112, 1) or 1)
     except Exception:  # a broken EXIF block is not a broken image

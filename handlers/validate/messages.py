@@ -22,8 +22,8 @@ ADVICE: dict[str, str] = {
     "unsupported_format": "We don't take this kind of file. Save or export it as a JPEG "
                           "(on an iPhone: Settings > Camera > Formats > Most Compatible) "
                           "and upload it again.",
-    "too_large": "This file is too big (over 25 MB or 50 megapixels). Upload a normal "
-                 "phone photo or export a smaller JPEG copy.",
+    "too_large": "This file is too big (over 25 MB, 50 megapixels, or 8 megapixels for a PNG or "
+                 "WebP). Upload a normal phone photo or export a smaller JPEG copy.",
     "too_small": "This photo is too small: we need at least 512 pixels on the short side. "
                  "Upload the original photo, not a thumbnail or a screenshot.",
     "no_face": "We couldn't find a face. Take a photo looking at the camera with your whole "

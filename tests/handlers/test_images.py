@@ -197,27 +197,40 @@ print(hwm() - before)
 """
 
 
-@pytest.fixture(scope="module")
-def grey16_49mp(tmp_path_factory) -> Path:
-    """7000x7000 16-bit greyscale PNG: a ramp, under 1 MB on disk."""
-    path = tmp_path_factory.mktemp("deep") / "grey16.png"
-    row = (np.arange(7000, dtype=np.uint32) * 65535 // 6999).astype(np.uint16)
-    Image.fromarray(np.ascontiguousarray(np.broadcast_to(row, (7000, 7000)))).save(path, compress_level=1)
+def _grey16(path: Path, side_w: int, side_h: int) -> Path:
+    """A 16-bit greyscale PNG ramp (small on disk)."""
+    row = (np.arange(side_w, dtype=np.uint32) * 65535 // (side_w - 1)).astype(np.uint16)
+    Image.fromarray(np.ascontiguousarray(np.broadcast_to(row, (side_h, side_w)))).save(path, compress_level=1)
     return path
 
 
-@pytest.mark.parametrize("side, bound_mb", [(1600, 256), ("full", 384)])
-def test_sixteen_bit_49_megapixel_grey_png_decodes_in_bounded_memory(grey16_49mp, side, bound_mb):
+@pytest.fixture(scope="module")
+def grey16_8mp(tmp_path_factory) -> Path:
+    """4096x2048 16-bit greyscale PNG: the biggest non-JPEG we decode (8.4 MP)."""
+    return _grey16(tmp_path_factory.mktemp("deep") / "grey16.png", 4096, 2048)
+
+
+@pytest.mark.parametrize("side, bound_mb", [(1600, 100), ("full", 100)])
+def test_sixteen_bit_grey_png_decodes_in_bounded_memory(grey16_8mp, side, bound_mb):
     """Peak resident memory (VmHWM) growth of one decode, in a fresh process. Before the fix
-    (full-size float64 copies) both paths peaked at ~1.2 GB; now ~190 MB (the gate's reduced
-    decode) and ~280 MB (full size: the 98 MB 16-bit image plus the 147 MB RGB result)."""
+    (full-size float64 copies) a 49 MP one peaked at ~1.2 GB; such a PNG is now refused
+    (below), and the biggest one taken stays under the worker's 100 MB bound."""
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", _PEAK_PROBE, str(grey16_49mp), str(side)],
+    out = subprocess.run([sys.executable, "-c", _PEAK_PROBE, str(grey16_8mp), str(side)],
                          capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
     grown_mb = int(out.stdout.strip()) / 2**20
     assert grown_mb < bound_mb, f"decode grew peak memory by {grown_mb:.0f} MB"
+
+
+def test_a_png_too_big_to_decode_cheaply_is_too_large_and_a_jpeg_that_big_is_not(tmp_path):
+    """Only JPEG decodes at a reduced size, so other formats have a lower pixel cap."""
+    with pytest.raises(ImageError) as err:
+        load_image(_grey16(tmp_path / "big.png", 7000, 7000))
+    assert err.value.code == "too_large" and "JPEG" in err.value.message
+    Image.new("RGB", (4500, 3000), (90, 120, 150)).save(tmp_path / "big.jpg", quality=80)  # 13.5 MP
+    assert load_image(tmp_path / "big.jpg", max_side=1600).shape == (1067, 1600, 3)
 
 
 def test_sixteen_bit_values_scale_in_bands_exactly_like_one_pass(tmp_path):
