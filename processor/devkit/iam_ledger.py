@@ -78,6 +78,8 @@ def calls_from_request(service: str, method: str, url: str, headers: dict[str, s
         return [Call(f"ses:{action}", arn, ctx) for arn in identities]
     if service == "secretsmanager":
         return [Call(f"secretsmanager:{action}", str(params.get("SecretId", "*")))]
+    if service == "dynamodb":
+        return [Call(f"dynamodb:{action}", f"arn:aws:dynamodb:{region}:{account}:table/{params.get('TableName', '*')}")]
     if service == "ssm":
         name = str(params.get("Name", "*")).lstrip("/")
         return [Call(f"ssm:{action}", f"arn:aws:ssm:{region}:{account}:parameter/{name}")]

@@ -348,6 +348,14 @@ class LocalStack:
         """The front door's own IAM user and access key (what its signatures carry)."""
         return dict(self._frontdoor_keys)
 
+    def mount_frontdoor(self, settings: Settings, name: str) -> Settings:
+        """``settings`` served by a front door at ``/_/<name>``, creating nothing (its key, table
+        and CORS exist already, e.g. applied by Terraform); returns them with its URL."""
+        if self._frontdoor is None:
+            raise RuntimeError("this stack runs no front door")
+        url = self._frontdoor.mount(name, settings, self._frontdoor_keys)
+        return Settings(**{**settings.model_dump(), "frontdoor_url": url})
+
     def link_keys(self, settings: Settings | None = None) -> tuple[bytes, ...]:
         """The link-signing key of ``settings`` (tests sign links of their own with it)."""
         s = settings or self.settings

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = ("s3", "sqs", "kms", "ses", "sesv2", "sns", "sts", "iam", "cloudwatch")
+SERVICES = ("s3", "sqs", "kms", "ses", "sesv2", "sns", "sts", "iam", "cloudwatch", "dynamodb", "secretsmanager",
+            "logs")
 
 
 def provider_override(endpoint: str, region: str) -> str:
@@ -59,8 +60,9 @@ def cli_config() -> str:
 
 
 def apply_module(module: Path, workdir: Path, endpoint: str, region: str, credentials: dict[str, str],
-                 tfvars: dict[str, Any]) -> tuple[Terraform, dict[str, Any]]:
-    """Copy ``module`` (with its committed lock) to ``workdir``, point it at ``endpoint``, apply."""
+                 tfvars: dict[str, Any], targets: tuple[str, ...] = ()) -> tuple[Terraform, dict[str, Any]]:
+    """Copy ``module`` (with its committed lock) to ``workdir``, point it at ``endpoint``, apply
+    (only ``targets`` and what they need, when given)."""
     for tf_file in [*module.glob("*.tf"), module / ".terraform.lock.hcl"]:
         shutil.copy(tf_file, workdir / tf_file.name)
     (workdir / "zz_moto_provider_override.tf").write_text(provider_override(endpoint, region))
@@ -70,5 +72,5 @@ def apply_module(module: Path, workdir: Path, endpoint: str, region: str, creden
     env.pop("AWS_SESSION_TOKEN", None) if "AWS_SESSION_TOKEN" not in credentials else None
     tf = Terraform(workdir, env)
     tf.run("init", "-input=false", "-no-color")
-    tf.run("apply", "-auto-approve", "-input=false", "-no-color")
+    tf.run("apply", "-auto-approve", "-input=false", "-no-color", *(f"-target={t}" for t in targets))
     return tf, json.loads(tf.run("output", "-json", "-no-color"))

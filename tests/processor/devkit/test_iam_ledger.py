@@ -44,6 +44,15 @@ def test_sqs_json_and_query_protocols_name_the_queue_arn() -> None:
     assert calls_from_request("sqs", "POST", "/", {}, form, R, A)[0].resource.endswith(":jobs-dlq")
 
 
+def test_dynamodb_and_secrets_manager_name_their_resources() -> None:
+    body = json.dumps({"TableName": "rate-limits", "Key": {"pk": {"S": "x"}}}).encode()
+    assert calls_from_request("dynamodb", "POST", "/", {"X-Amz-Target": "DynamoDB_20120810.UpdateItem"}, body, R, A) == \
+        [Call("dynamodb:UpdateItem", "arn:aws:dynamodb:us-east-1:123456789012:table/rate-limits")]
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:key-AbCdEf"
+    assert calls_from_request("secretsmanager", "POST", "/", {"X-Amz-Target": "secretsmanager.GetSecretValue"},
+                              json.dumps({"SecretId": arn}).encode(), R, A) == [Call("secretsmanager:GetSecretValue", arn)]
+
+
 def test_ses_carries_the_from_address_condition_key() -> None:
     form = b"Action=SendRawEmail&Source=Bot+%3Cbot%40example.com%3E"
     [call] = calls_from_request("ses", "POST", "/", {}, form, R, A)
