@@ -10,7 +10,7 @@ demo: setup
 # The test command of the README and of .ci/run.
 test: setup
 	.venv/bin/lint-imports
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n 2 --dist loadfile
 	./scripts/terraform-checks.sh
 
 bench-cpu: setup

@@ -26,7 +26,7 @@ def test_the_quick_fault_bench_prints_one_json_line_with_nothing_lost_duplicated
     assert len(lines) == 1, proc.stdout[-2000:]
     d = json.loads(lines[0])
     assert d["bench"] == "faults" and d["quick"] and d["timing"] == "production"
-    assert d["jobs_submitted"] >= 8 and d["jobs_ended_as_expected"] == d["jobs_submitted"]
+    assert d["jobs_submitted"] >= 5 and d["jobs_ended_as_expected"] == d["jobs_submitted"]
     assert {k: d[k] for k in ZERO} == dict.fromkeys(ZERO, 0), d
     assert d["missing_emails"] == 0 and d["unexpected_queue_messages"] == 0
     assert 0 < d["rework_vs_naive"] < 1  # a kill costs the stage in progress, not the job

@@ -137,8 +137,10 @@ async def test_the_same_s3_event_twice_runs_the_job_once_and_sends_one_email(
 
 
 async def test_malformed_message_reaches_the_dead_letter_queue_and_the_worker_serves_the_next_job(
-        job_settings: Settings, local_stack: LocalStack, rejectable_photos: RejectableSet,
+        make_job_settings, local_stack: LocalStack, rejectable_photos: RejectableSet,  # noqa: ANN001
         job_id: str) -> None:
+    # No sweeper here: this is about what reaches the DLQ (test_worker.py: the sweeper drops it).
+    job_settings = make_job_settings(dlq_sweep_interval_s=0)
     send_raw(local_stack, job_settings, "this is not JSON {")
     submit(job_settings, rejectable_photos.folder, "di@example.com", job_id)
 
