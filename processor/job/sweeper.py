@@ -44,7 +44,7 @@ class DeadLetterSweeper:
         self.runner = runner  # the worker's JobRunner: fail(JobRun, reason)
         self.worker_id = worker_id
         self._queue: JobQueue | None = None
-        self._last = 0.0
+        self._last = float("-inf")  # a new worker sweeps at its first idle moment, whatever its host's uptime
 
     async def close(self) -> None:
         if self._queue is not None:

@@ -82,6 +82,17 @@ async def test_the_sweeper_logs_and_drops_poison_that_reached_the_dlq_never_logg
     assert "JSON" in dropped["reason"] and "ada@" not in repr(logs)
 
 
+async def test_a_new_worker_sweeps_the_dlq_at_its_first_idle_moment_not_one_interval_later(
+        make_job_settings, local_stack: LocalStack) -> None:  # noqa: ANN001
+    # A fleet that scaled in before its next sweep leaves the DLQ to whichever worker wakes next.
+    # An interval longer than this host has been up: a worker that counted from the clock's zero
+    # (a freshly booted GPU instance) would wait for it.
+    settings = make_job_settings(dlq_sweep_interval_s=time.monotonic() + 3600)
+    local_stack.client("sqs", settings).send_message(QueueUrl=settings.dlq_url, MessageBody="not an event")
+    await serve(settings, idle_exit_s=2, install_signals=False)
+    assert local_stack.dlq_messages(settings) == []
+
+
 async def test_duplicate_for_a_finished_job_is_acknowledged_with_no_work_and_no_email(
         job_settings: Settings, local_stack: LocalStack, job_id: str) -> None:
     await _status(job_settings, job_id, _delivered(job_id))
