@@ -77,12 +77,19 @@ def results_prefix(job_id: str) -> str:
 class Manifest(BaseModel):
     """``manifest.json``: who to email and, optionally, which uploaded files are the photos."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # No model-wide whitespace stripping: photo names are S3 keys and must match exactly
+    # (" me.jpg" stripped would be looked up as "me.jpg" and called missing).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: Literal[1]
     email: EmailStr
     name: str | None = Field(None, min_length=1, max_length=100)
     photos: list[str] | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("email", "name", mode="before")
+    @classmethod
+    def _trimmed(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("version", mode="before")
     @classmethod

@@ -237,7 +237,10 @@ hostile_names = st.one_of(
 )
 
 
-PHOTO_KINDS = ("truncated", "junk", "animated", "bomb", "huge_png", "missing", "renamed")
+#: What a good photo under any name may be told: a verdict on what it shows, never "missing".
+RENAMED_REASONS = frozenset({None, "no_face", "multiple_faces", "face_too_small", "blurry", "too_dark",
+                             "too_bright", "duplicate", "different_person", "too_small"})
+PHOTO_KINDS = ("truncated", "junk", "animated", "bomb", "huge_png", "missing", "renamed", "listed")
 
 
 @st.composite
@@ -245,14 +248,14 @@ def photo_cases(draw: st.DrawFn, good: list[tuple[str, bytes]], kind: str) -> Ca
     """A photo the person uploaded (or listed): EXPECT its reason code."""
     others = dict(good[:GOOD])
     target_bytes = good[GOOD + draw(st.integers(0, len(good) - GOOD - 1))][1]
-    name = draw(hostile_names) if kind in ("renamed", "missing") else f"{kind}.jpg"
+    name = draw(hostile_names) if kind in ("renamed", "missing", "listed") else f"{kind}.jpg"
     if kind == "missing":  # listed, never uploaded
         listed = [*others, name]
         return Case(kind, _manifest(photos=listed), others, name, frozenset({"missing"}))
     if kind == "renamed":  # a good photo under a hostile name: judged on what it shows
-        return Case(kind, _manifest(), {**others, name: target_bytes}, name,
-                    frozenset({None, "no_face", "multiple_faces", "face_too_small", "blurry", "too_dark",
-                               "too_bright", "duplicate", "different_person", "too_small"}))
+        return Case(kind, _manifest(), {**others, name: target_bytes}, name, RENAMED_REASONS)
+    if kind == "listed":  # the same, named in the manifest's photo list: found under that exact name
+        return Case(kind, _manifest(photos=[*others, name]), {**others, name: target_bytes}, name, RENAMED_REASONS)
     body = {
         "truncated": lambda: _truncated(target_bytes, draw(st.floats(0.02, 0.7))),
         "junk": lambda: draw(st.binary(min_size=1, max_size=2000)),
@@ -286,6 +289,16 @@ def test_any_manifest_ends_the_job_once_with_the_reason_and_leaves_nothing(world
 def test_any_photo_or_name_is_judged_by_name_with_its_reason_and_leaves_nothing(world: FuzzWorld, kind: str,
                                                                               data: st.DataObject) -> None:
     _run_case(world, data.draw(photo_cases(world.good, kind)))
+
+
+def test_a_listed_photo_whose_name_has_edge_spaces_is_found_and_judged_not_missing(world: FuzzWorld) -> None:
+    # Found in the long mode (a "missing" case named " spaced name .jpg" was reported without
+    # its leading space): the manifest stripped listed names, so an uploaded, listed photo
+    # with an edge space would have been called missing.
+    others = dict(world.good[:GOOD])
+    name = " spaced name .jpg"
+    _run_case(world, Case("listed_spaced", _manifest(photos=[*others, name]),
+                          {**others, name: world.good[GOOD][1]}, name, RENAMED_REASONS))
 
 
 @hsettings(max_examples=examples(4), **FUZZ)

@@ -98,6 +98,17 @@ def test_resolve_photos_reports_listed_photos_that_were_never_uploaded() -> None
     assert sel.found == ("a.jpg", "b.png") and sel.missing == ("gone.jpg",)
 
 
+def test_listed_photo_names_keep_their_edge_spaces_so_the_uploaded_file_is_found() -> None:
+    # Found by the worker-level fuzz in the long mode: the model stripped every string, so a
+    # listed " spaced name .jpg" was looked up as "spaced name .jpg" and called missing.
+    m = parse_manifest(json.dumps({"version": 1, "email": "  ada@example.com ", "name": " Ada ",
+                                   "photos": [" spaced name .jpg", "b.jpg "]}))
+    assert m.photos == [" spaced name .jpg", "b.jpg "]
+    assert (m.email, m.name) == ("ada@example.com", "Ada")  # the address and the name are trimmed
+    sel = resolve_photos(m, ["b.jpg ", " spaced name .jpg", "manifest.json"])
+    assert sel.found == (" spaced name .jpg", "b.jpg ") and sel.missing == ()
+
+
 def test_resolve_photos_defaults_to_every_uploaded_file_but_the_manifest() -> None:
     m = Manifest(version=1, email="a@b.co")
     sel = resolve_photos(m, ["b.jpg", "manifest.json", "a.jpg", "sub/c.jpg"])
