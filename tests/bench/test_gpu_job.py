@@ -22,8 +22,8 @@ PHASES = {"load", "prepare", "class_prior_miss", "class_prior_hit", "train", "lo
 
 
 def _run(*args: str) -> dict:
-    # The timeout only catches a hang: the ablation runs ~2 min alone on 2 cores, and over 300 s
-    # when the cores are shared with another pytest process and a fault bench.
+    # The timeout only catches a hang: the ablation stays under 300 s alone on 2 cores, and went over
+    # it when the cores were shared with another pytest process and a fault bench.
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_job.py"), *args],
                           capture_output=True, text=True, timeout=900, check=True, cwd=REPO)
     lines = proc.stdout.strip().splitlines()
