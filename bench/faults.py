@@ -41,8 +41,7 @@ from processor.devkit.profiles import (  # noqa: E402
     tiny_model_settings,
 )
 from processor.settings import Settings  # noqa: E402
-from tests.integration.harness import stage_runs  # noqa: E402
-from tests.integration.scenarios import Outcome, Scenarios, stage_reruns  # noqa: E402
+from tests.integration.scenarios import Outcome, Scenarios, extra_stage_runs  # noqa: E402
 
 STAGES = ("validate", "train", "generate", "deliver", "notify")
 
@@ -77,12 +76,11 @@ class Tally:
             wants_email = status.get("email") not in ("none",) and state != "none"
             if wants_email and emails == 0 and not (unknown and unknown_allowed):
                 self.missing_emails += 1
-            extra = stage_reruns(outcome, job_id, reruns)
+            extra = extra_stage_runs(outcome, job_id, reruns)
             if extra:
-                self.duplicate_runs += extra
-                runs = stage_runs(outcome.jobs[job_id])
-                twice = sorted(s for s, n in runs.items() if n > 1 + (reruns or {}).get(s, 0))
-                self.duplicate_run_details.append(f"{job_id}: {extra} extra runs of {', '.join(twice)}")
+                self.duplicate_runs += sum(extra.values())
+                self.duplicate_run_details.append(f"{job_id}: {sum(extra.values())} extra runs of "
+                                                  f"{', '.join(sorted(extra))}")
         dead = [e.get("job_id") for e in outcome.events if e.get("event") == "job_dead_lettered"]
         self.dlq_without_email += sum(1 for j in dead if outcome.emails.get(j, 0) == 0)
         self.dlq_without_email += outcome.dlq  # still in the DLQ at the end: nobody told

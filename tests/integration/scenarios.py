@@ -292,7 +292,13 @@ class Scenarios:
             return self.outcome(settings, fleet, [good_job, missing_job], worker_alive=alive)
 
 
+def extra_stage_runs(outcome: Outcome, job_id: str, allowed: dict[str, int] | None = None) -> dict[str, int]:
+    """Each stage's runs beyond one (plus its ``allowed`` reruns), for the stages that have any."""
+    allowed = allowed or {}
+    extra = {s: runs - 1 - allowed.get(s, 0) for s, runs in stage_runs(outcome.jobs[job_id]).items()}
+    return {s: n for s, n in extra.items() if n > 0}
+
+
 def stage_reruns(outcome: Outcome, job_id: str, allowed: dict[str, int] | None = None) -> int:
     """Stage runs beyond one per stage (plus ``allowed`` reruns): work done twice."""
-    allowed = allowed or {}
-    return sum(max(0, runs - 1 - allowed.get(s, 0)) for s, runs in stage_runs(outcome.jobs[job_id]).items())
+    return sum(extra_stage_runs(outcome, job_id, allowed).values())
