@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -75,7 +76,14 @@ class Pipeline:
         return Attempt.begin(run, self.settings.work_dir, self.store, self.jobs, log)
 
     async def _drive(self, stage: Stage[Env, Any, Any], job: Attempt, inputs: Any) -> Any:
-        return await drive(stage, self.env, job, inputs, self.env.hit)
+        return await drive(stage, self._job_env(job), job, inputs, self.env.hit)
+
+    def _job_env(self, job: Attempt) -> Env:
+        """The worker's env with what this job's manifest asks for (its delivery formats)."""
+        if job.manifest is None or job.manifest.formats is None:
+            return self.env
+        return replace(self.env, settings=self.env.settings.model_copy(
+            update={"formats": tuple(job.manifest.formats)}))
 
     # --- the worker's entry points ------------------------------------------------------
     async def run(self, run: JobRun) -> JobResult:

@@ -24,6 +24,22 @@ from processor.errors import SettingsError
 _BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 
 
+#: The delivery formats a job may ask for (handlers/crops.py cuts them), square first. Every job
+#: gets its squares; "portrait" adds a 4:5 crop of each image.
+DeliveryFormat = Literal["square", "portrait"]
+DELIVERY_FORMATS: tuple[str, ...] = ("square", "portrait")
+
+
+def checked_formats(formats: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``formats`` in delivery order; refused when a name repeats or the square is missing."""
+    if len(set(formats)) != len(formats):
+        raise ValueError("each format may be named once")
+    if "square" not in formats:
+        raise ValueError('must include "square" (every job gets its square headshots; add "portrait" '
+                         "for 4:5 crops of the same images)")
+    return tuple(name for name in DELIVERY_FORMATS if name in formats)
+
+
 #: Settings read from a variable that someone else sets, under that variable's own name.
 _UNPREFIXED_ENV = {"ecs_agent_uri": "ECS_AGENT_URI"}
 
@@ -100,6 +116,9 @@ class Settings(BaseSettings):
                                               description="identity cosine distance to the user's photo set; "
                                                           "empty: the recognizer's threshold")
     seed: int = Field(1234, ge=0, le=2**32 - 1)
+    formats: tuple[DeliveryFormat, ...] = Field(
+        ("square",), min_length=1, description='delivery formats of a job whose manifest names none, e.g. '
+                                               '["square","portrait"]; a manifest\'s "formats" wins for its job')
 
     # --- faces -----------------------------------------------------------------------
     face_detector: str = Field("opencv", description="deepface detector backend")
@@ -144,6 +163,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     failpoints: str = Field("", description="fault-suite only: 'point=kill|raise|exit[@N],...' "
                                             "(processor/failpoints.py); empty in production")
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return checked_formats(v)
 
     @field_validator("link_secret_id", "frontdoor_ratelimit_table")
     @classmethod

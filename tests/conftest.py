@@ -38,3 +38,12 @@ def _fresh_structlog_config():
     test's ``structlog.testing.capture_logs``: restore the defaults after every test."""
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def _library_noise_dropped():
+    """The library warnings the service drops (processor/logging.py: LIBRARY_NOISE, each with its
+    reason) are dropped in tests too; pytest's own warning capture would show them again."""
+    from processor.logging import drop_library_noise
+
+    drop_library_noise()

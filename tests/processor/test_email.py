@@ -248,7 +248,7 @@ def test_build_message_refuses_an_address_that_is_not_one_address() -> None:
 
 def bad_manifest() -> dict:
     return {"job_id": "job-3", "problems": ["name: must not contain line breaks, tabs or other control characters",
-                                            "phots: is not a manifest field (allowed: version, email, name, photos)"]}
+                                            "phots: is not a manifest field (allowed: version, email, name, photos, formats)"]}
 
 
 def test_bad_manifest_email_says_the_upload_needs_fixing_and_what_was_wrong() -> None:
