@@ -56,6 +56,13 @@ NO_LIKENESS = ("none of the {generated} headshots we generated looked enough lik
                "an extra round")
 
 
+def job_settings(settings: Settings, manifest: Manifest | None) -> Settings:
+    """The settings one job runs with: the worker's, with what its manifest chose (``formats``)."""
+    if manifest is None or manifest.formats is None:
+        return settings
+    return settings.model_copy(update={"formats": tuple(manifest.formats)})
+
+
 class Pipeline:
     """Runs attempts at jobs for one worker process (face models are loaded once and reused).
 
@@ -80,10 +87,8 @@ class Pipeline:
 
     def _job_env(self, job: Attempt) -> Env:
         """The worker's env with what this job's manifest asks for (its delivery formats)."""
-        if job.manifest is None or job.manifest.formats is None:
-            return self.env
-        return replace(self.env, settings=self.env.settings.model_copy(
-            update={"formats": tuple(job.manifest.formats)}))
+        settings = job_settings(self.env.settings, job.manifest)
+        return self.env if settings is self.env.settings else replace(self.env, settings=settings)
 
     # --- the worker's entry points ------------------------------------------------------
     async def run(self, run: JobRun) -> JobResult:

@@ -47,7 +47,7 @@ MAX_BIT_ERRORS = 6
 STEP = 16.0
 BLOCK = 4  # LL-band block side: 8x8 image pixels
 COEFFICIENTS = ((0, 1), (1, 0), (1, 1))
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_LUMA = np.array([[0.299, 0.587, 0.114]], dtype=np.float32)
 
 
 def _bits_of(data: bytes, count: int) -> np.ndarray:
@@ -120,7 +120,7 @@ def _grid(shape: tuple[int, ...]) -> tuple[int, int]:
 
 def _luma(rgb: np.ndarray, rows: int, cols: int) -> np.ndarray:
     side = 2 * BLOCK
-    return rgb[: rows * side, : cols * side].astype(np.float32) @ _LUMA
+    return cv2.transform(rgb[: rows * side, : cols * side].astype(np.float32), _LUMA)
 
 
 def _ll_blocks(luma: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -136,17 +136,22 @@ def embed(rgb: np.ndarray) -> np.ndarray:
         return rgb.copy()
     coefficients = _ll_blocks(_luma(rgb, rows, cols), rows, cols) @ _BASIS.T  # (blocks, 3)
     bit_index, keystream = _carrier_plan(rows * cols)
-    offset = (PAYLOAD[bit_index] ^ keystream).reshape(coefficients.shape) * (STEP / 2)
+    offset = ((PAYLOAD[bit_index] ^ keystream).reshape(coefficients.shape) * (STEP / 2)).astype(np.float32)
     change = np.round((coefficients - offset) / STEP) * STEP + offset - coefficients
     ll_change = (change @ _BASIS).reshape(rows, cols, BLOCK, BLOCK).transpose(0, 2, 1, 3)
-    ll_change = ll_change.reshape(rows * BLOCK, cols * BLOCK)
-    # inverse Haar of LL: each pixel of a 2x2 block moves by half its LL change; pixels are
-    # whole numbers, so rounding the change first gives the same image as rounding the sum
-    step = np.rint(cv2.resize(ll_change / 2.0, (2 * ll_change.shape[1], 2 * ll_change.shape[0]),
-                              interpolation=cv2.INTER_NEAREST)).astype(np.int16)
-    out = rgb.astype(np.int16)
-    out[: step.shape[0], : step.shape[1]] += step[..., None]
-    return np.clip(out, 0, 255).astype(np.uint8)
+    # inverse Haar of LL: each pixel of a 2x2 block moves by half its LL change. Pixels are whole
+    # numbers, so rounding the move first gives the same image as rounding the sum; saturating
+    # uint8 adds (OpenCV) then clip it to 0..255 as np.clip(rgb + move) would, without int16 copies.
+    half = np.rint(ll_change.reshape(rows * BLOCK, cols * BLOCK) / 2.0)
+    up = np.clip(half, 0, 255).astype(np.uint8)
+    down = np.clip(-half, 0, 255).astype(np.uint8)
+    size = (2 * BLOCK * cols, 2 * BLOCK * rows)
+    out = rgb.copy()
+    covered = out[: size[1], : size[0]]
+    for move, apply in ((up, cv2.add), (down, cv2.subtract)):
+        full = cv2.cvtColor(cv2.resize(move, size, interpolation=cv2.INTER_NEAREST), cv2.COLOR_GRAY2RGB)
+        covered[...] = apply(covered, full)
+    return out
 
 
 def read(rgb: np.ndarray) -> MarkReading:

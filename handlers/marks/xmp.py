@@ -10,6 +10,7 @@ read here with the standard library (Pillow's ``getxmp`` needs defusedxml, not i
 
 from __future__ import annotations
 
+import functools
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from importlib import metadata
@@ -22,6 +23,7 @@ RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 DESCRIPTION = "AI-generated headshot, made from the person's own photos; it also carries an invisible watermark."
 
 
+@functools.cache
 def creator_tool() -> str:
     """The service's name and version, as XMP's CreatorTool names the software that made a file."""
     try:
@@ -31,6 +33,7 @@ def creator_tool() -> str:
     return f"headshots {version} (AI headshot service: SDXL with DreamBooth)"
 
 
+@functools.cache
 def packet(tool: str | None = None) -> bytes:
     """The XMP packet written into every delivered JPEG (no timestamps: same image, same bytes)."""
     tool = tool or creator_tool()
