@@ -6,8 +6,9 @@ the process with one clear line per problem (see :func:`load_settings`), never a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -17,7 +18,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from processor.errors import SettingsError
 
@@ -116,9 +117,9 @@ class Settings(BaseSettings):
                                               description="identity cosine distance to the user's photo set; "
                                                           "empty: the recognizer's threshold")
     seed: int = Field(1234, ge=0, le=2**32 - 1)
-    formats: tuple[DeliveryFormat, ...] = Field(
-        ("square",), min_length=1, description='delivery formats of a job whose manifest names none, e.g. '
-                                               '["square","portrait"]; a manifest\'s "formats" wins for its job')
+    formats: Annotated[tuple[DeliveryFormat, ...], NoDecode] = Field(
+        ("square",), description="delivery formats of a job whose manifest names none: square,portrait (or a "
+                                 "JSON list); a manifest's \"formats\" wins for its job")
 
     # --- faces -----------------------------------------------------------------------
     face_detector: str = Field("opencv", description="deepface detector backend")
@@ -163,6 +164,14 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     failpoints: str = Field("", description="fault-suite only: 'point=kill|raise|exit[@N],...' "
                                             "(processor/failpoints.py); empty in production")
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _formats_from_text(cls, v: Any) -> Any:
+        """The environment's text: a JSON list, or names separated by commas."""
+        if isinstance(v, str):
+            return json.loads(v) if v.lstrip().startswith("[") else [n.strip() for n in v.split(",") if n.strip()]
+        return v
 
     @field_validator("formats")
     @classmethod

@@ -78,9 +78,20 @@ def test_a_manifest_asking_for_portraits_sets_its_jobs_formats_and_generation_ca
     assert generate_config(job).formats == ("square", "portrait") and generate_config(job).canvas == (896, 1152)
 
 
-def test_the_formats_setting_is_checked_like_the_manifest_field() -> None:
+def test_the_formats_setting_is_checked_like_the_manifest_field(monkeypatch) -> None:  # noqa: ANN001
     import pytest
+
+    from processor.devkit.local_stack import settings_env
+    from processor.errors import SettingsError
+    from processor.settings import load_settings
 
     assert Settings(formats=["portrait", "square"]).formats == ("square", "portrait")
     with pytest.raises(ValueError, match='must include "square"'):
         Settings(formats=["portrait"])
+    for text in ("square,portrait", '["square", "portrait"]', settings_env(Settings(formats=["square", "portrait"]))
+                 ["HEADSHOTS_FORMATS"]):
+        monkeypatch.setenv("HEADSHOTS_FORMATS", text)
+        assert load_settings().formats == ("square", "portrait")
+    monkeypatch.setenv("HEADSHOTS_FORMATS", "portrait")  # one readable line, not a traceback
+    with pytest.raises(SettingsError, match='HEADSHOTS_FORMATS: Value error, must include "square"'):
+        load_settings()
