@@ -4,7 +4,8 @@ Why our own: the maintained library for this, ``invisible-watermark`` (the one d
 pipeline uses), requires ``opencv-python``, which cannot sit beside the locked
 ``opencv-contrib-python-headless`` (both are the ``cv2`` module; ``pip check`` fails), and its
 mark is embedded by the pipeline before our crops and resizes, which would move it off its
-grid. This one is embedded last, on the delivered pixels, with numpy and OpenCV's DCT.
+grid. This one is embedded last, on the delivered pixels, with numpy (the DCT as its basis
+matrices) and OpenCV (saturating adds).
 
 How (a DWT-DCT mark with quantisation-index modulation, QIM):
 
