@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from botocore.exceptions import ClientError
+
 from processor.aws.clients import AsyncAwsClient
 from processor.errors import SettingsError
 from processor.settings import Settings
@@ -29,9 +31,9 @@ class SecretsClient(AsyncAwsClient):
     service = "secretsmanager"
     _name = "secrets"
 
-    async def secret_bytes(self, secret_id: str) -> bytes:
+    async def secret_bytes(self, secret_id: str, stage: str = "AWSCURRENT") -> bytes:
         async def op() -> bytes:
-            resp = await self.client.get_secret_value(SecretId=secret_id)
+            resp = await self.client.get_secret_value(SecretId=secret_id, VersionStage=stage)
             value = resp.get("SecretString")
             return value.encode() if value is not None else bytes(resp["SecretBinary"])
         return await self._call(op)
@@ -52,3 +54,28 @@ async def link_signing_key(settings: Settings, now: float | None = None) -> byte
         raise SettingsError(f"the link-signing secret must hold at least 32 bytes, it holds {len(key)}")
     _cache[secret_id] = _Cached(key, clock)
     return key
+
+
+_previous: dict[str, _Cached] = {}
+
+
+async def previous_link_key(settings: Settings, now: float | None = None) -> bytes | None:
+    """The link key before the last rotation (``AWSPREVIOUS``), None if there was none; cached
+    like the current one. It still verifies what it signed (e.g. a manifest's address proof
+    written just before a rotation); it never signs."""
+    secret_id = settings.link_secret_id
+    if not secret_id:
+        raise SettingsError("HEADSHOTS_LINK_SECRET_ID is not set: address proofs cannot be checked")
+    clock = time.monotonic() if now is None else now
+    hit = _previous.get(secret_id)
+    if hit is not None and clock - hit.read_at < CACHE_S:
+        return hit.key or None
+    try:
+        async with SecretsClient(settings) as client:
+            key = await client.secret_bytes(secret_id, "AWSPREVIOUS")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("ResourceNotFoundException", "InvalidRequestException"):
+            raise
+        key = b""
+    _previous[secret_id] = _Cached(key, clock)
+    return key or None
