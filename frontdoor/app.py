@@ -131,7 +131,7 @@ class FrontDoor:
         return urlsplit(self.settings.frontdoor_url or "").path.rstrip("/")
 
     def signer(self, request: Request) -> LinkSigner:
-        return LinkSigner(self.aws.signing_keys()[0], self.public_url(request))
+        return LinkSigner(self.aws.signing_key(), self.public_url(request))
 
     @cached_property
     def _bucket_origins(self) -> tuple[str, str]:
@@ -153,12 +153,6 @@ class FrontDoor:
             return validate_job_id(job)
         except InvalidJobId:
             raise HttpError(status, "not_found", "There is no such job.") from None
-
-    def _checked(self, judge: Callable[[Sequence[bytes]], LinkCheck]) -> LinkCheck:
-        """A link or token judged by the cached keys, and once more by freshly read ones if they
-        refuse it: right after a rotation, the worker may sign with a key this cache has not seen."""
-        result = judge(self.aws.signing_keys())
-        return judge(self.aws.signing_keys(refresh=True)) if result is LinkCheck.BAD else result
 
     def _check_link(self, result: LinkCheck) -> None:
         if result is LinkCheck.BAD:
@@ -225,7 +219,7 @@ class FrontDoor:
         nothing can be uploaded or started, until the code comes back (``.../verify``)."""
         job_request = parse_job_request(request.json())
         self._require_limits()
-        now, key = self.clock(), self.aws.signing_keys()[0]
+        now, key = self.clock(), self.aws.signing_key()
         address_guesses = wrong_code_counts("-", job_request.email)[1]
         if self.aws.count(counter_key(key, address_guesses.limit, address_guesses.subject, now)) \
                 >= address_guesses.limit.allowed:
@@ -261,19 +255,19 @@ class FrontDoor:
         doc = request.json()
         ticket, code = (doc.get("ticket"), doc.get("code")) if isinstance(doc, dict) else (None, None)
         self._require_limits()
-        now, keys = self.clock(), self.aws.signing_keys()
+        now, keys, key = self.clock(), self.aws.signing_keys(), self.aws.signing_key()
         body = open_ticket(keys, "proof", ticket, job_id, now)
         manifest = dict(body["manifest"])
         if not well_formed(code):
             raise HttpError(400, "bad_code", "Enter the 6-digit code from the email.")
         per_job, per_address = wrong_code_counts(job_id, manifest["email"])
-        job_counter = counter_key(keys[0], per_job.limit, per_job.subject, now)
+        job_counter = counter_key(key, per_job.limit, per_job.subject, now)
         if self.aws.count(job_counter) >= WRONG_CODES_PER_JOB:
             raise HttpError(429, "code_locked", "Too many wrong codes were entered for this upload. "
                                                 "Please start again to get a new code.")
         if not check_code(keys, ticket_payload(str(ticket)), str(code)):
             wrong = self.aws.increment(job_counter, counter_expiry(per_job.limit, now))
-            self.aws.increment(counter_key(keys[0], per_address.limit, per_address.subject, now),
+            self.aws.increment(counter_key(key, per_address.limit, per_address.subject, now),
                                counter_expiry(per_address.limit, now))
             left = max(0, WRONG_CODES_PER_JOB - wrong)
             log.info("wrong_code", job_id=job_id, left=left)
@@ -281,7 +275,7 @@ class FrontDoor:
                             f"That code is not right: {left} tr{'y' if left == 1 else 'ies'} left." if left else
                             "That code is not right, and that was the last try. Please start again.",
                             extra={"tries_left": left})
-        manifest["proof"] = address_proof(keys[0], job_id, manifest["email"])
+        manifest["proof"] = address_proof(key, job_id, manifest["email"])
         expires = int(now) + self.settings.frontdoor_upload_ttl_s + 300
         token_expires = int(now) + self.settings.frontdoor_upload_ttl_s + self.settings.max_job_duration_s + \
             TOKEN_SLACK_S + self.settings.link_ttl_s
@@ -292,11 +286,11 @@ class FrontDoor:
                                            upload_conditions(job_id, photo))
             uploads.append({"name": name, "url": policy.url, "fields": policy.fields})
         base = self.public_url(request)
-        token = job_token(keys[0], job_id, token_expires)
+        token = job_token(key, job_id, token_expires)
         log.info("address_proven", job_id=job_id)
         return json_response(200, {
             "job_id": job_id, "token": token, "uploads": uploads, "expires_at": expires,
-            "ticket": make_ticket(keys[0], "upload", job_id, {"manifest": manifest}, expires),
+            "ticket": make_ticket(key, "upload", job_id, {"manifest": manifest}, expires),
             "start_url": f"{base}/api/jobs/{job_id}/start", "status_url": f"{base}/s/{job_id}#{token}"})
 
     def _start_job(self, request: Request, job: str) -> Response:
@@ -319,7 +313,7 @@ class FrontDoor:
                 extra={"missing": count.short_by, "received": len(count.received), "required": MIN_PHOTOS,
                        "missing_files": list(count.missing)})
         client = request.client_ip(self.settings.frontdoor_trusted_proxy)
-        taken = self._take(start_counts(self.settings, manifest["email"], client), keys[0], now,
+        taken = self._take(start_counts(self.settings, manifest["email"], client), self.aws.signing_key(), now,
                            "Too many jobs started from here or for this address.")
         if not self.aws.put_manifest(job_id, manifest):
             self._give_back(taken)
@@ -332,7 +326,7 @@ class FrontDoor:
         ended, only as long as its results are kept."""
         job_id = self._job(job)
         now = self.clock()
-        token = self._checked(lambda keys: check_job_token(keys, job_id, request.bearer(), now))
+        token = check_job_token(self.aws.signing_keys(), job_id, request.bearer(), now)
         if token is LinkCheck.BAD:
             raise HttpError(403, "bad_token", "This status link is not valid.")
         status = self.aws.status(job_id)
@@ -359,8 +353,8 @@ class FrontDoor:
     def _gallery(self, request: Request, job: str) -> Response:
         job_id = self._job(job, 403)
         now = self.clock()
-        self._check_link(self._checked(lambda keys: check(keys, request.query.get("sig"), request.query.get("exp"),
-                                                          now, *gallery_parts(job_id))))
+        self._check_link(check(self.aws.signing_keys(), request.query.get("sig"), request.query.get("exp"), now,
+                               *gallery_parts(job_id)))
         results = self.aws.results_doc(job_id)
         if results is None:
             self._check_link(LinkCheck.EXPIRED)
@@ -385,8 +379,8 @@ class FrontDoor:
     def _rate(self, request: Request, job: str) -> Response:
         job_id = self._job(job, 403)
         now = self.clock()
-        self._check_link(self._checked(lambda keys: check(keys, request.query.get("sig"), request.query.get("exp"),
-                                                          now, *gallery_parts(job_id))))
+        self._check_link(check(self.aws.signing_keys(), request.query.get("sig"), request.query.get("exp"), now,
+                               *gallery_parts(job_id)))
         form = request.form()
         stars = (form.get("stars") or [""])[0]
         if stars not in ("1", "2", "3", "4", "5"):
@@ -416,8 +410,8 @@ class FrontDoor:
         if not FILE_NAME.fullmatch(file):
             raise HttpError(403, "bad_link", "This link is not valid. Please use the link from your email as it is.")
         now = self.clock()
-        self._check_link(self._checked(lambda keys: check(keys, request.query.get("sig"), request.query.get("exp"),
-                                                          now, *download_parts(job_id, file))))
+        self._check_link(check(self.aws.signing_keys(), request.query.get("sig"), request.query.get("exp"), now,
+                               *download_parts(job_id, file)))
         if not self.aws.result_exists(job_id, file):
             raise HttpError(410, "gone", "This file is no longer available.")
         view = request.query.get("view") == "1"

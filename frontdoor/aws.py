@@ -23,12 +23,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from processor.job.state import JobStatus
+from processor.links import settled_key
 from processor.manifest import job_prefix, results_prefix, uploads_prefix
 from processor.settings import Settings
 
 KEY_CACHE_S = 300.0
-#: A link that fails to verify reloads the keys (a rotation the cache has not seen), at most this often.
-KEY_REFRESH_S = 30.0
 #: The shortest link key accepted (the HMAC's strength; Terraform checks the same).
 MIN_KEY_BYTES = 32
 
@@ -81,39 +80,51 @@ class FrontDoorAws:
         self.dynamodb = self.session.client("dynamodb", **plain) if settings.frontdoor_ratelimit_table else None
         self.ses = self.session.client("ses", **plain) if settings.email_backend == "ses" else None
         self._keys: tuple[bytes, ...] = ()
+        self._since = 0.0
         self._keys_at = -KEY_CACHE_S
         self._lock = threading.Lock()
 
-    # --- the link key (AWSCURRENT signs; AWSPREVIOUS still verifies after a rotation) --------
-    def signing_keys(self, refresh: bool = False) -> tuple[bytes, ...]:
-        """Current key first, then the previous one; ``refresh``: reread them unless just read
-        (a signature that failed may be the first one of a rotation this cache has not seen)."""
+    # --- the link key (AWSCURRENT and AWSPREVIOUS verify; the settled one signs) -------------
+    def signing_keys(self) -> tuple[bytes, ...]:
+        """The keys that verify: the current one, then the one before the last rotation."""
+        return self._read_keys()[0]
+
+    def signing_key(self) -> bytes:
+        """The key that signs now: the current one once every cache has surely read it (see
+        :func:`processor.links.settled_key`), else the previous one."""
+        keys, since = self._read_keys()
+        return settled_key(keys[0], since, keys[1] if len(keys) > 1 else None, time.time())
+
+    def _read_keys(self) -> tuple[tuple[bytes, ...], float]:
         with self._lock:
-            age = time.monotonic() - self._keys_at
-            if self._keys and (age < KEY_REFRESH_S or (age < KEY_CACHE_S and not refresh)):
-                return self._keys
+            if self._keys and time.monotonic() - self._keys_at < KEY_CACHE_S:
+                return self._keys, self._since
             secret_id = self.settings.link_secret_id
             if not secret_id:
                 raise RuntimeError("HEADSHOTS_LINK_SECRET_ID is not set")
-            keys = [self._secret(secret_id, "AWSCURRENT")]
-            previous = self._secret(secret_id, "AWSPREVIOUS", missing_ok=True)
-            if previous and previous != keys[0]:
+            current, since = self._secret(secret_id, "AWSCURRENT")
+            keys = [current]
+            previous, _ = self._secret(secret_id, "AWSPREVIOUS", missing_ok=True)
+            if previous and previous != current:
                 keys.append(previous)
             short = [len(k) for k in keys if len(k) < MIN_KEY_BYTES]
             if short:
                 raise RuntimeError(f"the link key must be at least {MIN_KEY_BYTES} bytes (one holds {short[0]})")
-            self._keys, self._keys_at = tuple(keys), time.monotonic()
-            return self._keys
+            self._keys, self._since, self._keys_at = tuple(keys), since, time.monotonic()
+            return self._keys, self._since
 
-    def _secret(self, secret_id: str, stage: str, missing_ok: bool = False) -> bytes:
+    def _secret(self, secret_id: str, stage: str, missing_ok: bool = False) -> tuple[bytes, float]:
+        """A version's value and when it was made (epoch seconds)."""
         try:
             resp = self.secrets.get_secret_value(SecretId=secret_id, VersionStage=stage)
         except ClientError as exc:
             if missing_ok and _code(exc) in ("ResourceNotFoundException", "InvalidRequestException"):
-                return b""
+                return b"", 0.0
             raise
         value = resp.get("SecretString")
-        return value.encode() if value is not None else bytes(resp["SecretBinary"])
+        created = resp.get("CreatedDate")
+        return (value.encode() if value is not None else bytes(resp["SecretBinary"]),
+                created.timestamp() if created is not None else 0.0)
 
     # --- uploads ---------------------------------------------------------------------
     def presign_post(self, key: str, fields: dict[str, str], conditions: list[Any]) -> PostPolicy:

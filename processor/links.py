@@ -32,6 +32,18 @@ TOKEN_CHARS = 22
 _VERSION = "v1"
 
 
+#: How long a new link key waits before it signs anything. The front door and the worker each
+#: cache the keys for five minutes; a key signs only once every cache has surely read it, so
+#: nothing signed with it can reach a verifier that does not know it yet. Until then the
+#: previous key signs (it verifies until the rotation after next, a whole period away).
+KEY_SETTLE_S = 600
+
+
+def settled_key(current: bytes, current_since: float, previous: bytes | None, now: float) -> bytes:
+    """The key to sign with now: the current one once it has settled, else the previous one."""
+    return previous if previous and now - current_since < KEY_SETTLE_S else current
+
+
 class LinkCheck(enum.Enum):
     """What a link's signature and expiry say; the front door maps each to a page."""
 

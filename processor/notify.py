@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import structlog
 
-from processor.aws.secrets import link_signing_key, previous_link_key
+from processor.aws.secrets import link_keys, link_signing_key
 from processor.aws.storage import ObjectStore
 from processor.email import (
     BadManifestContext,
@@ -142,14 +142,11 @@ async def ready_links(store: ObjectStore, settings: Settings, delivered: dict[st
 async def address_proven(settings: Settings, job_id: str, address: str, proof: str | None) -> bool:
     """Whether the job's manifest proves its address: the front door wrote ``proof`` once the
     address's owner entered the code it emailed (or the operator's ``headshots submit`` signed
-    it). Checked with the current link key, then the previous one (a rotation in between).
+    it). Checked with the current link key and the previous one (a rotation in between).
     Without it the job's email is withheld: nobody asked for it at that address."""
     if not proof:
         return False
-    if check_address_proof([await link_signing_key(settings)], job_id, address, proof):
-        return True
-    previous = await previous_link_key(settings)
-    return previous is not None and check_address_proof([previous], job_id, address, proof)
+    return check_address_proof((await link_keys(settings)).verifying(), job_id, address, proof)
 
 
 class MarkerState(StrEnum):

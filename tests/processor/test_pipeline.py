@@ -112,7 +112,6 @@ async def test_a_proof_made_before_a_key_rotation_still_proves_the_address(
     sm = local_stack.client("secretsmanager", job_settings)
     sm.put_secret_value(SecretId=job_settings.link_secret_id, SecretString="n" * 48)  # rotated: AWSPREVIOUS
     worker_secrets._cache.clear()
-    worker_secrets._previous.clear()
     _upload_manifest(local_stack, job_settings, job_id, doc)
     assert await _attempt(job_settings, job_id, "w1") is JobResult.TERMINAL
     status = job_status(local_stack, job_settings, job_id)
