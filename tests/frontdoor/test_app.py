@@ -266,3 +266,15 @@ def test_pages_and_static_files_are_served_with_a_strict_csp(local_stack: LocalS
     assert script.status == 200 and script.headers["Content-Type"].startswith("application/javascript")
     assert call(f"{aws_settings.frontdoor_url}/static/app.py").status == 404
     assert call(f"{aws_settings.frontdoor_url}/nope").status == 404
+
+
+def test_a_link_key_under_32_bytes_signs_nothing(local_stack: LocalStack, aws_settings: Settings) -> None:
+    sm = local_stack.client("secretsmanager", aws_settings)
+    short = sm.create_secret(Name=f"{aws_settings.input_bucket}-short-key", SecretString="s" * 31)["Name"]
+    weak = local_stack.mount_frontdoor(aws_settings.model_copy(update={"link_secret_id": short}),
+                                       f"short-{aws_settings.input_bucket}")
+    mails = len(proof_emails(local_stack))
+    with structlog.testing.capture_logs() as logs:
+        refused = create(weak)
+    assert refused.status == 500 and len(proof_emails(local_stack)) == mails  # nothing signed, nothing sent
+    assert any("at least 32 bytes" in str(e.get("error")) for e in logs)

@@ -182,9 +182,9 @@ variable "memory_mb" {
 }
 
 variable "log_retention_days" {
-  description = "Retention of the front door's log groups. They hold job ids, routes and statuses (never an address, a name, an IP or a query string): kept as long as the job records they describe (90 days)."
+  description = "Retention of the front door's log groups. They hold job ids, routes, statuses and limit events (never an address, a name, an IP or a query string): no personal data, kept a year for abuse investigations."
   type        = number
-  default     = 90
+  default     = 365
 }
 
 variable "link_key_version" {

@@ -288,10 +288,10 @@ run "a_global_cap_hit_raises_an_alarm" {
   }
 }
 
-run "logs_are_kept_as_long_as_the_job_records_they_describe" {
+run "logs_are_kept_a_year_and_hold_no_personal_data" {
   assert {
-    condition     = aws_cloudwatch_log_group.frontdoor.retention_in_days == 90 && aws_cloudwatch_log_group.rotation.retention_in_days == 90
-    error_message = "the front door's logs (job ids, routes, statuses) live as long as the job records (90 days), not a year"
+    condition     = aws_cloudwatch_log_group.frontdoor.retention_in_days == 365 && aws_cloudwatch_log_group.rotation.retention_in_days == 365 && aws_cloudwatch_log_group.rotation.kms_key_id == var.kms_key_arn
+    error_message = "the front door's logs (job ids, routes, statuses, limit events: no address, name or IP) are kept a year, encrypted"
   }
 }
 
