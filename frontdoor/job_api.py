@@ -130,15 +130,17 @@ class JobApi:
         if not well_formed(code):
             raise HttpError(400, "bad_code", "Enter the 6-digit code from the email.")
         per_job, per_address = wrong_code_counts(job_id, manifest["email"])
-        job_counter = counter_key(key, per_job.limit, per_job.subject, now)
-        if self.aws.count(job_counter) >= WRONG_CODES_PER_JOB:
+        # Every try is counted before the code is looked at (an atomic ADD), so parallel guesses
+        # cannot slip past the count: a job's code is checked at most WRONG_CODES_PER_JOB times.
+        tries = self.aws.increment(counter_key(key, per_job.limit, per_job.subject, now),
+                                   counter_expiry(per_job.limit, now))
+        if tries > WRONG_CODES_PER_JOB:
             raise HttpError(429, "code_locked", "Too many wrong codes were entered for this upload. "
                                                 "Please start again to get a new code.")
         if not check_code(keys, ticket_payload(str(ticket)), str(code)):
-            wrong = self.aws.increment(job_counter, counter_expiry(per_job.limit, now))
             self.aws.increment(counter_key(key, per_address.limit, per_address.subject, now),
                                counter_expiry(per_address.limit, now))
-            left = max(0, WRONG_CODES_PER_JOB - wrong)
+            left = max(0, WRONG_CODES_PER_JOB - tries)
             log.info("wrong_code", job_id=job_id, left=left)
             raise HttpError(400 if left else 429, "wrong_code" if left else "code_locked",
                             f"That code is not right: {left} tr{'y' if left == 1 else 'ies'} left." if left else

@@ -37,7 +37,8 @@ from processor.settings import Settings
 HOUR, DAY = 3600, 86400
 #: An IPv6 /48 may do this many times what one client (a /64) may.
 NETWORK_FACTOR = 4
-#: Wrong codes one job's code survives; then it is dead and the person starts again.
+#: Tries one job's code is checked at most (counted before each check); then it is dead and the
+#: person starts again.
 WRONG_CODES_PER_JOB = 5
 #: Wrong codes per address a day after which the address gets no new code email that day.
 WRONG_CODES_PER_ADDRESS_PER_DAY = 10

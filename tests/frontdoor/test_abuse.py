@@ -10,6 +10,7 @@ import json
 import time
 import unicodedata
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
@@ -148,6 +149,20 @@ def test_wrong_codes_are_limited_per_job_and_per_address(
     # Ten wrong codes for the address today: nobody can buy new guesses with new code emails.
     assert create(settings, VICTIM).status == 429
     assert create(settings, "someone.else@example.com").status == 201
+
+
+def test_parallel_guesses_cannot_slip_past_the_count(
+        local_stack: LocalStack, make_aws_settings: Callable[..., Settings]) -> None:
+    settings = make_aws_settings(frontdoor_proof_emails_per_client_per_hour=50)
+    job = create(settings, VICTIM).json()
+    code = emailed_code(local_stack, job["job_id"])
+    guesses = [g for g in (f"{n:06d}" for n in range(25)) if g != code][:24]
+    with ThreadPoolExecutor(12) as pool:  # 24 guesses at once, as a script would send them
+        answers = [a.json() for a in pool.map(lambda g: verify(settings, job, g), guesses)]
+    checked = [a for a in answers if "tries_left" in a]  # the ones whose code was looked at
+    assert len(checked) == 5 and sorted(a["tries_left"] for a in checked) == [0, 1, 2, 3, 4]
+    assert all(a["error"] == "code_locked" for a in answers if a not in checked)
+    assert verify(settings, job, code).status == 429  # dead, even for the right code
 
 
 def test_a_cross_site_body_that_is_not_application_json_spends_nothing(
