@@ -39,6 +39,9 @@ class LinkKeys:
     def verifying(self) -> tuple[bytes, ...]:
         return (self.current, self.previous) if self.previous else (self.current,)
 
+    def signing(self, now: float) -> bytes:
+        return settled_key(self.current, self.current_since, self.previous, now)
+
 
 _cache: dict[str, _Cached] = {}
 
@@ -71,21 +74,28 @@ async def link_keys(settings: Settings, now: float | None = None) -> LinkKeys:
     hit = _cache.get(secret_id)
     if hit is not None and clock - hit.read_at < CACHE_S:
         return hit.keys
+    keys = await read_link_keys(settings)
+    _cache[secret_id] = _Cached(keys, clock)
+    return keys
+
+
+async def read_link_keys(settings: Settings) -> LinkKeys:
+    """The link key's versions, read now (no cache: e.g. ``headshots submit``, once)."""
+    secret_id = settings.link_secret_id
+    if not secret_id:
+        raise SettingsError("HEADSHOTS_LINK_SECRET_ID is not set")
     async with SecretsClient(settings) as client:
         current, since = await client.secret_version(secret_id)
         previous = await _previous_or_none(client, secret_id)
     short = [len(k) for k in (current, previous) if k is not None and len(k) < 32]
     if short:
         raise SettingsError(f"the link-signing secret must hold at least 32 bytes, it holds {short[0]}")
-    keys = LinkKeys(current, since, previous)
-    _cache[secret_id] = _Cached(keys, clock)
-    return keys
+    return LinkKeys(current, since, previous)
 
 
 async def link_signing_key(settings: Settings, now: float | None = None) -> bytes:
     """The key that signs now: the current one once settled, else the previous one."""
-    keys = await link_keys(settings, now)
-    return settled_key(keys.current, keys.current_since, keys.previous, time.time())
+    return (await link_keys(settings, now)).signing(time.time())
 
 
 async def _previous_or_none(client: SecretsClient, secret_id: str) -> bytes | None:

@@ -28,7 +28,7 @@ async def run_serve(cache: Path, model: str | None, num_images: int, port: int) 
     async with LocalStack(base, outbox=cache / "outbox", frontdoor_port=port) as stack:
         s = stack.settings
         print(f"upload page: {s.frontdoor_url}/", flush=True)
-        print(f"outbox:      {stack.outbox}  (the code emails and the jobs' emails)", flush=True)
+        print(f"outbox:      {stack.outbox}", flush=True)
         print(f"metrics:     HEADSHOTS_AWS_ENDPOINT_URL={s.aws_endpoint_url} AWS_ACCESS_KEY_ID=testing "
               f"AWS_SECRET_ACCESS_KEY=testing headshots metrics", flush=True)
         print("Ctrl-C stops the worker and the stack.", file=sys.stderr, flush=True)

@@ -17,6 +17,7 @@ import asyncio
 import json
 import secrets
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +88,7 @@ async def upload(plan: Upload, settings: object, show_progress: bool = True) -> 
 
 async def signed_manifest(plan: Upload, settings: object) -> bytes:
     """The plan's manifest with the operator's address proof, when the link key is configured."""
-    from processor.aws.secrets import link_signing_key
+    from processor.aws.secrets import read_link_keys
     from processor.links import address_proof
     from processor.settings import Settings
 
@@ -97,7 +98,8 @@ async def signed_manifest(plan: Upload, settings: object) -> bytes:
               "will be sent (the address is not proven)", file=sys.stderr)
         return plan.manifest
     doc = json.loads(plan.manifest)
-    doc["proof"] = address_proof(await link_signing_key(settings), plan.job_id, doc["email"])
+    key = (await read_link_keys(settings)).signing(time.time())  # read once, outside the worker's cache
+    doc["proof"] = address_proof(key, plan.job_id, doc["email"])
     return json.dumps(doc, indent=2).encode()
 
 
