@@ -7,7 +7,7 @@ the status and the job id; never a query string (signatures), an address or an I
 
 from __future__ import annotations
 
-import secrets
+import json
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import structlog
+from pydantic import ValidationError
 
 from frontdoor import pages
 from frontdoor.aws import FrontDoorAws
@@ -27,29 +28,13 @@ from frontdoor.http import (
     json_response,
     redirect,
 )
-from frontdoor.policy import (
-    CONTENT_TYPES,
-    MAX_PHOTO_BYTES,
-    MAX_PHOTOS,
-    MIN_PHOTOS,
-    parse_job_request,
-    upload_conditions,
-    upload_fields,
-    upload_key,
-)
-from frontdoor.ratelimit import (
-    Limit,
-    address_subject,
-    client_subject,
-    counter_key,
-    decide,
-)
+from frontdoor.job_api import JobApi
+from frontdoor.policy import CONTENT_TYPES, MAX_PHOTO_BYTES, MAX_PHOTOS, MIN_PHOTOS
 from frontdoor.routes import route
-from frontdoor.tickets import make_ticket, open_ticket
 from frontdoor.views import gallery_items, status_view
 from processor.errors import InvalidJobId
 from processor.job.feedback import Click, Rating, RunSettings, click_key, rating_key
-from processor.job.state import JobState
+from processor.job.state import JobState, JobStatus
 from processor.links import (
     FILE_NAME,
     LinkCheck,
@@ -58,7 +43,6 @@ from processor.links import (
     check_job_token,
     download_parts,
     gallery_parts,
-    job_token,
 )
 from processor.manifest import validate_job_id
 from processor.settings import Settings
@@ -73,15 +57,13 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-class FrontDoor:
+class FrontDoor(JobApi):
     """The whole front door for one deployment (one pair of buckets)."""
 
     def __init__(self, settings: Settings, aws: FrontDoorAws, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.aws = aws
         self.clock = clock
-        self.limits = (Limit("client", settings.frontdoor_jobs_per_client_per_hour, 3600),
-                       Limit("address", settings.frontdoor_jobs_per_address_per_day, 86400))
 
     # --- entry point -----------------------------------------------------------------
     def handle(self, request: Request) -> Response:
@@ -105,7 +87,7 @@ class FrontDoor:
 
     def _refusal(self, request: Request, exc: HttpError) -> Response:
         if request.path.startswith("/api/"):
-            return json_response(exc.status, {"error": exc.code, "message": exc.message}, exc.headers)
+            return json_response(exc.status, {**exc.extra, "error": exc.code, "message": exc.message}, exc.headers)
         page = pages.render("message.html", base=self.base_path, title=pages.TITLES.get(exc.status, "Sorry"),
                             message=exc.message, code=exc.code)
         return html_response(exc.status, page, {**exc.headers, **self._csp()})
@@ -121,7 +103,7 @@ class FrontDoor:
         return urlsplit(self.settings.frontdoor_url or "").path.rstrip("/")
 
     def signer(self, request: Request) -> LinkSigner:
-        return LinkSigner(self.aws.signing_keys()[0], self.public_url(request))
+        return LinkSigner(self.aws.signing_key(), self.public_url(request))
 
     @cached_property
     def _bucket_origins(self) -> tuple[str, str]:
@@ -163,8 +145,11 @@ class FrontDoor:
         return Response(200, resource.read_bytes(), {"Content-Type": kind, "Cache-Control": "public, max-age=300"})
 
     def _upload_page(self, request: Request) -> Response:
+        extensions = sorted({e for names in CONTENT_TYPES.values() for e in names})
         page = pages.render("upload.html", base=self.base_path, min_photos=MIN_PHOTOS, max_photos=MAX_PHOTOS,
-                            max_mb=MAX_PHOTO_BYTES // 2**20, accept=",".join(CONTENT_TYPES))
+                            max_mb=MAX_PHOTO_BYTES // 2**20, accept=",".join([*CONTENT_TYPES, *extensions]),
+                            types=json.dumps(CONTENT_TYPES, separators=(",", ":")),
+                            code_minutes=self.settings.frontdoor_proof_ttl_s // 60)
         return html_response(200, page, self._csp(connect_uploads=True))
 
     def _status_page(self, request: Request, job: str) -> Response:
@@ -172,74 +157,41 @@ class FrontDoor:
         page = pages.render("status.html", base=self.base_path, job_id=job_id)
         return html_response(200, page, self._csp())
 
-    # --- the upload API --------------------------------------------------------------
-    def _create_job(self, request: Request) -> Response:
-        job_request = parse_job_request(request.json())
-        now = self.clock()
-        keys = self.aws.signing_keys()
-        if self.aws.dynamodb is not None:
-            self._take_rate_limit(request, job_request.email, keys[0], now)
-        job_id = secrets.token_hex(16)  # 128 random bits; a valid job id by construction
-        uploads = []
-        for photo in job_request.photos:
-            policy = self.aws.presign_post(upload_key(job_id, photo), upload_fields(photo),
-                                           upload_conditions(job_id, photo))
-            uploads.append({"name": photo.name, "url": policy.url, "fields": policy.fields})
-        expires = int(now) + self.settings.frontdoor_upload_ttl_s + 300
-        base = self.public_url(request)
-        log.info("job_created", job_id=job_id, photos=len(uploads))
-        return json_response(201, {
-            "job_id": job_id, "token": job_token(keys[0], job_id), "uploads": uploads,
-            "ticket": make_ticket(keys[0], job_id, job_request.manifest(), expires),
-            "start_url": f"{base}/api/jobs/{job_id}/start",
-            "status_url": f"{base}/s/{job_id}#{job_token(keys[0], job_id)}", "expires_at": expires})
-
-    def _take_rate_limit(self, request: Request, email: str, key: bytes, now: float) -> None:
-        """Count this job against its client, then its address; a refusal gives back what it took,
-        so the counters count jobs created (and a refused address costs the client nothing)."""
-        subjects = {"client": client_subject(request.source_ip), "address": address_subject(email)}
-        taken: list[tuple[str, int]] = []
-        for limit in self.limits:
-            counter, expires = counter_key(key, limit, subjects[limit.name], now), int(now) + 2 * limit.period_s
-            decision = decide({limit: self.aws.increment(counter, expires)}, now)
-            taken.append((counter, expires))
-            if not decision.allowed:
-                for counter, expires in taken:
-                    self.aws.increment(counter, expires, -1)
-                log.info("job_rate_limited", limit=decision.limit)
-                raise HttpError(429, "rate_limited", "Too many new jobs from here or for this address. "
-                                f"Please try again in {max(1, decision.retry_after_s // 60)} minutes.",
-                                {"Retry-After": str(decision.retry_after_s)})
-
-    def _start_job(self, request: Request, job: str) -> Response:
-        job_id = self._job(job)
-        doc = request.json()
-        ticket = doc.get("ticket") if isinstance(doc, dict) else None
-        manifest = open_ticket(self.aws.signing_keys(), ticket, job_id, self.clock())
-        if not self.aws.put_manifest(job_id, manifest):
-            raise HttpError(409, "already_started", "This upload has already been started.")
-        log.info("job_started", job_id=job_id, photos=len(manifest.get("photos") or []))
-        return json_response(202, {"job_id": job_id, "state": "queued"})
-
+    # --- the job's status ------------------------------------------------------------
     def _job_status(self, request: Request, job: str) -> Response:
+        """The status page's poll: the job's token, valid until it expires and, once the job has
+        ended, only as long as its results are kept."""
         job_id = self._job(job)
-        if not check_job_token(self.aws.signing_keys(), job_id, request.bearer()):
+        now = self.clock()
+        token = check_job_token(self.aws.signing_keys(), job_id, request.bearer(), now)
+        if token is LinkCheck.BAD:
             raise HttpError(403, "bad_token", "This status link is not valid.")
         status = self.aws.status(job_id)
+        if token is LinkCheck.EXPIRED or (status is not None and now >= self._results_end(status)):
+            raise HttpError(410, "expired", "This status link has expired: the job's results and photos have "
+                                            "been deleted as promised.")
         view = status_view(job_id, status)
         published = (status.result or {}).get("published_at") if status is not None else None
         if status is not None and status.state is JobState.DELIVERED and published:
             expires = int(published) + self.settings.link_ttl_s
-            if self.clock() < expires:
+            if now < expires:
                 view["gallery_url"] = self.signer(request).gallery_url(job_id, expires)
                 view["expires_at"] = expires
         return json_response(200, view)
 
+    def _results_end(self, status: JobStatus) -> float:
+        """When an ended job's results are gone (a job that has not ended: never)."""
+        if not status.is_terminal:
+            return float("inf")
+        ended = (status.result or {}).get("published_at") or status.updated_at
+        return float(ended) + self.settings.link_ttl_s
+
     # --- the gallery, ratings, downloads ---------------------------------------------
     def _gallery(self, request: Request, job: str) -> Response:
         job_id = self._job(job, 403)
-        self._check_link(check(self.aws.signing_keys(), request.query.get("sig"), request.query.get("exp"),
-                               self.clock(), *gallery_parts(job_id)))
+        now = self.clock()
+        self._check_link(check(self.aws.signing_keys(), request.query.get("sig"), request.query.get("exp"), now,
+                               *gallery_parts(job_id)))
         results = self.aws.results_doc(job_id)
         if results is None:
             self._check_link(LinkCheck.EXPIRED)
@@ -263,8 +215,8 @@ class FrontDoor:
 
     def _rate(self, request: Request, job: str) -> Response:
         job_id = self._job(job, 403)
-        keys = self.aws.signing_keys()
-        self._check_link(check(keys, request.query.get("sig"), request.query.get("exp"), self.clock(),
+        now = self.clock()
+        self._check_link(check(self.aws.signing_keys(), request.query.get("sig"), request.query.get("exp"), now,
                                *gallery_parts(job_id)))
         form = request.form()
         stars = (form.get("stars") or [""])[0]
@@ -276,10 +228,14 @@ class FrontDoor:
         assert results is not None
         delivered = {item["file"] for item in gallery_items(results)}
         favourites = form.get("favourite", [])
-        if not set(favourites) <= delivered or not all(FILE_NAME.fullmatch(f) for f in favourites):
-            raise HttpError(400, "bad_favourites", "Favourites must be headshots of this set.")
-        rating = Rating(job_id=job_id, stars=int(stars), favourites=favourites, rated_at=self.clock(),
-                        run=RunSettings.from_results(results))
+        if len(favourites) > len(delivered) or not set(favourites) <= delivered \
+                or not all(FILE_NAME.fullmatch(f) for f in favourites):
+            raise HttpError(400, "bad_favourites", "Favourites must be headshots of this set, each at most once.")
+        try:
+            rating = Rating(job_id=job_id, stars=int(stars), favourites=favourites, rated_at=now,
+                            run=RunSettings.from_results(results))
+        except ValidationError:
+            raise HttpError(400, "bad_rating", "That rating could not be read.") from None
         self.aws.put_feedback(rating_key(job_id), rating.model_dump())
         log.info("rating_recorded", job_id=job_id, stars=rating.stars, favourites=len(rating.favourites))
         back = f"{self.base_path}/g/{quote(job_id)}?" + urlencode(
@@ -302,10 +258,11 @@ class FrontDoor:
         return redirect(location)
 
     def _record_click(self, job_id: str, file: str, now: float) -> None:
-        """A download counts toward the metrics; failing to count it never fails the download."""
+        """A download counts toward the metrics, once per file and hour (If-None-Match: a link
+        fetched in a loop writes one object an hour); failing to count never fails the download."""
         try:
-            self.aws.put_feedback(click_key(job_id, now, secrets.token_hex(4)),
-                                  Click(job_id=job_id, file=file, at=now).model_dump())
+            self.aws.put_feedback(click_key(job_id, file, now), Click(job_id=job_id, file=file, at=now).model_dump(),
+                                  once=True)
         except Exception as exc:  # noqa: BLE001
             log.warning("click_not_recorded", job_id=job_id, error=exc)
 

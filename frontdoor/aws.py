@@ -1,18 +1,21 @@
-"""The front door's AWS edge (blocking boto3, as a Lambda runs it): S3, DynamoDB, Secrets Manager.
+"""The front door's AWS edge (blocking boto3, as a Lambda runs it): S3, DynamoDB, Secrets Manager, SES.
 
 Everything it may touch is exactly its IAM grant (``terraform/modules/frontdoor``): read
-``results/`` and ``jobs/<job>/status.json``, put under ``uploads/`` (the POST policies it
-signs and the manifest it writes), put under ``feedback/``, read the link key, update the
-rate-limit table. Presigned URLs and POST policies are signed here with the front door's
-own credentials (the Lambda role's), never the worker's.
+``results/`` and ``jobs/<job>/status.json``, list one job's ``uploads/<job>/``, put under
+``uploads/`` (the POST policies it signs and the manifest it writes), put under
+``feedback/`` and ``clicks/``, read the link key, keep the rate-limit counters, send the
+code email as the configured sender. Presigned URLs and POST policies are signed here with
+the front door's own credentials (the Lambda role's), never the worker's.
 """
 
 from __future__ import annotations
 
 import json
+import smtplib
 import threading
 import time
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
 import boto3
@@ -20,19 +23,36 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from processor.job.state import JobStatus
+from processor.links import settled_key
 from processor.manifest import job_prefix, results_prefix, uploads_prefix
 from processor.settings import Settings
 
 KEY_CACHE_S = 300.0
+#: The shortest link key accepted (the HMAC's strength; Terraform checks the same).
+MIN_KEY_BYTES = 32
 
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def _status(exc: ClientError) -> int | None:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status is not None else None
+
+
 def _missing(exc: ClientError) -> bool:
-    return _code(exc) in ("NoSuchKey", "404", "NotFound") or \
-        exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
+    """Whether a GET or HEAD of one of the worker's records found nothing: S3's own answer.
+
+    The one place that decides it. The front door's role may read ``results/`` and
+    ``status.json`` but may not list the output bucket, and S3 then answers a missing key with
+    ``403 AccessDenied``, not 404 (it will not tell a caller who cannot list what exists). So
+    403 means "not there (yet)" here. Why not grant ``s3:ListBucket`` instead: listing the
+    output bucket would let the public front door enumerate every job id, and a prefix
+    condition cannot narrow it to one job. A real permission fault (a broken policy) reads as
+    missing too; the IAM call ledger (``tests/frontdoor/test_iam_ledger.py``) is what catches those.
+    """
+    return _code(exc) in ("NoSuchKey", "404", "NotFound", "AccessDenied", "403") or _status(exc) in (403, 404)
 
 
 @dataclass(frozen=True)
@@ -58,34 +78,53 @@ class FrontDoorAws:
         plain = {**kwargs, "config": config.merge(Config(signature_version=None))}
         self.secrets = self.session.client("secretsmanager", **plain)
         self.dynamodb = self.session.client("dynamodb", **plain) if settings.frontdoor_ratelimit_table else None
+        self.ses = self.session.client("ses", **plain) if settings.email_backend == "ses" else None
         self._keys: tuple[bytes, ...] = ()
+        self._since = 0.0
         self._keys_at = -KEY_CACHE_S
         self._lock = threading.Lock()
 
-    # --- the link key (AWSCURRENT signs; AWSPREVIOUS still verifies after a rotation) --------
+    # --- the link key (AWSCURRENT and AWSPREVIOUS verify; the settled one signs) -------------
     def signing_keys(self) -> tuple[bytes, ...]:
+        """The keys that verify: the current one, then the one before the last rotation."""
+        return self._read_keys()[0]
+
+    def signing_key(self) -> bytes:
+        """The key that signs now: the current one once every cache has surely read it (see
+        :func:`processor.links.settled_key`), else the previous one."""
+        keys, since = self._read_keys()
+        return settled_key(keys[0], since, keys[1] if len(keys) > 1 else None, time.time())
+
+    def _read_keys(self) -> tuple[tuple[bytes, ...], float]:
         with self._lock:
-            if time.monotonic() - self._keys_at < KEY_CACHE_S and self._keys:
-                return self._keys
+            if self._keys and time.monotonic() - self._keys_at < KEY_CACHE_S:
+                return self._keys, self._since
             secret_id = self.settings.link_secret_id
             if not secret_id:
                 raise RuntimeError("HEADSHOTS_LINK_SECRET_ID is not set")
-            keys = [self._secret(secret_id, "AWSCURRENT")]
-            previous = self._secret(secret_id, "AWSPREVIOUS", missing_ok=True)
-            if previous and previous != keys[0]:
+            current, since = self._secret(secret_id, "AWSCURRENT")
+            keys = [current]
+            previous, _ = self._secret(secret_id, "AWSPREVIOUS", missing_ok=True)
+            if previous and previous != current:
                 keys.append(previous)
-            self._keys, self._keys_at = tuple(keys), time.monotonic()
-            return self._keys
+            short = [len(k) for k in keys if len(k) < MIN_KEY_BYTES]
+            if short:
+                raise RuntimeError(f"the link key must be at least {MIN_KEY_BYTES} bytes (one holds {short[0]})")
+            self._keys, self._since, self._keys_at = tuple(keys), since, time.monotonic()
+            return self._keys, self._since
 
-    def _secret(self, secret_id: str, stage: str, missing_ok: bool = False) -> bytes:
+    def _secret(self, secret_id: str, stage: str, missing_ok: bool = False) -> tuple[bytes, float]:
+        """A version's value and when it was made (epoch seconds)."""
         try:
             resp = self.secrets.get_secret_value(SecretId=secret_id, VersionStage=stage)
         except ClientError as exc:
             if missing_ok and _code(exc) in ("ResourceNotFoundException", "InvalidRequestException"):
-                return b""
+                return b"", 0.0
             raise
         value = resp.get("SecretString")
-        return value.encode() if value is not None else bytes(resp["SecretBinary"])
+        created = resp.get("CreatedDate")
+        return (value.encode() if value is not None else bytes(resp["SecretBinary"]),
+                created.timestamp() if created is not None else 0.0)
 
     # --- uploads ---------------------------------------------------------------------
     def presign_post(self, key: str, fields: dict[str, str], conditions: list[Any]) -> PostPolicy:
@@ -107,6 +146,13 @@ class FrontDoorAws:
             raise
         return True
 
+    def uploaded(self, job_id: str) -> dict[str, int]:
+        """What is under ``uploads/<job>/``: name -> size (one listing; a job has at most 20
+        photos and its manifest, and no policy can put anything else there)."""
+        prefix = uploads_prefix(job_id)
+        resp = self.s3.list_objects_v2(Bucket=self.settings.input_bucket, Prefix=prefix, MaxKeys=1000)
+        return {obj["Key"][len(prefix):]: int(obj["Size"]) for obj in resp.get("Contents", [])}
+
     # --- reads of the worker's records -----------------------------------------------
     def status(self, job_id: str) -> JobStatus | None:
         body = self._get(job_prefix(job_id) + "status.json")
@@ -120,7 +166,7 @@ class FrontDoorAws:
         try:
             self.s3.head_object(Bucket=self.settings.output_bucket, Key=results_prefix(job_id) + name)
         except ClientError as exc:
-            if _missing(exc) or _code(exc) == "403":
+            if _missing(exc):
                 return False
             raise
         return True
@@ -141,9 +187,26 @@ class FrontDoorAws:
                     "ResponseContentDisposition": f'{disposition}; filename="{name}"'})
 
     # --- feedback and rate limits ----------------------------------------------------
-    def put_feedback(self, key: str, doc: dict[str, Any]) -> None:
-        self.s3.put_object(Bucket=self.settings.output_bucket, Key=key, Body=json.dumps(doc).encode(),
-                           ContentType="application/json")
+    def put_feedback(self, key: str, doc: dict[str, Any], once: bool = False) -> bool:
+        """Write a feedback record; ``once``: only if the key is new (If-None-Match), False if it was there."""
+        extra = {"IfNoneMatch": "*"} if once else {}
+        try:
+            self.s3.put_object(Bucket=self.settings.output_bucket, Key=key, Body=json.dumps(doc).encode(),
+                               ContentType="application/json", **extra)
+        except ClientError as exc:
+            if once and (_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict")
+                         or _status(exc) in (409, 412)):
+                return False
+            raise
+        return True
+
+    def count(self, counter: str) -> int:
+        """A counter's value without changing it (0 when it does not exist)."""
+        assert self.dynamodb is not None and self.settings.frontdoor_ratelimit_table
+        resp = self.dynamodb.get_item(TableName=self.settings.frontdoor_ratelimit_table, Key={"pk": {"S": counter}},
+                                      ProjectionExpression="#n", ExpressionAttributeNames={"#n": "n"},
+                                      ConsistentRead=True)
+        return int(resp.get("Item", {}).get("n", {}).get("N", 0))
 
     def increment(self, counter: str, expires_at: int, delta: int = 1) -> int:
         """Atomically add ``delta`` to ``counter``; the count after this request."""
@@ -155,3 +218,14 @@ class FrontDoorAws:
             ExpressionAttributeValues={":d": {"N": str(delta)}, ":exp": {"N": str(expires_at)}},
             ReturnValues="UPDATED_NEW")
         return int(resp["Attributes"]["n"]["N"])
+
+    # --- the code email --------------------------------------------------------------
+    def send_email(self, message: EmailMessage) -> None:
+        """One message through SES (``ses:SendRawEmail`` as the configured sender) or, locally,
+        the SMTP sink the settings name."""
+        if self.ses is not None:
+            self.ses.send_raw_email(Source=str(message["From"]), Destinations=[str(message["To"])],
+                                    RawMessage={"Data": message.as_bytes()})
+            return
+        with smtplib.SMTP(self.settings.smtp_host, self.settings.smtp_port, timeout=10) as smtp:
+            smtp.send_message(message)

@@ -27,12 +27,14 @@ MAX_BODY_BYTES = 64 * 1024
 class HttpError(Exception):
     """A request the front door refuses: status, a stable code and a sentence for a person."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.extra = extra or {}  # more JSON fields for an API client (e.g. how many photos are missing)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,9 @@ class Request:
         """The body as JSON, or a 400 saying why not."""
         if len(self.body) > MAX_BODY_BYTES:
             raise HttpError(413, "body_too_large", f"The request body is over {MAX_BODY_BYTES // 1024} KB.")
-        if "json" not in self.headers.get("content-type", ""):
+        if media_type(self.headers.get("content-type", "")) != "application/json":
+            # Exactly: a cross-site page may send text/plain (even "text/plain;charset=json")
+            # without a preflight, and must not spend a visitor's limits.
             raise HttpError(415, "not_json", "Send the request as application/json.")
         try:
             return json.loads(self.body)
@@ -86,6 +90,16 @@ class Request:
             out.setdefault(key, []).append(value)
         return out
 
+    def client_ip(self, trusted_proxy: str = "none") -> str:
+        """Who is asking: the connection's address, or, only when the setting names the proxy in
+        front (``cloudfront``, which Terraform then makes the only way in), the viewer address
+        that proxy reports. Any other forwarding header is anybody's to forge and is ignored."""
+        if trusted_proxy == "cloudfront":
+            viewer = self.headers.get("cloudfront-viewer-address", "").strip()
+            if viewer:
+                return viewer.rsplit(":", 1)[0].strip("[]")  # "<ip>:<port>", the port last
+        return self.source_ip
+
     def bearer(self) -> str | None:
         auth = self.headers.get("authorization", "")
         return auth[7:].strip() or None if auth[:7].lower() == "bearer " else None
@@ -106,6 +120,11 @@ class Response:
                     "isBase64Encoded": False}
         return {"statusCode": self.status, "headers": headers,
                 "body": base64.b64encode(self.body).decode(), "isBase64Encoded": True}
+
+
+def media_type(content_type: str) -> str:
+    """``application/json; charset=utf-8`` -> ``application/json`` (lower case, no parameters)."""
+    return content_type.split(";", 1)[0].strip().lower()
 
 
 def json_response(status: int, data: Any, headers: dict[str, str] | None = None) -> Response:

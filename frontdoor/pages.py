@@ -10,7 +10,7 @@ import jinja2
 
 TITLES = {400: "That did not work", 403: "This link is not valid", 404: "Not found", 405: "Not allowed",
           409: "Already started", 410: "This link has expired", 413: "Too large", 415: "Not understood",
-          429: "Please slow down", 500: "Something went wrong"}
+          429: "Please slow down", 500: "Something went wrong", 503: "Not available right now"}
 
 
 def _load(name: str) -> str | None:

@@ -3,13 +3,15 @@
 The upload page's checks (count, type, size) run again here, because a browser is not the
 only client; then each photo gets a presigned POST policy that S3 itself enforces: exactly
 its key (under ``uploads/<job>/``), its declared content type, 1 byte to 25 MB, a short
-expiry. The manifest is not the client's to write: the front door writes it last, from the
-ticket it signed at creation (:mod:`frontdoor.tickets`), so the address it rate-limited is
-the address the job emails, and no policy here can write ``manifest.json``.
+expiry. Policies are handed out only once the address is proven (:mod:`frontdoor.proof`).
+The manifest is not the client's to write: the front door writes it last, from the ticket it
+signed (:mod:`frontdoor.tickets`), so the address it proved is the address the job emails,
+and no policy here can write ``manifest.json``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +23,11 @@ from processor.manifest import MANIFEST_NAME, Manifest, uploads_prefix
 MIN_PHOTOS, MAX_PHOTOS = 10, 20
 #: The worker's per-photo cap (handlers.images.ImageLimits.max_bytes); a test keeps them equal.
 MAX_PHOTO_BYTES = 25 * 1024 * 1024
-#: What a browser can show as a preview and the worker always decodes (HEIC needs an extra).
-CONTENT_TYPES = {"image/jpeg": (".jpg", ".jpeg"), "image/png": (".png",), "image/webp": (".webp",)}
+#: What the worker decodes (HEIC/HEIF, iPhones' default, through pillow-heif), by the name's ending.
+#: Browsers report HEIC as image/heic or image/heif, or not at all (the page then judges by name).
+CONTENT_TYPES = {"image/jpeg": (".jpg", ".jpeg"), "image/png": (".png",), "image/webp": (".webp",),
+                 "image/heic": (".heic", ".heif"), "image/heif": (".heif", ".heic")}
+TYPE_NAMES = "a JPEG, PNG, WebP or HEIC image"
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ def parse_job_request(doc: Any) -> JobRequest:
             raise _bad("bad_photos", f"Photo {i} has no file name.")
         name, ctype, size = item["name"], item.get("type"), item.get("size")
         if ctype not in CONTENT_TYPES:
-            raise _bad("photo_type", f"{name[:80]} is not a JPEG, PNG or WebP image.")
+            raise _bad("photo_type", f"{name[:80]} is not {TYPE_NAMES}.")
         if not name.lower().endswith(CONTENT_TYPES[ctype]):
             raise _bad("photo_type", f"{name[:80]}: its name does not end like a {ctype.split('/')[1].upper()} file.")
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -108,3 +113,22 @@ def upload_conditions(job_id: str, photo: PhotoSpec) -> list[Any]:
 def upload_fields(photo: PhotoSpec) -> dict[str, str]:
     """Form fields the page must send with the file (each matches a condition)."""
     return {"Content-Type": photo.content_type}
+
+
+@dataclass(frozen=True)
+class UploadCount:
+    """Which of a job's listed photos are in the bucket, within the size limits, at start."""
+
+    received: tuple[str, ...]
+    missing: tuple[str, ...]  # listed, but absent (or outside 1 byte..25 MB)
+
+    @property
+    def short_by(self) -> int:
+        """How many more photos the job needs before it is worth a GPU."""
+        return max(0, MIN_PHOTOS - len(self.received))
+
+
+def count_uploads(listed: Sequence[str], uploaded: Mapping[str, int]) -> UploadCount:
+    """The job's photos (its manifest's list) against what ``uploads/<job>/`` holds (name -> size)."""
+    ok = [n for n in listed if 1 <= uploaded.get(n, 0) <= MAX_PHOTO_BYTES]
+    return UploadCount(received=tuple(ok), missing=tuple(n for n in listed if n not in set(ok)))

@@ -20,6 +20,7 @@ ROUTES: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
         ("GET", "health", r"/healthz"),
         ("GET", "static", r"/static/(?P<name>[a-z0-9-]{1,40}\.(?:js|css))"),
         ("POST", "create_job", r"/api/jobs"),
+        ("POST", "verify_job", rf"/api/jobs/(?P<job>{_SEGMENT})/verify"),
         ("POST", "start_job", rf"/api/jobs/(?P<job>{_SEGMENT})/start"),
         ("GET", "job_status", rf"/api/jobs/(?P<job>{_SEGMENT})/status"),
         ("GET", "status_page", rf"/s/(?P<job>{_SEGMENT})"),

@@ -72,6 +72,28 @@ def one_line(text: str) -> str:
     return re.sub(r"\s+", " ", cleaned).strip()
 
 
+# --- text a person chose, as an email may show it --------------------------------------------
+#: A name in a greeting or the To header: a first name, not a sentence.
+MAX_NAME_CHARS = 40
+#: A photo name in the rejection email.
+MAX_PHOTO_NAME_CHARS = 60
+#: Photo names the rejection email lists; the rest are counted ("and 7 more").
+MAX_LISTED_PHOTOS = 10
+#: Other text that may quote a person's input (a failure's reason, a manifest problem).
+MAX_DETAIL_CHARS = 300
+MAX_PROBLEMS = 10
+
+
+def shown_text(text: str, limit: int) -> str:
+    """Text someone typed, as an email may carry it: without Unicode format characters (bidi
+    overrides and isolates, zero-width marks: they can make a name read as something else),
+    on one line, and cut to ``limit`` characters. With names cut and lists bounded, nobody can
+    turn a service email into an advert of their own."""
+    visible = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    line = one_line(visible)
+    return line if len(line) <= limit else line[:limit - 1].rstrip() + "…"
+
+
 # --- contexts ---------------------------------------------------------------------------
 class _Context(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -83,7 +105,7 @@ class _Context(BaseModel):
     @classmethod
     def _name_on_one_line(cls, name: str | None) -> str | None:
         # The manifest refuses control characters; this holds for any other caller too.
-        return (one_line(name) or None) if name is not None else None
+        return (shown_text(name, MAX_NAME_CHARS) or None) if name is not None else None
 
 
 class Link(BaseModel):
@@ -146,7 +168,7 @@ class RejectedPhoto(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_on_one_line(cls, name: str) -> str:
-        return one_line(name) or repr(name)
+        return shown_text(name, MAX_PHOTO_NAME_CHARS) or shown_text(repr(name), MAX_PHOTO_NAME_CHARS)
 
 
 class RejectedContext(_Context):
@@ -160,9 +182,19 @@ class RejectedContext(_Context):
         return max(0, self.required - self.usable)
 
     @property
+    def listed_photos(self) -> list[RejectedPhoto]:
+        """The photos the email names (at most :data:`MAX_LISTED_PHOTOS`)."""
+        return self.bad_photos[:MAX_LISTED_PHOTOS]
+
+    @property
+    def unlisted(self) -> int:
+        """Rejected photos the email counts but does not name."""
+        return max(0, len(self.bad_photos) - MAX_LISTED_PHOTOS)
+
+    @property
     def never_received(self) -> list[str]:
-        """Photos the manifest listed that never arrived: the upload's fault, said plainly."""
-        return [p.name for p in self.bad_photos if p.code == "missing"]
+        """Photos the manifest listed that never arrived (of those named): the upload's fault."""
+        return [p.name for p in self.listed_photos if p.code == "missing"]
 
 
 class FailedContext(_Context):
@@ -171,6 +203,11 @@ class FailedContext(_Context):
     reason: str
     attempts: int = Field(1, ge=1)
 
+    @field_validator("reason")
+    @classmethod
+    def _plain_reason(cls, reason: str) -> str:
+        return shown_text(reason, MAX_DETAIL_CHARS) or "unknown error"
+
 
 class BadManifestContext(_Context):
     """The upload's manifest.json was unreadable or broke the schema: the person fixes it.
@@ -178,6 +215,12 @@ class BadManifestContext(_Context):
     ``problems``: one line per thing to fix (:attr:`processor.errors.ManifestError.problems`)."""
 
     problems: list[str] = Field(min_length=1)
+
+    @field_validator("problems")
+    @classmethod
+    def _plain_problems(cls, problems: list[str]) -> list[str]:
+        # A problem may quote the manifest (a photo name): shown plainly, and a bounded few.
+        return [shown_text(p, MAX_DETAIL_CHARS) or "?" for p in problems[:MAX_PROBLEMS]]
 
 
 class NoLikenessContext(_Context):
@@ -225,7 +268,7 @@ def render_email(kind: str, context: _Context | Mapping[str, Any]) -> RenderedEm
         context.model_dump() if isinstance(context, BaseModel) else dict(context))
     values = {**ctx.model_dump(exclude={"preview"}),
               **{p: getattr(ctx, p) for p in ("link_ttl_text", "needed", "never_received", "preview_cid",
-                                              "expires_text") if hasattr(ctx, p)}}
+                                              "expires_text", "listed_photos", "unlisted") if hasattr(ctx, p)}}
     text = _ENV.get_template(f"{kind}.txt").render(values)
     html = _ENV.get_template(f"{kind}.html").render(values)
     first, _, body = text.partition("\n")
@@ -236,9 +279,9 @@ def render_email(kind: str, context: _Context | Mapping[str, Any]) -> RenderedEm
                          inline=inline)
 
 
-#: Longest display name put in ``To`` (the manifest's limit): folding a long non-ASCII name
-#: costs the stdlib seconds (2,000 characters: ~4 s; 10,000: ~24 s), so longer ones are cut.
-MAX_DISPLAY_NAME = 100
+#: Longest display name put in ``To``: folding a long non-ASCII name costs the stdlib seconds
+#: (2,000 characters: ~4 s; 10,000: ~24 s), and a name is a first name, so longer ones are cut.
+MAX_DISPLAY_NAME = MAX_NAME_CHARS
 
 
 def _encodable(text: str) -> str:
@@ -265,9 +308,7 @@ def build_message(rendered: RenderedEmail, sender: str, recipient: str, *, job_i
     msg = EmailMessage()
     msg["Subject"] = one_line(rendered.subject)
     msg["From"] = sender
-    display = one_line(recipient_name or "")
-    if len(display) > MAX_DISPLAY_NAME:  # the stdlib's header folding is superlinear in it
-        display = display[:MAX_DISPLAY_NAME - 1].rstrip() + "…"
+    display = shown_text(recipient_name or "", MAX_DISPLAY_NAME)  # header folding is superlinear in it
     msg["To"] = Address(display_name=display, username=user, domain=domain)
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)

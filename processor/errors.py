@@ -37,11 +37,12 @@ class ManifestError(HeadshotsError, ValueError):
     bad-manifest email (``reason`` is them joined, for logs and status.json)."""
 
     def __init__(self, reason: str, email: str | None = None,
-                 problems: tuple[str, ...] | None = None) -> None:
+                 problems: tuple[str, ...] | None = None, proof: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.email = email
         self.problems = problems or (reason,)
+        self.proof = proof  # the manifest's address proof, when it had one (see Manifest.proof)
 
 
 # --- job records (processor.job) -----------------------------------------------------

@@ -32,6 +32,18 @@ TOKEN_CHARS = 22
 _VERSION = "v1"
 
 
+#: How long a new link key waits before it signs anything. The front door and the worker each
+#: cache the keys for five minutes; a key signs only once every cache has surely read it, so
+#: nothing signed with it can reach a verifier that does not know it yet. Until then the
+#: previous key signs (it verifies until the rotation after next, a whole period away).
+KEY_SETTLE_S = 600
+
+
+def settled_key(current: bytes, current_since: float, previous: bytes | None, now: float) -> bytes:
+    """The key to sign with now: the current one once it has settled, else the previous one."""
+    return previous if previous and now - current_since < KEY_SETTLE_S else current
+
+
 class LinkCheck(enum.Enum):
     """What a link's signature and expiry say; the front door maps each to a page."""
 
@@ -84,14 +96,42 @@ def gallery_parts(job_id: str) -> tuple[str, ...]:
     return ("gallery", job_id)
 
 
-def job_token(key: bytes, job_id: str) -> str:
-    """The secret token of a job's status page, handed to the uploader only (132 bits)."""
-    return sign(key, "status", job_id)[:TOKEN_CHARS]
+def job_token(key: bytes, job_id: str, expires_at: int) -> str:
+    """The secret token of a job's status page, handed to the uploader only: ``<exp>.<132 bits>``.
+
+    It expires (``expires_at``): a status page is for the life of the job and its results, not
+    for ever (the front door also refuses it once an ended job's results are gone).
+    """
+    return f"{int(expires_at)}.{sign(key, 'status', job_id, str(int(expires_at)))[:TOKEN_CHARS]}"
 
 
-def check_job_token(keys: Sequence[bytes], job_id: str, token: str | None) -> bool:
-    return token is not None and len(token) == TOKEN_CHARS and verify(
-        keys, token, "status", job_id, length=TOKEN_CHARS)
+def check_job_token(keys: Sequence[bytes], job_id: str, token: str | None, now: float) -> LinkCheck:
+    """Signature first (a forged token learns nothing), then its expiry."""
+    if not isinstance(token, str) or token.count(".") != 1:
+        return LinkCheck.BAD
+    exp, sig = token.split(".")
+    when = parse_exp(exp)
+    if when is None or len(sig) != TOKEN_CHARS or not verify(keys, sig, "status", job_id, str(when),
+                                                             length=TOKEN_CHARS):
+        return LinkCheck.BAD
+    return LinkCheck.OK if now < when else LinkCheck.EXPIRED
+
+
+# --- the proof that a job's address is its owner's ------------------------------------------
+def _address(email: str) -> str:
+    return email.strip().lower()
+
+
+def address_proof(key: bytes, job_id: str, email: str) -> str:
+    """What the front door writes into a manifest once the address's owner entered the code it
+    emailed (and what ``headshots submit`` writes as the operator's word): an HMAC over the job
+    and the address, so the worker can tell a proven address from one anybody typed."""
+    return sign(key, "address", job_id, _address(email))
+
+
+def check_address_proof(keys: Sequence[bytes], job_id: str, email: str, proof: str | None) -> bool:
+    """True only for a proof of exactly this job and this address, under one of ``keys``."""
+    return proof is not None and verify(keys, proof, "address", job_id, _address(email))
 
 
 @dataclass(frozen=True)
@@ -122,6 +162,6 @@ class LinkSigner:
         sig = sign(self.key, *gallery_parts(job_id), str(expires_at))
         return self._url(f"/g/{quote(job_id)}", exp=expires_at, sig=sig, stars=stars) + "#rate"
 
-    def status_url(self, job_id: str) -> str:
+    def status_url(self, job_id: str, expires_at: int) -> str:
         """The status page; the token rides in the fragment, which browsers never send."""
-        return f"{self.base_url.rstrip('/')}/s/{quote(job_id)}#{job_token(self.key, job_id)}"
+        return f"{self.base_url.rstrip('/')}/s/{quote(job_id)}#{job_token(self.key, job_id, expires_at)}"

@@ -88,6 +88,10 @@ class Manifest(BaseModel):
     email: EmailStr
     name: str | None = Field(None, min_length=1, max_length=100)
     photos: list[str] | None = Field(None, min_length=1, max_length=200)
+    #: The front door's word that the address's owner entered the code it emailed (an HMAC over
+    #: job and address under the link key, :func:`processor.links.address_proof`). Without a
+    #: valid one the worker runs the job but emails nobody (status ``email: withheld``).
+    proof: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{43}$")
     formats: list[DeliveryFormat] | None = None
 
     @field_validator("email", "name", mode="before")
@@ -148,7 +152,9 @@ def parse_manifest(data: bytes | str) -> Manifest:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
         problems = tuple(_problem(err) for err in exc.errors())
-        raise ManifestError("; ".join(problems), email=_readable_email(raw), problems=problems) from None
+        proof = raw.get("proof") if isinstance(raw.get("proof"), str) else None
+        raise ManifestError("; ".join(problems), email=_readable_email(raw), problems=problems,
+                            proof=proof) from None
 
 
 def _problem(err: Any) -> str:

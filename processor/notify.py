@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import structlog
 
-from processor.aws.secrets import link_signing_key
+from processor.aws.secrets import link_keys, link_signing_key
 from processor.aws.storage import ObjectStore
 from processor.email import (
     BadManifestContext,
@@ -45,7 +45,7 @@ from processor.errors import (
 )
 from processor.job.fence import Fence
 from processor.job.validation import ValidationSummary
-from processor.links import LinkSigner
+from processor.links import LinkSigner, check_address_proof
 from processor.manifest import Manifest, job_prefix
 from processor.settings import Settings
 from processor.stages import REASON_LABELS, email_preview
@@ -137,6 +137,16 @@ async def ready_links(store: ObjectStore, settings: Settings, delivered: dict[st
         rating_urls=[Link(label=f"{n} star{'s' if n != 1 else ''}", url=signer.rating_url(job_id, expires, n))
                      for n in range(1, 6)],
         expires_at=expires, preview_jpeg=await ready_preview(store, settings, delivered))
+
+
+async def address_proven(settings: Settings, job_id: str, address: str, proof: str | None) -> bool:
+    """Whether the job's manifest proves its address: the front door wrote ``proof`` once the
+    address's owner entered the code it emailed (or the operator's ``headshots submit`` signed
+    it). Checked with the current link key and the previous one (a rotation in between).
+    Without it the job's email is withheld: nobody asked for it at that address."""
+    if not proof:
+        return False
+    return check_address_proof((await link_keys(settings)).verifying(), job_id, address, proof)
 
 
 class MarkerState(StrEnum):

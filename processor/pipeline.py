@@ -46,7 +46,7 @@ from processor.manifest import (
     job_prefix,
     parse_manifest,
 )
-from processor.notify import EmailOutcome, Notifier, ready_links, selection_note
+from processor.notify import EmailOutcome, Notifier, address_proven, ready_links, selection_note
 from processor.settings import Settings
 from processor.stages import Interrupted, StageError
 
@@ -152,7 +152,8 @@ class Pipeline:
         except ManifestError as exc:
             job.manifest = None
             await self._end(job, JobState.FAILED, error=f"manifest.json is invalid: {exc.reason}",
-                            email_to=exc.email, kind="bad_manifest", details={"problems": list(exc.problems)})
+                            email_to=exc.email, kind="bad_manifest",
+                            details={"problems": list(exc.problems), "proof": exc.proof})
             return JobResult.TERMINAL
 
         summary: ValidationSummary = await self._drive(VALIDATE, job, None)
@@ -188,9 +189,19 @@ class Pipeline:
         await job.ckpt.put_bytes("manifest", MANIFEST_NAME, body)
         return manifest
 
-    async def _notify_ready(self, job: Attempt, delivered: dict[str, Any]) -> EmailOutcome:
+    async def _withheld(self, job: Attempt, to: str, proof: str | None) -> bool:
+        """True when the job's address is not proven: then it gets no email at all."""
+        if await address_proven(self.settings, job.job_id, to, proof):
+            return False
+        job.log.warning("email_withheld", reason="the address is not proven")
+        return True
+
+    async def _notify_ready(self, job: Attempt, delivered: dict[str, Any]) -> EmailOutcome | str:
         await enter(job, "notify", JobState.DELIVERING, self.env.hit)
         assert job.manifest is not None
+        if await self._withheld(job, str(job.manifest.email), job.manifest.proof):
+            await job.status.leave("notify", None)
+            return "withheld"
         links = await ready_links(self.store, self.settings, delivered)
         outcome = await self.notifier.ready(job.job_id, job.manifest, links, job.fence,
                                             note=selection_note(delivered["summary"], self.settings),
@@ -225,12 +236,16 @@ class Pipeline:
                               validation: ValidationSummary | None, email_to: str | None,
                               kind: str | None, details: dict[str, Any]) -> str:
         if state is JobState.REJECTED and job.manifest is not None and validation is not None:
+            if await self._withheld(job, str(job.manifest.email), job.manifest.proof):
+                return "withheld"
             return await self.notifier.rejected(job.job_id, job.manifest, validation, job.fence, hit=self.env.hit)
         if state is not JobState.FAILED:
             return "none"
         to = job.manifest.email if job.manifest is not None else email_to
         if not to:
             return "none"
+        if await self._withheld(job, str(to), job.manifest.proof if job.manifest else details.get("proof")):
+            return "withheld"
         name = job.manifest.name if job.manifest else None
         if kind == "no_likeness":
             return await self.notifier.no_likeness(job.job_id, str(to), name, details["generated"],

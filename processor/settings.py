@@ -146,12 +146,33 @@ class Settings(BaseSettings):
                                         description="expiry of the upload page's presigned POST policies")
     frontdoor_redirect_ttl_s: int = Field(300, ge=10, le=3600,
                                           description="lifetime of the presigned GET each link click redirects to")
-    frontdoor_ratelimit_table: str | None = Field(None, description="DynamoDB table of job-creation counters "
-                                                                    "(empty: no rate limit, local use only)")
+    frontdoor_ratelimit_table: str | None = Field(None, description="DynamoDB table of the rate-limit counters "
+                                                                    "(empty: the front door creates and starts "
+                                                                    "nothing, it fails closed)")
     frontdoor_jobs_per_client_per_hour: int = Field(10, ge=1, le=10000,
-                                                    description="jobs one client (IP, /64 for IPv6) may start an hour")
+                                                    description="jobs one client (IPv4 address or IPv6 /64; a /48 "
+                                                                "gets 4x) may start an hour")
     frontdoor_jobs_per_address_per_day: int = Field(5, ge=1, le=10000,
                                                     description="jobs one email address may start a day")
+    frontdoor_jobs_per_hour: int = Field(100, ge=1, le=100000,
+                                         description="jobs everyone together may start an hour (the GPU budget's "
+                                                     "cap; hitting it raises an alarm)")
+    frontdoor_proof_emails_per_address_per_hour: int = Field(3, ge=1, le=1000,
+                                                             description="code emails one address may be sent an hour")
+    frontdoor_proof_emails_per_address_per_day: int = Field(6, ge=1, le=1000,
+                                                            description="code emails one address may be sent a day")
+    frontdoor_proof_emails_per_client_per_hour: int = Field(10, ge=1, le=10000,
+                                                            description="code emails one client (IPv4 or IPv6 /64; "
+                                                                        "a /48 gets 4x) may ask for an hour")
+    frontdoor_proof_emails_per_hour: int = Field(500, ge=1, le=100000,
+                                                 description="code emails the front door sends an hour in all (SES "
+                                                             "reputation's cap; hitting it raises an alarm)")
+    frontdoor_proof_ttl_s: int = Field(1800, ge=60, le=86400,
+                                       description="how long the emailed code proves the address for its job")
+    frontdoor_trusted_proxy: Literal["none", "cloudfront"] = Field(
+        "none", description="who stands in front of the function URL: 'cloudfront' (its viewer-address header "
+                            "is trusted; Terraform then lets only that distribution invoke the function), or "
+                            "'none' (the connection's own address; any forwarding header is ignored)")
 
     # --- uploads ---------------------------------------------------------------------
     missing_photo_grace_s: float = Field(60.0, ge=0, le=900,

@@ -75,4 +75,11 @@ module "frontdoor" {
   output_bucket_arn      = module.storage_messaging.output_bucket_arn
   kms_key_arn            = module.storage_messaging.kms_key_arn
   extra_upload_origins   = var.cors_allowed_origins
+  # The code email that proves an address goes out as the service's sender, through its identity.
+  email_sender                = var.email_sender
+  ses_identity_arn            = module.storage_messaging.ses_identity_arn
+  ses_configuration_set       = module.storage_messaging.ses_configuration_set
+  trusted_proxy               = var.frontdoor_trusted_proxy
+  cloudfront_distribution_arn = var.frontdoor_cloudfront_distribution_arn
+  alarm_actions               = concat([module.storage_messaging.alarm_topic_arn], var.alarm_actions)
 }

@@ -177,6 +177,18 @@ variable "frontdoor_public_url" {
   default     = null
 }
 
+variable "frontdoor_trusted_proxy" {
+  description = "\"cloudfront\" when a CloudFront distribution fronts the function URL (the URL then answers it alone and its viewer-address header counts clients); \"none\" otherwise."
+  type        = string
+  default     = "none"
+}
+
+variable "frontdoor_cloudfront_distribution_arn" {
+  description = "That distribution, when frontdoor_trusted_proxy is \"cloudfront\"."
+  type        = string
+  default     = null
+}
+
 variable "tags" {
   description = "Extra tags on every resource."
   type        = map(string)

@@ -28,7 +28,8 @@ for kind in KINDS:
         assert _ENV.get_template(f"{kind}.{ext}") is not None
 import frontdoor.pages
 assert frontdoor.pages.__file__.startswith(site)
-assert "upload" in frontdoor.pages.render("upload.html", base="", min_photos=10, max_photos=20, max_mb=25, accept="")
+assert "upload" in frontdoor.pages.render("upload.html", base="", min_photos=10, max_photos=20, max_mb=25, accept="",
+                                          types="{}", code_minutes=30)
 print("templates ok")
 """
 

@@ -1,10 +1,13 @@
 // The status page: the job's token is in the URL fragment (never sent to any server, so never
 // in a log or a Referer); it goes to the front door only as a bearer token when polling.
+// Polling survives errors: a failed poll (network, 5xx, 429) is retried with a growing pause;
+// only a refused or expired token (403, 410) ends it, because no retry can change those.
 (function () {
   "use strict";
   var el = document.getElementById("state");
   var job = el.dataset.job, base = el.dataset.base, token = window.location.hash.slice(1);
-  var delay = 2000;
+  var delay = 2000, failures = 0;
+  var MAX_DELAY = 10000, MAX_ERROR_DELAY = 60000;
 
   function set(id, text) { document.getElementById(id).textContent = text; }
 
@@ -30,16 +33,31 @@
     }
   }
 
+  function retry(message) {
+    failures += 1;
+    var wait = Math.min(MAX_ERROR_DELAY, 2000 * Math.pow(2, failures));
+    set("notice", message + " Trying again in " + Math.round(wait / 1000) + " s.");
+    setTimeout(poll, wait);
+  }
+
   function poll() {
     fetch(base + "/api/jobs/" + encodeURIComponent(job) + "/status",
           { headers: { "Authorization": "Bearer " + token }, credentials: "omit", cache: "no-store" })
-      .then(function (r) { return r.json().then(function (d) { return { ok: r.ok, data: d }; }); })
       .then(function (r) {
-        if (!r.ok) { set("headline", "We cannot show this job"); set("detail", r.data.message || ""); return; }
-        render(r.data);
-        if (!r.data.terminal) { delay = Math.min(10000, delay * 1.1); setTimeout(poll, delay); }
+        return r.json().catch(function () { return {}; }).then(function (d) { return { status: r.status, data: d }; });
       })
-      .catch(function () { setTimeout(poll, 5000); });
+      .then(function (r) {
+        if (r.status === 403 || r.status === 410) {
+          set("headline", "We cannot show this job"); set("detail", r.data.message || ""); set("notice", "");
+          return;
+        }
+        if (r.status !== 200) { retry(r.data.message || "We could not reach your job just now."); return; }
+        failures = 0;
+        set("notice", "");
+        render(r.data);
+        if (!r.data.terminal) { delay = Math.min(MAX_DELAY, delay * 1.1); setTimeout(poll, delay); }
+      })
+      .catch(function () { retry("We could not reach your job just now."); });
   }
 
   if (!token) { set("headline", "This status link is incomplete"); set("detail", "Use the full link, including the part after #."); }

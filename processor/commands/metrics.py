@@ -3,8 +3,9 @@
 Prints the distribution and mean of the ratings, download clicks per delivered job, and a
 breakdown by the settings results.json records (model, method, steps, acceptance rate).
 Reads ``jobs/*/status.json`` (which jobs were delivered), ``results/<job>/results.json``
-(their settings, while the results are kept) and ``feedback/`` (ratings and clicks, written
-by the front door). Operator credentials: read access to the output bucket.
+(their settings, while the results are kept), ``feedback/`` (ratings) and ``clicks/`` (download
+clicks, one per job, file and hour), both written by the front door. Operator credentials:
+read access to the output bucket.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ async def collect(settings: object) -> Any:
 
         clicks: dict[str, int] = {}
         rating_keys = []
-        for key in await store.list_keys(bucket, "feedback/"):
+        feedback_keys = await store.list_keys(bucket, "feedback/") + await store.list_keys(bucket, "clicks/")
+        for key in feedback_keys:
             parsed = parse_feedback_key(key)
             if parsed is None:
                 continue

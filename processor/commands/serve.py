@@ -1,8 +1,10 @@
 """``headshots serve``: the embedded stack, the front door and a worker, up until Ctrl-C.
 
-Open the printed upload page in a browser, choose 10-20 photos, and follow the job on its
-status page; the email lands in the outbox folder, and its links (gallery, downloads,
-ratings) work for as long as this command runs. The same stack as ``headshots demo``: moto
+Open the printed upload page in a browser, choose 10-20 photos, enter the code from the code
+email (it lands in the outbox folder), and follow the job on its status page; the job's email
+lands in the outbox too, and its links (gallery, downloads, ratings) work for as long as this
+command runs. The front door's rate-limit table is created with the stack (it takes no job
+without one). The same stack as ``headshots demo``: moto
 server, SMTP sink, the front door's Lambda handler behind a local HTTP adapter, and the
 tiny model unless ``--model`` names a real one.
 """

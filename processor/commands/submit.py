@@ -2,6 +2,12 @@
 
 Photos first, ``manifest.json`` last: the manifest's arrival is what starts the job (the S3
 notification fires on it), so it must never arrive before the photos it lists.
+
+No code email: this is the operator's tool, run with credentials that can write the input
+bucket and read the link key, so the operator vouches for the address and signs the
+manifest's address proof with the link key (:func:`processor.links.address_proof`). Without
+the link key (``HEADSHOTS_LINK_SECRET_ID`` unset) the job still runs, but its email is
+withheld (status ``email: withheld``): the worker emails only proven addresses.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import asyncio
 import json
 import secrets
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +81,7 @@ async def upload(plan: Upload, settings: object, show_progress: bool = True) -> 
 
     assert isinstance(settings, Settings)
     prefix = uploads_prefix(plan.job_id)
+    manifest = await signed_manifest(plan, settings)
     total = sum(p.stat().st_size for p in plan.photos)
     async with ObjectStore(settings) as store:
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"upload {plan.job_id}",
@@ -82,9 +90,26 @@ async def upload(plan: Upload, settings: object, show_progress: bool = True) -> 
                 await store.upload_file(settings.input_bucket, prefix + path.name, path,
                                         content_type=_content_type(path))
                 bar.update(path.stat().st_size)
-        await store.put_bytes(settings.input_bucket, prefix + MANIFEST_NAME, plan.manifest,
+        await store.put_bytes(settings.input_bucket, prefix + MANIFEST_NAME, manifest,
                               content_type="application/json")
     return prefix + MANIFEST_NAME
+
+
+async def signed_manifest(plan: Upload, settings: object) -> bytes:
+    """The plan's manifest with the operator's address proof, when the link key is configured."""
+    from processor.aws.secrets import read_link_keys
+    from processor.links import address_proof
+    from processor.settings import Settings
+
+    assert isinstance(settings, Settings)
+    if not settings.link_secret_id:
+        print("headshots submit: HEADSHOTS_LINK_SECRET_ID is not set: the job will run, but no email "
+              "will be sent (the address is not proven)", file=sys.stderr)
+        return plan.manifest
+    doc = json.loads(plan.manifest)
+    key = (await read_link_keys(settings)).signing(time.time())  # read once, outside the worker's cache
+    doc["proof"] = address_proof(key, plan.job_id, doc["email"])
+    return json.dumps(doc, indent=2).encode()
 
 
 def _content_type(path: Path) -> str:

@@ -15,9 +15,10 @@ import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlsplit
 
-from processor.devkit.iam_ledger import Call, calls_from_request
+from processor.devkit.iam_ledger import Call, access_denied_body, calls_from_request, missing_key_status
 
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
@@ -63,7 +64,7 @@ class FaultProxy:
     def __init__(self, upstream: str, rates: dict[str, float] | None = None, seed: int = 0,
                  signed_only: bool = True, fail_first: dict[str, int] | None = None,
                  drop_after_forward: dict[str, int] | None = None, ledger: bool = False,
-                 account: str = "123456789012") -> None:
+                 account: str = "123456789012", policy: dict[str, Any] | None = None) -> None:
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rates = dict(rates or {})
@@ -72,6 +73,9 @@ class FaultProxy:
         self.dropped: dict[str, int] = {}
         #: With ``ledger=True``: every forwarded call as IAM sees it (processor.devkit.iam_ledger).
         self.calls: list[Call] | None = [] if ledger else None
+        #: The caller's identity policy: S3 reads of missing keys get AWS's answer for it (403
+        #: without s3:ListBucket, :func:`~processor.devkit.iam_ledger.missing_key_status`), not moto's 404.
+        self.policy = policy
         self.account = account
         self.signed_only = signed_only
         self.counts = FaultCounts()
@@ -117,6 +121,13 @@ class FaultProxy:
                                    region.group(1) if region else "us-east-1", self.account)
         with self._lock:
             self.calls.extend(found)
+
+    def _denies_missing(self, service: str | None, method: str, path: str) -> bool:
+        """True when AWS would answer this read of a missing key 403 (the caller cannot list)."""
+        if self.policy is None or service != "s3" or method not in ("GET", "HEAD"):
+            return False
+        calls = calls_from_request("s3", method, path, {}, b"", "us-east-1", self.account)
+        return any(missing_key_status(self.policy, c) == 403 for c in calls)
 
     def _drop(self, service: str | None) -> bool:
         """True when this (forwarded) request's answer is to be dropped."""
@@ -192,6 +203,9 @@ class FaultProxy:
                     if drop:  # the upstream acted on it; the caller never hears back
                         self.close_connection = True
                         self.connection.shutdown(2)
+                        return
+                    if resp.status == 404 and proxy._denies_missing(service, self.command, self.path):
+                        self._reply(403, {"Content-Type": "application/xml"}, access_denied_body())
                         return
                     out = {k: v for k, v in resp.getheaders()
                            if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"}

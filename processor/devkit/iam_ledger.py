@@ -221,3 +221,27 @@ def check(policy: dict[str, Any], calls: Iterable[Call]) -> LedgerReport:
     report.unused = [str(st.get("Sid") or i) for i, st in enumerate(_as_list(policy.get("Statement", [])))
                      if str(st.get("Sid") or i) not in report.used]
     return report
+
+
+# --- AWS's answer to a read of a key that is not there (the ledger proxy's) --------------------
+_S3_ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+                     b"<Message>Access Denied</Message><RequestId>LEDGER</RequestId></Error>")
+
+
+def missing_key_status(policy: dict[str, Any], call: Call) -> int:
+    """What S3 answers a GetObject (or HEAD) of a key that does not exist: 404 only when the
+    caller may list the bucket, 403 otherwise (S3 will not tell a caller who cannot list what
+    exists). moto always answers 404, so a test under the ledger proxy, which knows the role's
+    grants, gets AWS's answer instead. A ListBucket grant counts when it would let the caller
+    list the key itself as a prefix (AWS documents only the unconditioned grant; a grant
+    narrowed by ``s3:prefix`` is judged as generously as that)."""
+    if call.action != "s3:GetObject" or not call.resource.startswith("arn:aws:s3:::"):
+        return 404
+    bucket_arn, _, key = call.resource.partition("/")
+    listing = Call("s3:ListBucket", bucket_arn, (("s3:prefix", key),))
+    return 404 if evaluate(policy, listing).allowed else 403
+
+
+def access_denied_body() -> bytes:
+    """S3's 403 body, as S3 words it."""
+    return _S3_ACCESS_DENIED

@@ -4,10 +4,12 @@ Used by ``headshots demo`` and the tests. The moto server speaks real HTTP on 12
 a free port, so the worker talks to it exactly as it talks to AWS (``endpoint_url``), and a
 child worker process needs nothing but the environment from :func:`settings_env`.
 
-Two gaps of moto are papered over here rather than in the service: moto checks S3 write
+Three gaps of moto are papered over here rather than in the service: moto checks S3 write
 preconditions and then writes without a lock, so conditional requests are serialised by a
-small WSGI middleware (real S3 is atomic); and ``/moto-api/data.json`` breaks after multipart
-uploads, so sent SES mail is read from the in-process backend.
+small WSGI middleware (real S3 is atomic); ``/moto-api/data.json`` breaks after multipart
+uploads, so sent SES mail is read from the in-process backend; and a rotation (moving
+AWSCURRENT with UpdateSecretVersionStage) leaves moto's GetSecretValue without a stage
+answering the old value, where AWS answers the new current one (:func:`_current_follows_rotation`).
 
 The front door runs here too (moto's Lambda needs Docker): its own HTTP server in front of
 the Lambda's handler (:mod:`processor.devkit.frontdoor_server`), with its own IAM user's
@@ -129,6 +131,26 @@ class _BucketPostCors:
         return self.app(environ, respond)
 
 
+def _current_follows_rotation() -> None:
+    """After UpdateSecretVersionStage moves AWSCURRENT, a GetSecretValue without a stage answers
+    the new current version, as AWS does (moto kept answering the old one). Idempotent."""
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    original = SecretsManagerBackend.update_secret_version_stage
+    if getattr(original, "_follows_rotation", False):
+        return
+
+    def update_secret_version_stage(self: Any, secret_id: str, version_stage: str, remove_from_version_id: str,
+                                    move_to_version_id: str) -> tuple[str, str]:
+        out = original(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
+        if version_stage == "AWSCURRENT" and move_to_version_id:
+            self.secrets[secret_id].set_default_version_id(move_to_version_id)
+        return out
+
+    update_secret_version_stage._follows_rotation = True  # type: ignore[attr-defined]
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage  # type: ignore[method-assign]
+
+
 class _MotoServer:
     """moto's WSGI app on a werkzeug threaded server in a daemon thread."""
 
@@ -143,6 +165,7 @@ class _MotoServer:
 
         # S3 answers CORS by each bucket's own rules (as real S3 does), not moto's allow-all.
         werkzeug_app.DISABLE_GLOBAL_CORS = True
+        _current_follows_rotation()
 
         class QuietHandler(MotoRequestHandler):  # type: ignore[misc,valid-type]
             def log_request(self, *args: Any, **kwargs: Any) -> None:

@@ -2,10 +2,13 @@
 
 Storage (the front door writes, ``headshots metrics`` reads) is S3 JSON in the output bucket,
 one object per fact: ``feedback/<job>/rating.json`` (the person's latest rating: 1-5 stars
-and favourite headshots) and ``feedback/<job>/clicks/<ms>-<nonce>.json`` (one per download
-click). Why S3 and not DynamoDB: a few writes per job, never a read on the request path, no
-contention (a click is a new key, a rating overwrites its own), and the records sit beside
+and favourite headshots; kept for the ratings' retention, two years by default) and
+``clicks/<job>/<file>/<hour>.json`` (download clicks: at most one object per job, file and
+hour, written with If-None-Match, so a link fetched in a loop costs one object an hour; they
+expire with the results, by the ``clicks/`` lifecycle rule). Why S3 and not DynamoDB: a few
+writes per job, never a read on the request path, no contention, and the records sit beside
 the results they describe, readable by the same tools; the only reader is an offline report.
+Clicks written before this layout (``feedback/<job>/clicks/<ms>-<nonce>.json``) still count.
 
 A rating carries the run's settings from results.json, so the breakdown survives the
 results/ lifecycle that deletes results.json when the links expire. Nothing here is personal:
@@ -28,6 +31,8 @@ from processor.manifest import validate_job_id
 FEEDBACK_PREFIX = "feedback/"
 RATING_NAME = "rating.json"
 CLICKS_DIR = "clicks/"
+#: Clicks of one file of one job within one such window are one click.
+CLICK_WINDOW_S = 3600
 
 
 def feedback_prefix(job_id: str) -> str:
@@ -38,20 +43,26 @@ def rating_key(job_id: str) -> str:
     return feedback_prefix(job_id) + RATING_NAME
 
 
-def click_key(job_id: str, at: float, nonce: str) -> str:
-    """One object per click; the millisecond time first keeps a job's clicks in order."""
-    return f"{feedback_prefix(job_id)}{CLICKS_DIR}{int(at * 1000):013d}-{nonce}.json"
+def click_key(job_id: str, file: str, at: float) -> str:
+    """The one object of a job's file's clicks within an hour (``CLICK_WINDOW_S``)."""
+    if not FILE_NAME.fullmatch(file):
+        raise ValueError(f"not a result file name: {file!r}")
+    hour = int(at // CLICK_WINDOW_S) * CLICK_WINDOW_S
+    return f"{CLICKS_DIR}{validate_job_id(job_id)}/{file}/{hour}.json"
 
 
 def parse_feedback_key(key: str) -> tuple[str, str] | None:
-    """``(job_id, "rating" | "click")`` for a feedback key, None for anything else."""
+    """``(job_id, "rating" | "click")`` for a feedback or click key, None for anything else."""
+    if key.startswith(CLICKS_DIR):
+        parts = key[len(CLICKS_DIR):].split("/")
+        return (parts[0], "click") if len(parts) == 3 and parts[2].endswith(".json") else None
     if not key.startswith(FEEDBACK_PREFIX):
         return None
     job, _, rest = key[len(FEEDBACK_PREFIX):].partition("/")
     if rest == RATING_NAME:
         return job, "rating"
     if rest.startswith(CLICKS_DIR) and rest.endswith(".json") and "/" not in rest[len(CLICKS_DIR):]:
-        return job, "click"
+        return job, "click"  # the layout before one-per-hour
     return None
 
 
@@ -104,7 +115,7 @@ class Rating(BaseModel):
 
 
 class Click(BaseModel):
-    """One download click (``feedback/<job>/clicks/...``)."""
+    """A job's file downloaded (at least once) within an hour (``clicks/<job>/<file>/<hour>.json``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

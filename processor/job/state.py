@@ -28,6 +28,22 @@ class JobState(StrEnum):
 
 TERMINAL: frozenset[JobState] = frozenset({JobState.REJECTED, JobState.DELIVERED, JobState.FAILED})
 
+EmailState = Literal["sent", "unknown", "failed", "none", "withheld"]
+
+#: What status.json keeps of each photo's verdict once the job has ended: what the status page
+#: shows (the rejected page's photo names and reasons), not the face boxes and measures
+#: (distances, sharpness, ...) the running job records for debugging.
+KEPT_PHOTO_FIELDS = ("file", "ok", "reason", "message")
+
+
+def ended_validation(validation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``validation`` as an ended job keeps it (see :data:`KEPT_PHOTO_FIELDS`)."""
+    if validation is None:
+        return None
+    photos = [{k: p[k] for k in KEPT_PHOTO_FIELDS if k in p} for p in validation.get("photos") or []
+              if isinstance(p, dict)]
+    return {**validation, "photos": photos}
+
 #: Forward moves. Any non-terminal state may also fail, and may be re-entered (a resumed attempt).
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.RECEIVED: frozenset({JobState.VALIDATING}),
@@ -95,8 +111,10 @@ class JobStatus(BaseModel):
     #: The origin id of the queue message the owner holds (kept across re-enqueues).
     owner_message: str | None = None
     #: What became of the job's one email: sent, unknown (outcome ambiguous: alarmed), failed
-    #: (it could not be delivered), none (no readable address), or None while it is not due.
-    email: Literal["sent", "unknown", "failed", "none"] | None = None
+    #: (it could not be delivered), none (no readable address), withheld (the manifest carries
+    #: no valid proof that the address's owner asked for it: nothing is sent; never "missing"),
+    #: or None while it is not due.
+    email: EmailState | None = None
     validation: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
 
@@ -129,7 +147,7 @@ class JobStatus(BaseModel):
 
     def end(self, target: JobState, now: float, *, error: str | None = None,
             validation: dict[str, Any] | None = None, result: dict[str, Any] | None = None,
-            email: Literal["sent", "unknown", "failed", "none"] | None = None) -> JobStatus:
+            email: EmailState | None = None) -> JobStatus:
         """The terminal update: idempotent for the same end, refused after a different one.
 
         A repeat (a redelivered message, a retried write) must not bump ``updated_at`` or
@@ -141,11 +159,10 @@ class JobStatus(BaseModel):
             return self
         if self.is_terminal:
             raise InvalidTransition(f"job already ended as {self.state.value}")
-        updates: dict[str, Any] = {}
+        updates: dict[str, Any] = {"validation": ended_validation(validation if validation is not None
+                                                                  else self.validation)}
         if email is not None:
             updates["email"] = email
-        if validation is not None:
-            updates["validation"] = validation
         if result is not None:
             updates["result"] = {k: result[k] for k in ("prefix", "files", "summary", "published_at")
                                  if k in result}
@@ -180,7 +197,7 @@ class JobStatus(BaseModel):
     def holds_lease(self, owner: str, epoch: int) -> bool:
         return self.owner == owner and self.lease_epoch == epoch
 
-    def with_email(self, outcome: Literal["sent", "unknown", "failed", "none"], now: float) -> JobStatus:
+    def with_email(self, outcome: EmailState, now: float) -> JobStatus:
         return self.model_copy(update={"email": outcome, "updated_at": now})
 
     def owner_is_stale(self, now: float, stale_after_s: float) -> bool:

@@ -125,6 +125,10 @@ run "the_front_door_is_wired_to_the_workers_links_and_the_uploads_cors" {
     condition     = length(module.storage_messaging.cors_allowed_origins) == 0 && module.frontdoor.upload_origins == tolist(["https://abc123.lambda-url.us-east-1.on.aws"])
     error_message = "the input bucket's CORS is open to the front door's origin only (one rule, the front door's)"
   }
+  assert {
+    condition     = module.frontdoor.lambda_environment["HEADSHOTS_EMAIL_SENDER"] == var.email_sender && module.frontdoor.lambda_environment["HEADSHOTS_FRONTDOOR_TRUSTED_PROXY"] == "none"
+    error_message = "the code email goes out as the service's sender; no proxy header is trusted by default"
+  }
 }
 
 run "rejects_bad_region" {

@@ -3,8 +3,11 @@ answers) and a delivered job as the worker leaves it in the output bucket."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import io
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -91,3 +94,61 @@ def deliver(stack: LocalStack, settings: Settings, job_id: str, n: int = 3, publ
                                                          "summary": {}, "published_at": published})
     s3.put_object(Bucket=settings.output_bucket, Key=f"jobs/{job_id}/status.json", Body=status.to_json())
     return published
+
+
+# --- the code email (the proof step) ------------------------------------------------------
+def proof_emails(stack: LocalStack, job_id: str | None = None) -> list[email.message.EmailMessage]:
+    """The code emails in the SMTP sink's outbox (for ``job_id``, or all)."""
+    found = []
+    for path in stack.outbox_messages():
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if msg.get("X-Headshots-Proof") and (job_id is None or msg["X-Headshots-Proof"] == job_id):
+            found.append(msg)
+    return found  # type: ignore[return-value]
+
+
+def emailed_code(stack: LocalStack, job_id: str) -> str:
+    """The 6-digit code the front door emailed for ``job_id``."""
+    [msg] = proof_emails(stack, job_id)
+    match = re.search(r"\b([0-9]{6})\b", str(msg["Subject"]))
+    assert match, msg["Subject"]
+    return match.group(1)
+
+
+def photo_specs(n: int = 12, size: int = 1000) -> list[dict[str, object]]:
+    return [{"name": f"IMG_{i:04d}.jpg", "type": "image/jpeg", "size": size} for i in range(n)]
+
+
+def create(settings: Settings, email_to: str = "ada.lovelace@example.com", n: int = 12, name: str = "Ada",
+           headers: dict[str, str] | None = None) -> Answer:
+    """``POST /api/jobs``: the front door emails a code to ``email_to``."""
+    return post_json(f"{settings.frontdoor_url}/api/jobs", {"email": email_to, "name": name,
+                                                            "photos": photo_specs(n)}, headers)
+
+
+def verify(settings: Settings, job: dict[str, Any], code: str, headers: dict[str, str] | None = None) -> Answer:
+    return post_json(f"{settings.frontdoor_url}/api/jobs/{job['job_id']}/verify",
+                     {"ticket": job["ticket"], "code": code}, headers)
+
+
+def open_job(stack: LocalStack, settings: Settings, email_to: str = "ada.lovelace@example.com", n: int = 12,
+             headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A job created and its address proven with the emailed code: upload policies, the start
+    ticket, the status token (the verify answer)."""
+    created = create(settings, email_to, n, headers=headers)
+    assert created.status == 201, created.text
+    job = created.json()
+    proven = verify(settings, job, emailed_code(stack, job["job_id"]), headers)
+    assert proven.status == 200, proven.text
+    return proven.json()
+
+
+def upload_all(stack: LocalStack, job: dict[str, Any], count: int | None = None, body: bytes = b"\xff\xd8 photo") -> None:
+    """Send the job's photos (the first ``count``) through their POST policies, as a browser does."""
+    for upload in job["uploads"][:count]:
+        sent = post_form_upload(upload["url"], upload["fields"], body, upload["name"], stack.frontdoor_origin)
+        assert sent.status == 204, sent.text
+
+
+def start(job: dict[str, Any], headers: dict[str, str] | None = None) -> Answer:
+    return post_json(job["start_url"], {"ticket": job["ticket"]}, headers)

@@ -18,19 +18,27 @@ import structlog
 
 from processor.devkit.local_stack import LocalStack
 from processor.job.feedback import Rating
-from processor.links import LinkSigner, job_token
+from processor.links import LinkSigner, check_address_proof, job_token
 from processor.settings import Settings
-from tests.frontdoor.client import Answer, call, deliver, post_form_upload, post_json
+from tests.frontdoor.client import (
+    call,
+    create,
+    deliver,
+    emailed_code,
+    open_job,
+    photo_specs,
+    post_form_upload,
+    post_json,
+    proof_emails,
+    start,
+    verify,
+)
 
 ADDRESS = "ada.lovelace@example.com"
 
 
 def photos(n: int = 12) -> list[dict[str, object]]:
-    return [{"name": f"IMG_{i:04d}.jpg", "type": "image/jpeg", "size": 1000} for i in range(n)]
-
-
-def create(settings: Settings, email: str = ADDRESS, n: int = 12) -> Answer:
-    return post_json(f"{settings.frontdoor_url}/api/jobs", {"email": email, "name": "Ada", "photos": photos(n)})
+    return photo_specs(n)
 
 
 def keys(stack: LocalStack, settings: Settings, bucket: str, prefix: str = "") -> list[str]:
@@ -43,15 +51,19 @@ def signer(stack: LocalStack, settings: Settings) -> LinkSigner:
     return LinkSigner(stack.link_keys(settings)[0], settings.frontdoor_url)
 
 
-# --- creating and starting a job -----------------------------------------------------------
-def test_a_job_is_created_uploaded_through_post_policies_and_started_by_the_front_door(
+# --- creating, proving and starting a job ---------------------------------------------------
+def test_a_job_is_created_proven_uploaded_through_post_policies_and_started_by_the_front_door(
         local_stack: LocalStack, aws_settings: Settings) -> None:
     with structlog.testing.capture_logs() as logs:
-        answer = create(aws_settings)
-    assert answer.status == 201, answer.text
-    job = answer.json()
+        created = create(aws_settings)
+        assert created.status == 201, created.text
+        pending = created.json()
+        assert set(pending) == {"job_id", "ticket", "expires_at", "verify_url"}  # no policy, no token yet
+        [mail] = proof_emails(local_stack, pending["job_id"])
+        assert [a.addr_spec for a in mail["To"].addresses] == [ADDRESS] and "Ada" not in mail.as_string()
+        job = verify(aws_settings, pending, emailed_code(local_stack, pending["job_id"])).json()
     job_id = job["job_id"]
-    assert len(job_id) == 32 and int(job_id, 16) >= 0  # 128 random bits
+    assert job_id == pending["job_id"] and len(job_id) == 32 and int(job_id, 16) >= 0  # 128 random bits
     assert job["status_url"] == f"{aws_settings.frontdoor_url}/s/{job_id}#{job['token']}"
     origin = local_stack.frontdoor_origin
     for upload in job["uploads"]:
@@ -62,23 +74,26 @@ def test_a_job_is_created_uploaded_through_post_policies_and_started_by_the_fron
     assert "Access-Control-Allow-Origin" not in foreign.headers  # a browser on any other origin gets nothing
     assert keys(local_stack, aws_settings, aws_settings.input_bucket, f"uploads/{job_id}/manifest.json") == []
 
-    started = post_json(job["start_url"], {"ticket": job["ticket"]})
+    started = start(job)
     assert started.status == 202, started.text
     s3 = local_stack.client("s3", aws_settings)
     manifest = json.loads(s3.get_object(Bucket=aws_settings.input_bucket,
                                         Key=f"uploads/{job_id}/manifest.json")["Body"].read())
+    proof = manifest.pop("proof")
     assert manifest == {"version": 1, "email": ADDRESS, "name": "Ada", "photos": [p["name"] for p in photos()]}
+    assert check_address_proof(local_stack.link_keys(aws_settings), job_id, ADDRESS, proof)  # what the worker checks
     sqs = local_stack.client("sqs", aws_settings)
     [message] = sqs.receive_message(QueueUrl=aws_settings.queue_url, WaitTimeSeconds=2)["Messages"]
     assert f"uploads%2F{job_id}%2Fmanifest.json" in message["Body"]  # the manifest, last, is the trigger
-    again = post_json(job["start_url"], {"ticket": job["ticket"]})
+    again = start(job)
     assert again.status == 409 and again.json()["error"] == "already_started"
     assert "ada" not in repr(logs).lower() and "@" not in repr(logs)  # no address, no name in the logs
 
 
-def test_the_post_policy_pins_the_key_type_size_and_a_short_expiry(aws_settings: Settings) -> None:
+def test_the_post_policy_pins_the_key_type_size_and_a_short_expiry(
+        local_stack: LocalStack, aws_settings: Settings) -> None:
     before = time.time()
-    job = create(aws_settings).json()
+    job = open_job(local_stack, aws_settings)
     for upload in job["uploads"]:
         policy = json.loads(base64.b64decode(upload["fields"]["policy"]))
         conditions = policy["conditions"]
@@ -93,6 +108,16 @@ def test_the_post_policy_pins_the_key_type_size_and_a_short_expiry(aws_settings:
         assert not any("manifest" in json.dumps(c) for c in conditions)
 
 
+def test_heic_photos_get_policies_for_their_own_type(local_stack: LocalStack, aws_settings: Settings) -> None:
+    specs = [*photo_specs(10), {"name": "IMG_0100.HEIC", "type": "image/heic", "size": 3000},
+             {"name": "IMG_0101.heif", "type": "image/heif", "size": 3000}]
+    created = post_json(f"{aws_settings.frontdoor_url}/api/jobs", {"email": ADDRESS, "name": "Ada", "photos": specs})
+    assert created.status == 201, created.text
+    job = verify(aws_settings, created.json(), emailed_code(local_stack, created.json()["job_id"])).json()
+    types = {u["name"]: u["fields"]["Content-Type"] for u in job["uploads"]}
+    assert types["IMG_0100.HEIC"] == "image/heic" and types["IMG_0101.heif"] == "image/heif"
+
+
 @pytest.mark.parametrize("body,status", [
     (b"{not json", 400), (json.dumps({"email": ADDRESS, "name": "Ada", "photos": photos(9)}).encode(), 400),
     (json.dumps({"email": "nope", "name": "Ada", "photos": photos()}).encode(), 400),
@@ -103,41 +128,51 @@ def test_a_bad_request_gets_a_clear_4xx_and_touches_nothing(
     ddb = local_stack.client("dynamodb", aws_settings)
     table = aws_settings.frontdoor_ratelimit_table
     counters = ddb.scan(TableName=table)["Count"]
+    mails = len(proof_emails(local_stack))
     answer = call(f"{aws_settings.frontdoor_url}/api/jobs", body, {"Content-Type": "application/json"}, "POST")
     assert answer.status == status and answer.json()["message"]
     assert ddb.scan(TableName=table)["Count"] == counters  # not even a rate-limit counter
     assert keys(local_stack, aws_settings, aws_settings.input_bucket) == []
+    assert len(proof_emails(local_stack)) == mails  # and no email
 
 
-def test_a_forged_or_foreign_ticket_starts_nothing(local_stack: LocalStack, aws_settings: Settings) -> None:
+def test_a_forged_or_foreign_ticket_proves_and_starts_nothing(local_stack: LocalStack, aws_settings: Settings) -> None:
     one, two = create(aws_settings).json(), create(aws_settings, "bo@example.com").json()
+    code = emailed_code(local_stack, one["job_id"])
     payload, sig = one["ticket"].split(".")
-    for url, ticket, status in ((one["start_url"], two["ticket"], 403), (one["start_url"], f"{payload}.x{sig[1:]}", 403),
-                                (f"{aws_settings.frontdoor_url}/api/jobs/..%2F/start", one["ticket"], 404)):
-        assert post_json(url, {"ticket": ticket}).status == status
+    url = f"{aws_settings.frontdoor_url}/api/jobs/{one['job_id']}/verify"
+    for ticket, status in ((two["ticket"], 403), (f"{payload}.x{sig[1:]}", 403)):
+        assert post_json(url, {"ticket": ticket, "code": code}).status == status
+    assert post_json(f"{aws_settings.frontdoor_url}/api/jobs/..%2F/verify",
+                     {"ticket": one["ticket"], "code": code}).status == 404
+    # the proof ticket is not an upload ticket: it starts nothing
+    assert post_json(f"{aws_settings.frontdoor_url}/api/jobs/{one['job_id']}/start",
+                     {"ticket": one["ticket"]}).status == 403
     assert keys(local_stack, aws_settings, aws_settings.input_bucket) == []
 
 
-def test_job_creation_is_rate_limited_per_address_and_per_client(
+def test_code_emails_are_rate_limited_per_address_and_per_client(
         make_aws_settings: Callable[..., Settings]) -> None:
-    settings = make_aws_settings(frontdoor_jobs_per_address_per_day=2, frontdoor_jobs_per_client_per_hour=4)
+    settings = make_aws_settings(frontdoor_proof_emails_per_address_per_hour=2,
+                                 frontdoor_proof_emails_per_client_per_hour=4)
     assert create(settings, "cy@example.com").status == 201
     assert create(settings, "CY+second@example.com").status == 201  # the same inbox
     third = create(settings, "cy@example.com")
-    assert third.status == 429 and 0 < int(third.headers["Retry-After"]) <= 86400
+    assert third.status == 429 and 0 < int(third.headers["Retry-After"]) <= 3600
     assert create(settings, "di@example.com").status == 201
-    assert create(settings, "ed@example.com").status == 201  # the client's 4th job this hour
+    assert create(settings, "ed@example.com").status == 201  # the client's 4th code email this hour
     fifth = create(settings, "fi@example.com")
     assert fifth.status == 429 and int(fifth.headers["Retry-After"]) <= 3600
 
 
 # --- status --------------------------------------------------------------------------------
 def test_the_status_needs_the_jobs_token(local_stack: LocalStack, aws_settings: Settings) -> None:
-    job = create(aws_settings).json()
+    job = open_job(local_stack, aws_settings)
     url = f"{aws_settings.frontdoor_url}/api/jobs/{job['job_id']}/status"
     assert call(url, headers={"Authorization": f"Bearer {job['token']}"}).json()["state"] == "queued"
+    exp = job["token"].split(".")[0]
     for headers in ({}, {"Authorization": "Bearer " + job["token"][:-1] + "A"},
-                    {"Authorization": f"Bearer {job_token(b'z' * 48, job['job_id'])}"}):
+                    {"Authorization": f"Bearer {job_token(b'z' * 48, job['job_id'], int(exp))}"}):
         denied = call(url, headers=headers)
         assert denied.status == 403 and "job_id" not in denied.json()
     published = deliver(local_stack, aws_settings, job["job_id"])
@@ -168,8 +203,8 @@ def test_a_click_redirects_to_a_fresh_url_signed_by_the_front_door_and_is_counte
     assert image.status == 200 and image.body[:2] == b"\xff\xd8"
     view = call(link + "&view=1")
     assert "inline" in parse_qs(urlsplit(view.headers["Location"]).query)["response-content-disposition"][0]
-    clicks = keys(local_stack, aws_settings, aws_settings.output_bucket, f"feedback/{job_id}/clicks/")
-    assert len(clicks) == 1  # the download counted, the view did not
+    clicks = keys(local_stack, aws_settings, aws_settings.output_bucket, f"clicks/{job_id}/")
+    assert len(clicks) == 1 and clicks[0].startswith(f"clicks/{job_id}/headshot-002.jpg/")  # not the view
 
 
 def test_a_tampered_link_is_403_and_a_past_exp_the_friendly_expired_page(
@@ -191,6 +226,7 @@ def test_a_tampered_link_is_403_and_a_past_exp_the_friendly_expired_page(
     gallery = call(sign.gallery_url(job_id, int(time.time()) - 1))
     assert gallery.status == 410 and "expired" in gallery.text.lower()
     assert keys(local_stack, aws_settings, aws_settings.output_bucket, f"feedback/{job_id}/") == []
+    assert keys(local_stack, aws_settings, aws_settings.output_bucket, f"clicks/{job_id}/") == []
 
 
 # --- gallery and ratings -------------------------------------------------------------------
@@ -230,3 +266,15 @@ def test_pages_and_static_files_are_served_with_a_strict_csp(local_stack: LocalS
     assert script.status == 200 and script.headers["Content-Type"].startswith("application/javascript")
     assert call(f"{aws_settings.frontdoor_url}/static/app.py").status == 404
     assert call(f"{aws_settings.frontdoor_url}/nope").status == 404
+
+
+def test_a_link_key_under_32_bytes_signs_nothing(local_stack: LocalStack, aws_settings: Settings) -> None:
+    sm = local_stack.client("secretsmanager", aws_settings)
+    short = sm.create_secret(Name=f"{aws_settings.input_bucket}-short-key", SecretString="s" * 31)["Name"]
+    weak = local_stack.mount_frontdoor(aws_settings.model_copy(update={"link_secret_id": short}),
+                                       f"short-{aws_settings.input_bucket}")
+    mails = len(proof_emails(local_stack))
+    with structlog.testing.capture_logs() as logs:
+        refused = create(weak)
+    assert refused.status == 500 and len(proof_emails(local_stack)) == mails  # nothing signed, nothing sent
+    assert any("at least 32 bytes" in str(e.get("error")) for e in logs)

@@ -1,7 +1,9 @@
-"""A person's whole visit, in a real browser (headless Chromium): upload page -> S3 through the
-front door's POST policies -> a worker process delivers -> the status page says delivered ->
-the email's links still work once the worker and its credentials are gone -> a rating that
-``headshots metrics`` counts.
+"""A person's whole visit, in a real browser (headless Chromium): upload page -> the code from the
+email in the outbox proves the address -> S3 through the front door's POST policies -> a worker
+process delivers -> the status page says delivered -> the email's links still work once the
+worker and its credentials are gone -> a rating that ``headshots metrics`` counts. Also: HEIC
+photos the browser gives no type are judged by their names, and the status page keeps polling
+through errors. Under ``CI=true`` a missing browser fails these tests instead of skipping them.
 
 moto ignores presigned expiry and does not check POST policies, so a download that works proves
 little on its own: the test also checks what the links and policies *are*: the email links to
@@ -33,17 +35,24 @@ from selenium.webdriver.support.ui import WebDriverWait
 from processor.devkit.local_stack import LocalStack
 from processor.links import LinkSigner
 from processor.settings import Settings
-from tests.frontdoor.client import call
+from tests.fixtures.browser import require_browser
+from tests.frontdoor.client import call, emailed_code
 from tests.integration.harness import REPO_ROOT, Fleet, emails_for, text_body
 
 URL = re.compile(r"https?://\S+")
-# Keeps the page's call to POST /api/jobs (its upload policies) across the page change.
+# Keeps the page's calls to POST /api/jobs (the job, its code emailed), .../verify (its upload
+# policies) and the request bodies across the page change.
 CAPTURE_POLICIES = """
 const realFetch = window.fetch;
-window.fetch = (...args) => realFetch(...args).then(r => {
-  if (String(args[0]).endsWith('/api/jobs')) r.clone().text().then(t => sessionStorage.setItem('job', t));
-  return r;
-});"""
+window.fetch = (...args) => {
+  const url = String(args[0]);
+  if (url.endsWith('/api/jobs')) sessionStorage.setItem('request', args[1].body);
+  return realFetch(...args).then(r => {
+    if (url.endsWith('/api/jobs')) r.clone().text().then(t => sessionStorage.setItem('job', t));
+    if (url.endsWith('/verify')) r.clone().text().then(t => sessionStorage.setItem('proven', t));
+    return r;
+  });
+};"""
 
 
 def _query(url: str) -> dict[str, str]:
@@ -80,10 +89,24 @@ def test_upload_in_a_browser_then_download_and_rate_after_the_worker_is_gone(
         chromium.find_element(By.ID, "name").send_keys("Ada")
         chromium.find_element(By.ID, "email").send_keys("ada@example.com")
         chromium.find_element(By.ID, "submit").click()
+        # --- the proof step: the code from the email in the outbox --------------------------
+        WebDriverWait(chromium, 30).until(lambda d: d.find_element(By.ID, "proof").is_displayed())
+        pending = json.loads(chromium.execute_script("return sessionStorage.getItem('job')"))
+        assert "uploads" not in pending  # nothing can be uploaded before the address is proven
+        assert local_stack.client("s3", settings).list_objects_v2(
+            Bucket=settings.input_bucket, Prefix=f"uploads/{pending['job_id']}/").get("KeyCount") == 0
+        chromium.find_element(By.ID, "code").send_keys("000000" if emailed_code(local_stack, pending["job_id"])
+                                                       != "000000" else "111111")
+        chromium.find_element(By.ID, "submit").click()  # a wrong code: told so, nothing sent
+        WebDriverWait(chromium, 20).until(lambda d: "not right" in d.find_element(By.ID, "problems").text)
+        code = chromium.find_element(By.ID, "code")
+        code.clear()
+        code.send_keys(emailed_code(local_stack, pending["job_id"]))
+        chromium.find_element(By.ID, "submit").click()
         WebDriverWait(chromium, 60).until(expected_conditions.url_contains("/s/"))
         job_id = urlsplit(chromium.current_url).path.rsplit("/", 1)[1]
-        job = json.loads(chromium.execute_script("return sessionStorage.getItem('job')"))
-        assert job["job_id"] == job_id and urlsplit(chromium.current_url).fragment == job["token"]
+        job = json.loads(chromium.execute_script("return sessionStorage.getItem('proven')"))
+        assert job["job_id"] == job_id == pending["job_id"] and urlsplit(chromium.current_url).fragment == job["token"]
 
         # --- the policies the page uploaded with ------------------------------------------
         issued = time.time()
@@ -172,3 +195,72 @@ def test_upload_in_a_browser_then_download_and_rate_after_the_worker_is_gone(
     assert (group["model"], group["method"], group["jobs"], group["ratings"]) == (
         settings.base_model, settings.train_method, 1, 1)
     assert html.unescape(body).count("stars=") == 5  # the email's rating row
+
+
+def test_under_ci_a_missing_browser_fails_the_browser_tests_instead_of_skipping_them(tmp_path: Path) -> None:
+    import pytest
+
+    missing = str(tmp_path / "no-chromium")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_browser({"CI": "true"}, missing, missing)
+    with pytest.raises(pytest.skip.Exception):
+        require_browser({}, missing, missing)
+
+
+def test_heic_photos_the_browser_gives_no_type_are_judged_by_their_names(
+        chromium: Any, aws_settings: Settings, local_stack: LocalStack, job_photos: Path, tmp_path: Path) -> None:
+    """Chromium on Linux (and Windows) hands the page an iPhone's .HEIC with an empty type: the
+    page judges it by its name, and the front door gives it an image/heic policy."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photos = sorted(job_photos.glob("*.jpg"))[:10]
+    for p in photos:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "IMG_4101.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64)  # a name the OS cannot type
+    (folder / "IMG_4102.heif").write_bytes(b"\x00\x00\x00\x18ftypheif" + b"\x00" * 64)
+    chromium.get(f"{aws_settings.frontdoor_url}/")
+    chromium.execute_script(CAPTURE_POLICIES + """
+document.addEventListener('change', e => sessionStorage.setItem('types',
+  JSON.stringify(Object.fromEntries([...e.target.files].map(f => [f.name, f.type])))), true);""")
+    chromium.find_element(By.ID, "photos").send_keys("\n".join(str(p) for p in sorted(folder.iterdir())))
+    WebDriverWait(chromium, 20).until(lambda d: "12 photos chosen" in d.find_element(By.ID, "count").text)
+    assert chromium.find_elements(By.CSS_SELECTOR, "#problems li") == []
+    assert chromium.find_elements(By.CSS_SELECTOR, "#previews li.bad") == []
+    chromium.find_element(By.ID, "name").send_keys("Ada")
+    chromium.find_element(By.ID, "email").send_keys("heic@example.com")
+    chromium.find_element(By.ID, "submit").click()
+    WebDriverWait(chromium, 30).until(lambda d: d.find_element(By.ID, "proof").is_displayed())
+    sent = {p["name"]: p["type"] for p in json.loads(chromium.execute_script(
+        "return sessionStorage.getItem('request')"))["photos"]}
+    given = json.loads(chromium.execute_script("return sessionStorage.getItem('types')"))
+    assert given["IMG_4101.HEIC"] == "" and given[photos[0].name] == "image/jpeg"  # the browser gave no type
+    assert sent["IMG_4101.HEIC"] == "image/heic" and sent["IMG_4102.heif"] in ("image/heif", "image/heic")
+    job = json.loads(chromium.execute_script("return sessionStorage.getItem('job')"))
+    chromium.find_element(By.ID, "code").send_keys(emailed_code(local_stack, job["job_id"]))
+    chromium.find_element(By.ID, "submit").click()
+    WebDriverWait(chromium, 60).until(expected_conditions.url_contains("/s/"))
+    proven = json.loads(chromium.execute_script("return sessionStorage.getItem('proven')"))
+    assert {u["name"]: u["fields"]["Content-Type"] for u in proven["uploads"]}["IMG_4101.HEIC"] == "image/heic"
+    s3 = local_stack.client("s3", aws_settings)
+    head = s3.head_object(Bucket=aws_settings.input_bucket, Key=f"uploads/{job['job_id']}/IMG_4101.HEIC")
+    assert head["ContentType"] == "image/heic"
+
+
+def test_the_status_page_keeps_polling_through_errors_with_backoff(
+        chromium: Any, aws_settings: Settings, local_stack: LocalStack) -> None:
+    from tests.frontdoor.client import open_job
+
+    job = open_job(local_stack, aws_settings, "poll@example.com")
+    s3 = local_stack.client("s3", aws_settings)
+    key = f"jobs/{job['job_id']}/status.json"
+    s3.put_object(Bucket=aws_settings.output_bucket, Key=key, Body=b"{ not json")  # the front door answers 500
+    chromium.get(job["status_url"])
+    WebDriverWait(chromium, 20).until(lambda d: "Trying again" in d.find_element(By.ID, "notice").text)
+    first = chromium.find_element(By.ID, "notice").text
+    from processor.job.state import JobState, JobStatus
+
+    now = time.time()
+    s3.put_object(Bucket=aws_settings.output_bucket, Key=key,
+                  Body=JobStatus.new(job["job_id"], now).transition(JobState.VALIDATING, now).to_json())
+    WebDriverWait(chromium, 60).until(lambda d: d.find_element(By.ID, "state").text == "validating")
+    assert chromium.find_element(By.ID, "notice").text == "" and "Trying again in" in first

@@ -32,6 +32,8 @@ out = {"health": h.handler(event("GET", "/healthz"))["statusCode"],
        "page": h.handler(event("GET", "/"))["statusCode"],
        "create": h.handler(event("POST", "/api/jobs", json.dumps({"email": "a@example.com", "name": "A",
                                                                    "photos": photos})))}
+import frontdoor.key_rotation as rotation  # the rotation function's handler, from the same zip
+out["rotation"] = callable(rotation.handler)
 out["heavy"] = sorted(m for m in ("torch", "diffusers", "handlers", "aioboto3", "processor.aws", "processor.worker")
                       if m in sys.modules)
 print(json.dumps(out))
@@ -48,7 +50,8 @@ def test_the_zip_runs_the_front_door_alone(local_stack: LocalStack, aws_settings
     with zipfile.ZipFile(zip_path) as zf:
         names = set(zf.namelist())
         zf.extractall(tmp_path / "pkg")
-    assert {"frontdoor/lambda_handler.py", "frontdoor/templates/upload.html", "frontdoor/static/upload.js",
+    assert {"frontdoor/lambda_handler.py", "frontdoor/key_rotation.py", "frontdoor/templates/upload.html",
+            "frontdoor/static/upload.js",
             "processor/links.py", "processor/job/state.py", "boto3/__init__.py"} <= names
     assert not any(n.startswith(("handlers/", "torch/", "processor/aws/", "processor/devkit/", "tests/"))
                    or n in ("processor/stages.py", "processor/worker.py", "processor/notify.py") for n in names)
@@ -64,8 +67,9 @@ def test_the_zip_runs_the_front_door_alone(local_stack: LocalStack, aws_settings
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr[-4000:]
     out = json.loads(ran.stdout.strip().splitlines()[-1])
-    assert out["health"] == 200 and out["page"] == 200 and out["heavy"] == []
+    assert out["health"] == 200 and out["page"] == 200 and out["heavy"] == [] and out["rotation"]
     created = out["create"]
     assert created["statusCode"] == 201, created
     job = json.loads(created["body"])
-    assert job["status_url"].startswith("https://fd.example/s/")  # no configured URL: the function URL's host
+    assert job["verify_url"].startswith("https://fd.example/api/jobs/")  # no configured URL: the function URL's host
+    assert any(f"X-Headshots-Proof: {job['job_id']}" in m.raw for m in local_stack.ses_sent_messages())  # via SES

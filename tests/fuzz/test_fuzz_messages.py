@@ -18,7 +18,15 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from processor.email import RenderedEmail, build_message, one_line, render_email
+from processor.email import (
+    MAX_DETAIL_CHARS,
+    MAX_NAME_CHARS,
+    MAX_PHOTO_NAME_CHARS,
+    RenderedEmail,
+    build_message,
+    render_email,
+    shown_text,
+)
 from tests.fixtures.hypothesis_profiles import examples
 
 pytestmark = pytest.mark.fuzz
@@ -91,10 +99,55 @@ def test_every_failure_email_renders_any_text_inert(name: str | None, text: str)
         assert greeting.startswith("Hi") and greeting.endswith(",")
         msg = build_message(out, "headshots@example.com", ADDRESS, job_id="j", recipient_name=name)
         assert set(_parse(msg).keys()) == HEADERS
-    shown_name = one_line(name or "")
+    shown_name = shown_text(name or "", MAX_NAME_CHARS)
     if shown_name:
         for kind, _ in _contexts(None, "x"):
             _inert(name or "", shown_name, kind, lambda v, k=kind: dict(_contexts(v, "x"))[k])
+    shown_as = {"rejected": shown_text(text, MAX_PHOTO_NAME_CHARS) or shown_text(repr(text), MAX_PHOTO_NAME_CHARS),
+                "failed": shown_text(text, MAX_DETAIL_CHARS) or "unknown error",
+                "bad_manifest": shown_text(text, MAX_DETAIL_CHARS) or "?"}
     for kind, _ in _contexts(None, text):
-        shown = (one_line(text) or repr(text)) if kind == "rejected" else text
-        _inert(text, shown, kind, lambda v, k=kind: dict(_contexts(None, v))[k])
+        if kind in shown_as:
+            _inert(text, shown_as[kind], kind, lambda v, k=kind: dict(_contexts(None, v))[k])
+
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f"
+
+
+def _hidden(text: str) -> set[str]:
+    """Characters of ``text`` no email may carry: control and format (bidi, zero-width) ones."""
+    import unicodedata
+
+    return {ch for ch in text if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp")}
+
+
+@hsettings(max_examples=examples(60))
+@given(names, st.lists(hostile | st.sampled_from([f"{BIDI[4]}gpj.exe", "Visit cheap-pills.example " * 12,
+                                                  f"IMG{BIDI[7]}_1.jpg"]), min_size=1, max_size=40))
+@example("Ada \u202eWin a prize at spam.example\u202c " + "x" * 200, ["\u202egpj.exe"] * 30)
+def test_a_rejection_email_of_hostile_names_lists_a_bounded_few_each_short_and_plain(
+        name: str | None, photos: list[str]) -> None:
+    """The issue's spam relay: 20 'never received' names of 255 characters, a 100-character name
+    in the greeting and the To header, bidi overrides in both. Now: at most MAX_LISTED_PHOTOS
+    names, each cut, nothing invisible, the greeting's name a first name's length."""
+    from processor.email import MAX_LISTED_PHOTOS
+
+    ctx = {"job_id": "j", "name": name, "usable": 2,
+           "bad_photos": [{"name": p or "x", "reason": "r", "advice": "a", "code": "missing"} for p in photos]}
+    out = render_email("rejected", ctx)
+    for part in (out.text, out.subject):
+        assert not _hidden(part.replace("\n", "")), sorted(map(hex, map(ord, _hidden(part))))
+    listed = [line for line in out.text.splitlines() if line.startswith("- ") and line.endswith("What to do: a")]
+    assert len(listed) == min(len(photos), MAX_LISTED_PHOTOS)
+    for line in listed:
+        shown = line[2:].split(": r What to do", 1)[0]
+        assert len(shown) <= MAX_PHOTO_NAME_CHARS
+    if len(photos) > MAX_LISTED_PHOTOS:
+        assert f"and {len(photos) - MAX_LISTED_PHOTOS} more photo" in out.text
+    greeting = out.text.splitlines()[0]
+    assert len(greeting) <= len("Hi ,") + MAX_NAME_CHARS
+    built = build_message(out, "headshots@example.com", ADDRESS, job_id="j", recipient_name=name)
+    [addr] = built["To"].addresses
+    assert len(addr.display_name) <= MAX_NAME_CHARS and not _hidden(addr.display_name)
+    msg = _parse(built)
+    assert not _hidden(msg.get_body(("html",)).get_content().replace("\n", "").replace("\r", ""))  # type: ignore[union-attr]

@@ -9,7 +9,9 @@ import pytest
 from processor.links import (
     LinkCheck,
     LinkSigner,
+    address_proof,
     check,
+    check_address_proof,
     check_job_token,
     download_parts,
     gallery_parts,
@@ -73,13 +75,28 @@ def test_a_rotated_key_still_verifies_what_it_signed_and_the_new_key_signs() -> 
     assert not verify([], sig, "gallery", "job-1", "99") and not verify([b""], sig, "gallery", "job-1", "99")
 
 
-def test_job_token_is_132_bits_per_job_and_checked_in_constant_form() -> None:
-    token = job_token(KEY, "job-1")
-    assert len(token) == 22 and token != job_token(KEY, "job-2") and token != job_token(OTHER, "job-1")
-    assert check_job_token([KEY], "job-1", token)
-    assert not check_job_token([KEY], "job-2", token)
-    assert not check_job_token([KEY], "job-1", token[:-1]) and not check_job_token([KEY], "job-1", None)
-    assert not check_job_token([KEY], "job-1", "é" * 22)
+def test_job_token_is_132_bits_per_job_and_expires() -> None:
+    token = job_token(KEY, "job-1", NOW + 60)
+    exp, sig = token.split(".")
+    assert exp == str(NOW + 60) and len(sig) == 22
+    assert token != job_token(KEY, "job-2", NOW + 60) and token != job_token(OTHER, "job-1", NOW + 60)
+    assert check_job_token([KEY], "job-1", token, NOW) is LinkCheck.OK
+    assert check_job_token([KEY], "job-1", token, NOW + 60) is LinkCheck.EXPIRED
+    assert check_job_token([KEY], "job-2", token, NOW) is LinkCheck.BAD
+    longer = f"{NOW + 86400}.{sig}"  # a later expiry is not the holder's to choose
+    for bad in (token[:-1], None, "é" * 22, sig, longer, f"{exp}.{sig}.x"):
+        assert check_job_token([KEY], "job-1", bad, NOW) is LinkCheck.BAD, bad
+
+
+def test_an_address_proof_holds_for_its_job_and_address_only() -> None:
+    proof = address_proof(KEY, "job-1", "Ada@Example.com")
+    assert check_address_proof([OTHER, KEY], "job-1", " ada@example.com", proof)
+    assert not check_address_proof([KEY], "job-2", "ada@example.com", proof)
+    assert not check_address_proof([KEY], "job-1", "bo@example.com", proof)
+    assert not check_address_proof([OTHER], "job-1", "ada@example.com", proof)
+    assert not check_address_proof([KEY], "job-1", "ada@example.com", None)
+    # not a link signature of the same parts under another kind
+    assert proof != sign(KEY, "status", "job-1", "ada@example.com")
 
 
 def test_gallery_rating_and_status_urls() -> None:
@@ -88,7 +105,7 @@ def test_gallery_rating_and_status_urls() -> None:
     rating = signer.rating_url("job-1", NOW, 4)
     assert gallery.startswith("http://127.0.0.1:9/_/t1/g/job-1?") and rating.endswith("&stars=4#rate")
     assert _query(gallery)["sig"] == _query(rating.split("#")[0])["sig"]  # one secret per job's gallery
-    assert signer.status_url("job-1").endswith("/s/job-1#" + job_token(KEY, "job-1"))
+    assert signer.status_url("job-1", NOW).endswith("/s/job-1#" + job_token(KEY, "job-1", NOW))
     with pytest.raises(ValueError):
         signer.rating_url("job-1", NOW, 6)
     with pytest.raises(ValueError):

@@ -18,6 +18,7 @@ from processor.devkit.local_stack import LocalStack
 from processor.failpoints import FailpointError
 from processor.job.attempt import JobResult, JobRun
 from processor.job.store import JobStore
+from processor.links import address_proof
 from processor.pipeline import Pipeline
 from processor.settings import Settings
 from tests.integration.harness import (
@@ -58,14 +59,65 @@ async def test_missing_manifest_fails_the_job_with_a_reason_and_no_email(
     assert emails_for(local_stack.outbox, job_id) == []
 
 
+def _proof(local_stack: LocalStack, settings: Settings, job_id: str, address: str) -> str:
+    """What the front door (or the operator's submit) writes once the address is proven."""
+    return address_proof(local_stack.link_keys(settings)[0], job_id, address)
+
+
 async def test_invalid_manifest_with_a_readable_email_fails_the_job_and_emails_the_reason(
         job_settings: Settings, local_stack: LocalStack, job_id: str) -> None:
-    _upload_manifest(local_stack, job_settings, job_id, {"version": 2, "email": "fay@example.com"})
+    _upload_manifest(local_stack, job_settings, job_id, {"version": 2, "email": "fay@example.com",
+                                                          "proof": _proof(local_stack, job_settings, job_id,
+                                                                          "fay@example.com")})
     assert await _attempt(job_settings, job_id, "w1") is JobResult.TERMINAL
     status = job_status(local_stack, job_settings, job_id)
     assert status is not None and status["state"] == "failed" and "version" in status["error"]
     [mail] = emails_for(local_stack.outbox, job_id)
     assert mail["To"].addresses[0].addr_spec == "fay@example.com" and "version" in text_body(mail)
+
+
+@pytest.mark.parametrize("proof", ["none", "other_job", "other_address", "forged"])
+async def test_an_unproven_address_gets_no_email_and_the_status_says_withheld(
+        job_settings: Settings, local_stack: LocalStack, job_id: str, proof: str) -> None:
+    """The spam relay the issue found: a manifest naming any address made the worker mail it.
+    Now only an address the front door proved (its proof in the manifest) is ever emailed."""
+    address = "victim@example.com"
+    proofs = {"none": None, "other_job": _proof(local_stack, job_settings, job_id + "x", address),
+              "other_address": _proof(local_stack, job_settings, job_id, "attacker@example.com"),
+              "forged": address_proof(b"f" * 48, job_id, address)}
+    doc = {"version": 1, "email": address, "name": "Visit spam.example",
+           **({"proof": proofs[proof]} if proofs[proof] else {})}
+    _upload_manifest(local_stack, job_settings, job_id, doc)  # no photos at all: rejected at once
+    with structlog.testing.capture_logs() as logs:
+        assert await _attempt(job_settings, job_id, "w1") is JobResult.TERMINAL
+    status = job_status(local_stack, job_settings, job_id)
+    assert status is not None and status["state"] == "rejected" and status["email"] == "withheld"
+    assert emails_for(local_stack.outbox, job_id) == []
+    assert "email_withheld" in [e["event"] for e in logs]
+    bad = {**doc, "version": 2}  # a broken manifest's bad_manifest email is withheld alike
+    _upload_manifest(local_stack, job_settings, job_id + "b", {**bad, "proof": bad.get("proof") or proofs["forged"]})
+    assert await _attempt(job_settings, job_id + "b", "w1") is JobResult.TERMINAL
+    status = job_status(local_stack, job_settings, job_id + "b")
+    assert status is not None and status["state"] == "failed" and status["email"] == "withheld"
+    assert emails_for(local_stack.outbox, job_id + "b") == []
+
+
+async def test_a_proof_made_before_a_key_rotation_still_proves_the_address(
+        job_settings: Settings, local_stack: LocalStack, job_id: str) -> None:
+    """The manifest waited in the queue across a rotation: the previous key still verifies it."""
+    from processor.aws import secrets as worker_secrets
+
+    doc = {"version": 1, "email": "fay@example.com", "pad": 1,
+           "proof": _proof(local_stack, job_settings, job_id, "fay@example.com")}
+    sm = local_stack.client("secretsmanager", job_settings)
+    sm.put_secret_value(SecretId=job_settings.link_secret_id, SecretString="n" * 48)  # rotated: AWSPREVIOUS
+    worker_secrets._cache.clear()
+    _upload_manifest(local_stack, job_settings, job_id, doc)
+    assert await _attempt(job_settings, job_id, "w1") is JobResult.TERMINAL
+    status = job_status(local_stack, job_settings, job_id)
+    assert status is not None and status["state"] == "failed" and status["email"] == "sent"
+    [mail] = emails_for(local_stack.outbox, job_id)
+    assert "manifest.json needs a fix" in str(mail["Subject"])
 
 
 async def test_an_oversized_manifest_is_read_bounded_and_the_whole_upload_folder_removed(

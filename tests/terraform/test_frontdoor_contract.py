@@ -28,18 +28,20 @@ def test_environment_and_outputs_name_real_settings_and_the_root_re_exports_them
     assert outputs <= root
 
 
-def test_the_handler_the_module_names_exists() -> None:
-    handler = re.search(r'handler\s*=\s*"([\w.]+)"', (MODULE / "main.tf").read_text()).group(1)
-    module, _, name = handler.rpartition(".")
-    assert callable(getattr(importlib.import_module(module), name))
+def test_the_handlers_the_module_names_exist() -> None:
+    for tf in ("main.tf", "rotation.tf"):
+        handler = re.search(r'handler\s*=\s*"([\w.]+)"', (MODULE / tf).read_text()).group(1)
+        module, _, name = handler.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name))
 
 
 def test_the_listed_grants_are_the_issues_list() -> None:
     iam = (MODULE / "iam.tf").read_text()
     sids = re.findall(r'sid\s*=\s*"(\w+)"', iam)
-    assert sids == ["ReadResultsAndStatus", "SignUploadPolicies", "UseServiceKey", "WriteFeedback", "ReadLinkKey",
-                    "KeepRateLimitState", "WriteOwnLogs"]
-    actions = set(re.findall(r'"((?:s3|kms|secretsmanager|dynamodb|logs):\w+)"', iam.split("resource ")[0]))
-    assert actions == {"s3:GetObject", "s3:PutObject", "kms:Decrypt", "kms:GenerateDataKey",
-                       "secretsmanager:GetSecretValue", "dynamodb:UpdateItem", "logs:CreateLogStream",
-                       "logs:PutLogEvents"}
+    assert sids == ["ReadResultsAndStatus", "CountUploadsOfOneJob", "SignUploadPolicies", "UseServiceKey",
+                    "WriteFeedback", "ReadLinkKey", "KeepRateLimitState", "SendCodeEmail", "WriteOwnLogs"]
+    action_lists = re.findall(r"actions\s*=\s*\[([^\]]*)\]", iam.split("resource ")[0])
+    actions = {a for listed in action_lists for a in re.findall(r'"([a-z0-9]+:\w+)"', listed)}
+    assert actions == {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "kms:Decrypt", "kms:GenerateDataKey",
+                       "secretsmanager:GetSecretValue", "dynamodb:UpdateItem", "dynamodb:GetItem", "ses:SendRawEmail",
+                       "logs:CreateLogStream", "logs:PutLogEvents"}

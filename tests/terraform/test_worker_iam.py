@@ -113,7 +113,8 @@ def role_job(enforced: EnforcedStack, local_stack: LocalStack, job_photos: Path,
     role = LocalStack.attach(settings, credentials=enforced.assume(outputs["role_arn"]["value"]))
     job_id = f"iam-{int(time.time())}"
     submit(settings, job_photos, "rae@example.com", job_id, credentials=enforced.admin)
-    with FaultProxy(enforced.endpoint_url, ledger=True) as proxy:
+    # The proxy knows the role's policy: a read of a missing key gets AWS's answer for it.
+    with FaultProxy(enforced.endpoint_url, ledger=True, policy=json.loads(outputs["policy_json"]["value"])) as proxy:
         fleet = Fleet(role, settings.model_copy(update={"aws_endpoint_url": proxy.url}), root / "fleet", [])
         try:
             spot = fleet.start("spot", HEADSHOTS_FAILPOINTS="train.step=pause@3")

@@ -80,8 +80,22 @@ output "rate_limit_table" {
 }
 
 output "invoke_permission_command" {
-  description = "Run once after the first apply (hashicorp/aws < 6.29 cannot express it): public lambda:InvokeFunction through the URL only."
-  value       = "aws lambda add-permission --region ${local.region} --function-name ${aws_lambda_function.frontdoor.function_name} --statement-id FrontDoorInvokeViaUrl --action lambda:InvokeFunction --principal '*' --invoked-via-function-url"
+  description = "Run once after the first apply (hashicorp/aws < 6.29 cannot express it): lambda:InvokeFunction through the URL only (for everyone, or for the CloudFront distribution when trusted_proxy is cloudfront)."
+  value = local.behind_cloudfront ? (
+    "aws lambda add-permission --region ${local.region} --function-name ${aws_lambda_function.frontdoor.function_name} --statement-id FrontDoorInvokeViaUrl --action lambda:InvokeFunction --principal cloudfront.amazonaws.com --source-arn ${coalesce(var.cloudfront_distribution_arn, "-")} --invoked-via-function-url"
+    ) : (
+    "aws lambda add-permission --region ${local.region} --function-name ${aws_lambda_function.frontdoor.function_name} --statement-id FrontDoorInvokeViaUrl --action lambda:InvokeFunction --principal '*' --invoked-via-function-url"
+  )
+}
+
+output "rotation_function_name" {
+  description = "The link key's rotation function (Secrets Manager invokes it on the schedule)."
+  value       = aws_lambda_function.rotate_link_key.function_name
+}
+
+output "rotation_policy_json" {
+  description = "The rotation function's role policy."
+  value       = jsonencode(local.rotation_policy)
 }
 
 output "upload_origins" {

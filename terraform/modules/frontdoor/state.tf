@@ -6,6 +6,8 @@
 # resource because `terraform test`'s mock providers cannot run ephemeral resources yet. To keep
 # the key out of state entirely, set generate_link_key = false and pass link_key (TF_VAR_link_key).
 # The data source draws a new value at every plan; only a new link_key_version writes one.
+# After that, rotation.tf rotates the key automatically (the version Terraform wrote is then
+# AWSPREVIOUS, later unstaged; Terraform leaves it be).
 data "aws_secretsmanager_random_password" "link_key" {
   count               = var.generate_link_key ? 1 : 0
   password_length     = 64
@@ -13,7 +15,6 @@ data "aws_secretsmanager_random_password" "link_key" {
 }
 
 resource "aws_secretsmanager_secret" "link_key" {
-  #checkov:skip=CKV2_AWS_57:Rotation is a new write (bump link_key_version); a rotation Lambda would add a second function and its grants for one value that is rotated rarely.
   name                    = "${var.name_prefix}/frontdoor/link-key"
   description             = "HMAC key of the emailed links and job tokens (front door verifies, worker signs)"
   kms_key_id              = var.kms_key_arn

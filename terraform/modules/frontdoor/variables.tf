@@ -83,15 +83,90 @@ variable "redirect_ttl_s" {
 }
 
 variable "jobs_per_client_per_hour" {
-  description = "New jobs one client (IP; /64 for IPv6) may start per hour."
+  description = "Jobs one client (IPv4 address or IPv6 /64; an IPv6 /48 gets 4x) may start per hour."
   type        = number
   default     = 10
 }
 
 variable "jobs_per_address_per_day" {
-  description = "New jobs one email address may start per day."
+  description = "Jobs one (proven) email address may start per day."
   type        = number
   default     = 5
+}
+
+variable "jobs_per_hour" {
+  description = "Jobs everyone together may start per hour: the GPU budget's cap (hitting it raises the cap alarm)."
+  type        = number
+  default     = 100
+}
+
+variable "proof_emails_per_address_per_hour" {
+  description = "Code emails one address may be sent per hour."
+  type        = number
+  default     = 3
+}
+
+variable "proof_emails_per_address_per_day" {
+  description = "Code emails one address may be sent per day."
+  type        = number
+  default     = 6
+}
+
+variable "proof_emails_per_client_per_hour" {
+  description = "Code emails one client (IPv4 address or IPv6 /64; a /48 gets 4x) may ask for per hour."
+  type        = number
+  default     = 10
+}
+
+variable "proof_emails_per_hour" {
+  description = "Code emails the front door sends per hour in all: SES reputation's cap (hitting it raises the cap alarm)."
+  type        = number
+  default     = 500
+}
+
+variable "email_sender" {
+  description = "From address of the code email (the service's verified sender; the role may send as it alone)."
+  type        = string
+  validation {
+    condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.email_sender))
+    error_message = "email_sender must be an email address."
+  }
+}
+
+variable "ses_identity_arn" {
+  description = "The SES identity the code email is sent from (storage_messaging's ses_identity_arn)."
+  type        = string
+}
+
+variable "ses_configuration_set" {
+  description = "The SES configuration set of that identity (its default)."
+  type        = string
+}
+
+variable "trusted_proxy" {
+  description = "What stands in front of the function URL: \"none\" (clients are counted by the connection's address; forwarding headers are ignored) or \"cloudfront\" (the URL then answers only cloudfront_distribution_arn, through origin access control, and CloudFront's viewer-address header is trusted)."
+  type        = string
+  default     = "none"
+  validation {
+    condition     = contains(["none", "cloudfront"], var.trusted_proxy)
+    error_message = "trusted_proxy must be \"none\" or \"cloudfront\"."
+  }
+}
+
+variable "cloudfront_distribution_arn" {
+  description = "The distribution in front of the function URL when trusted_proxy is \"cloudfront\" (its origin access control signs for the URL)."
+  type        = string
+  default     = null
+  validation {
+    condition     = (var.trusted_proxy == "cloudfront") == (var.cloudfront_distribution_arn != null)
+    error_message = "Set cloudfront_distribution_arn exactly when trusted_proxy is \"cloudfront\"."
+  }
+}
+
+variable "alarm_actions" {
+  description = "ARNs notified when the global-cap alarm fires or recovers (the service's alarm topic)."
+  type        = list(string)
+  default     = []
 }
 
 variable "reserved_concurrency" {
@@ -107,15 +182,25 @@ variable "memory_mb" {
 }
 
 variable "log_retention_days" {
-  description = "Retention of the front door's log group."
+  description = "Retention of the front door's log groups. They hold job ids, routes, statuses and limit events (never an address, a name, an IP or a query string): no personal data, kept a year for abuse investigations."
   type        = number
   default     = 365
 }
 
 variable "link_key_version" {
-  description = "Bump to write a new random link key (rotation: the previous key keeps verifying what it signed)."
+  description = "Bump to write a new random link key by hand (the previous key keeps verifying what it signed). Rotation is automatic (link_key_rotation_days); a manual bump between two scheduled rotations ends the links of the key before it early."
   type        = number
   default     = 1
+}
+
+variable "link_key_rotation_days" {
+  description = "Days between automatic rotations of the link key (null: 30, or results_retention_days + 1 when that is longer). At least one link lifetime plus a day (the front door verifies with the current and the previous key, so a link lives through one rotation, never two) and at least 15 days (a code email's manifest proof outlives SQS's longest retention)."
+  type        = number
+  default     = null # max(30, results_retention_days + 1)
+  validation {
+    condition     = var.link_key_rotation_days == null || try(var.link_key_rotation_days >= var.results_retention_days + 1 && var.link_key_rotation_days >= 15 && var.link_key_rotation_days <= 1000 && floor(var.link_key_rotation_days) == var.link_key_rotation_days, false)
+    error_message = "link_key_rotation_days must be whole days, at least results_retention_days + 1 and at least 15 (at most 1000): a shorter period would end links before the date their email states."
+  }
 }
 
 variable "generate_link_key" {
@@ -129,6 +214,14 @@ variable "link_key" {
   type        = string
   default     = null
   sensitive   = true
+  validation {
+    condition     = var.link_key == null || length(coalesce(var.link_key, "-")) >= 32
+    error_message = "link_key must be at least 32 characters (the HMAC's strength; the front door and the worker refuse a shorter key too)."
+  }
+  validation {
+    condition     = var.generate_link_key || var.link_key != null
+    error_message = "Pass link_key when generate_link_key is false."
+  }
 }
 
 variable "secret_recovery_window_days" {

@@ -176,6 +176,30 @@ resource "aws_s3_bucket_lifecycle_configuration" "output" {
       days = var.job_record_expiry_days
     }
   }
+  # Download clicks (the front door writes at most one object per job, file and hour) go with
+  # the results they counted.
+  rule {
+    id     = "expire-clicks"
+    status = "Enabled"
+    filter {
+      prefix = "clicks/"
+    }
+    expiration {
+      days = var.results_retention_days
+    }
+  }
+  # Ratings (stars, favourite file names, the run's settings: no personal data) feed
+  # `headshots metrics`; they are kept for ratings_retention_days.
+  rule {
+    id     = "expire-ratings"
+    status = "Enabled"
+    filter {
+      prefix = "feedback/"
+    }
+    expiration {
+      days = var.ratings_retention_days
+    }
+  }
   rule {
     id     = "abort-incomplete-multipart-uploads"
     status = "Enabled"
@@ -186,15 +210,36 @@ resource "aws_s3_bucket_lifecycle_configuration" "output" {
   }
 }
 
+# Access logs hold what they describe: the input bucket's, uploaders' IPs and photo names, so
+# they go when the uploads' lifecycle would have removed the photos; the output bucket's,
+# downloaders' IPs and job ids, so they go with the results. (Logs land under input/ and
+# output/, the target prefixes of aws_s3_bucket_logging.data.)
 resource "aws_s3_bucket_lifecycle_configuration" "logs" {
   bucket = aws_s3_bucket.logs.id
   rule {
-    id     = "expire-access-logs"
+    id     = "expire-input-access-logs"
+    status = "Enabled"
+    filter {
+      prefix = "input/"
+    }
+    expiration {
+      days = var.upload_expiry_days
+    }
+  }
+  rule {
+    id     = "expire-output-access-logs"
+    status = "Enabled"
+    filter {
+      prefix = "output/"
+    }
+    expiration {
+      days = var.results_retention_days
+    }
+  }
+  rule {
+    id     = "abort-incomplete-multipart-uploads"
     status = "Enabled"
     filter {}
-    expiration {
-      days = var.access_log_expiry_days
-    }
     abort_incomplete_multipart_upload {
       days_after_initiation = var.abort_incomplete_upload_days
     }

@@ -237,13 +237,13 @@ variable "tags" {
   default     = {}
 }
 
-variable "access_log_expiry_days" {
-  description = "Days S3 server access logs of the data buckets are kept."
+variable "ratings_retention_days" {
+  description = "Days ratings under feedback/ are kept (stars, favourite file names, the run's settings: no personal data; `headshots metrics` reads them)."
   type        = number
-  default     = 365
+  default     = 730
   validation {
-    condition     = var.access_log_expiry_days >= 1 && var.access_log_expiry_days <= 3650
-    error_message = "access_log_expiry_days must be between 1 and 3650."
+    condition     = var.ratings_retention_days >= 1 && var.ratings_retention_days <= 3650 && floor(var.ratings_retention_days) == var.ratings_retention_days
+    error_message = "ratings_retention_days must be a whole number of days between 1 and 3650."
   }
 }
 

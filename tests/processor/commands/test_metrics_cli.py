@@ -37,9 +37,11 @@ def test_metrics_counts_ratings_clicks_and_groups_by_settings(local_stack: Local
     for job, stars, favourites in (("j-a", 5, ["headshot-001.jpg"]), ("j-c", 2, [])):
         rating = Rating(job_id=job, stars=stars, favourites=favourites, rated_at=now, run=RunSettings())
         s3.put_object(Bucket=bucket, Key=rating_key(job), Body=rating.model_dump_json())
-    for i, job in enumerate(("j-a", "j-a", "j-a", "j-c")):
-        s3.put_object(Bucket=bucket, Key=click_key(job, now + i, f"{i:08x}"),
-                      Body=Click(job_id=job, file="headshots.zip", at=now + i).model_dump_json())
+    for i, job in enumerate(("j-a", "j-a", "j-c")):
+        s3.put_object(Bucket=bucket, Key=click_key(job, "headshots.zip", now + 3600 * i),
+                      Body=Click(job_id=job, file="headshots.zip", at=now + 3600 * i).model_dump_json())
+    s3.put_object(Bucket=bucket, Key="feedback/j-a/clicks/0000000001000-0000abcd.json",  # the old layout counts
+                  Body=Click(job_id="j-a", file="headshots.zip", at=now).model_dump_json())
     s3.put_object(Bucket=bucket, Key="feedback/j-a/unrelated.txt", Body=b"ignored")
 
     out = _metrics(local_stack, aws_settings, "--json")

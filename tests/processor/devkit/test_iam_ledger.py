@@ -91,3 +91,17 @@ def test_an_operator_beyond_the_evaluator_is_refused_not_guessed() -> None:
                           "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}]}
     with pytest.raises(ValueError):
         evaluate(odd, Call("s3:GetObject", "*", (("aws:SourceIp", "10.1.2.3"),)))
+
+
+def test_a_missing_key_is_403_to_a_caller_who_cannot_list_the_bucket_and_404_to_one_who_can() -> None:
+    from processor.devkit.iam_ledger import missing_key_status
+
+    read_only = {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::out/jobs/*"}]}
+    may_list = {"Statement": [*read_only["Statement"], {
+        "Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::out",
+        "Condition": {"StringLike": {"s3:prefix": ["jobs/*"]}}}]}
+    get = Call("s3:GetObject", "arn:aws:s3:::out/jobs/j/status.json")
+    assert missing_key_status(read_only, get) == 403  # what AWS answers the front door (moto: 404)
+    assert missing_key_status(may_list, get) == 404
+    assert missing_key_status(may_list, Call("s3:GetObject", "arn:aws:s3:::out/results/j/x.jpg")) == 403
+    assert missing_key_status(read_only, Call("s3:PutObject", "arn:aws:s3:::out/jobs/x")) == 404  # reads only

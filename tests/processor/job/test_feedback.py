@@ -25,10 +25,15 @@ def rating(job: str, stars: int, favourites: list[str] | None = None, run: RunSe
 
 def test_keys_round_trip_and_nothing_else_parses() -> None:
     assert parse_feedback_key(rating_key("job-1")) == ("job-1", "rating")
-    assert parse_feedback_key(click_key("job-1", 12.5, "ab12")) == ("job-1", "click")
-    assert click_key("job-1", 12.5, "ab12") == "feedback/job-1/clicks/0000000012500-ab12.json"
-    for key in ("feedback/job-1/other.json", "results/job-1/rating.json", "feedback/job-1/clicks/x/y.json"):
+    assert parse_feedback_key(click_key("job-1", "headshot-001.jpg", 7300.5)) == ("job-1", "click")
+    assert click_key("job-1", "headshot-001.jpg", 7300.5) == "clicks/job-1/headshot-001.jpg/7200.json"
+    assert click_key("job-1", "headshot-001.jpg", 10799) == click_key("job-1", "headshot-001.jpg", 7200)  # one an hour
+    assert parse_feedback_key("feedback/job-1/clicks/0000000012500-ab12.json") == ("job-1", "click")  # the old layout
+    for key in ("feedback/job-1/other.json", "results/job-1/rating.json", "feedback/job-1/clicks/x/y.json",
+                "clicks/job-1/x.json", "clicks/job-1/a/b/c.json"):
         assert parse_feedback_key(key) is None
+    with pytest.raises(ValueError):
+        click_key("job-1", "../rating.json", 1.0)
 
 
 def test_run_settings_come_from_results_json_summary() -> None:

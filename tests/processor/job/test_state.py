@@ -125,3 +125,20 @@ def test_a_job_that_ended_one_way_cannot_end_another() -> None:
 def test_end_refuses_a_state_that_is_not_terminal() -> None:
     with pytest.raises(InvalidTransition, match="not a terminal state"):
         _delivering().end(S.GENERATING, now=9.0)
+
+
+def test_an_ended_job_keeps_photo_names_and_reasons_but_no_face_boxes_or_measures() -> None:
+    running = {"accepted": True, "usable": 10, "required": 10, "problem": None, "photos": [
+        {"file": "a.jpg", "ok": True, "reason": None, "message": "", "box": [1, 2, 30, 40],
+         "identity_distance": 0.31, "sharpness": 80.0, "pose_yaw": 5.0},
+        {"file": "b.jpg", "ok": False, "reason": "blurry", "message": "Use a sharper photo.", "box": [3, 4, 5, 6],
+         "identity_distance": 0.9}]}
+    s = JobStatus.new("j", 1.0).transition(JobState.VALIDATING, 1.0).model_copy(update={"validation": running})
+    delivered = s.transition(JobState.TRAINING, 2.0).transition(JobState.GENERATING, 2.0) \
+        .transition(JobState.DELIVERING, 2.0).end(JobState.DELIVERED, 3.0, email="withheld")
+    for ended in (delivered, s.end(JobState.REJECTED, 3.0, validation=running)):
+        kept = JobStatus.from_json(ended.to_json()).validation
+        assert kept is not None and kept["usable"] == 10
+        assert kept["photos"] == [{"file": "a.jpg", "ok": True, "reason": None, "message": ""},
+                                  {"file": "b.jpg", "ok": False, "reason": "blurry", "message": "Use a sharper photo."}]
+    assert JobStatus.from_json(delivered.to_json()).email == "withheld"

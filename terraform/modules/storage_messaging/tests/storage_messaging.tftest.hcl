@@ -127,6 +127,51 @@ run "lifecycle_days_come_from_variables" {
   }
 }
 
+run "clicks_expire_with_the_results_and_ratings_are_kept_their_own_time" {
+  variables {
+    results_retention_days = 21
+    ratings_retention_days = 400
+  }
+  assert {
+    condition     = one([for r in aws_s3_bucket_lifecycle_configuration.output.rule : r.expiration[0].days if r.id == "expire-clicks"]) == 21 && one([for r in aws_s3_bucket_lifecycle_configuration.output.rule : r.filter[0].prefix if r.id == "expire-clicks"]) == "clicks/"
+    error_message = "download clicks (clicks/) go with the results"
+  }
+  assert {
+    condition     = one([for r in aws_s3_bucket_lifecycle_configuration.output.rule : r.expiration[0].days if r.id == "expire-ratings"]) == 400 && one([for r in aws_s3_bucket_lifecycle_configuration.output.rule : r.filter[0].prefix if r.id == "expire-ratings"]) == "feedback/"
+    error_message = "ratings (feedback/) are kept ratings_retention_days"
+  }
+}
+
+run "ratings_are_kept_two_years_by_default" {
+  assert {
+    condition     = one([for r in aws_s3_bucket_lifecycle_configuration.output.rule : r.expiration[0].days if r.id == "expire-ratings"]) == 730
+    error_message = "the documented default"
+  }
+}
+
+run "access_logs_live_as_long_as_the_data_they_describe" {
+  variables {
+    upload_expiry_days     = 5
+    results_retention_days = 21
+  }
+  assert {
+    condition     = one([for r in aws_s3_bucket_lifecycle_configuration.logs.rule : r.expiration[0].days if r.id == "expire-input-access-logs"]) == 5 && one([for r in aws_s3_bucket_lifecycle_configuration.logs.rule : r.filter[0].prefix if r.id == "expire-input-access-logs"]) == "input/"
+    error_message = "the input bucket's access logs (uploaders' IPs, photo names) go when the uploads would"
+  }
+  assert {
+    condition     = one([for r in aws_s3_bucket_lifecycle_configuration.logs.rule : r.expiration[0].days if r.id == "expire-output-access-logs"]) == 21 && one([for r in aws_s3_bucket_lifecycle_configuration.logs.rule : r.filter[0].prefix if r.id == "expire-output-access-logs"]) == "output/"
+    error_message = "the output bucket's access logs (downloaders' IPs, job ids) go with the results"
+  }
+  assert {
+    condition     = { for k, l in aws_s3_bucket_logging.data : k => l.target_prefix } == { input = "input/", output = "output/" }
+    error_message = "the logs land under the prefixes the rules expire"
+  }
+  assert {
+    condition     = alltrue([for r in aws_s3_bucket_lifecycle_configuration.logs.rule : try(r.expiration[0].days, 0) <= 21])
+    error_message = "no access log outlives the data it describes"
+  }
+}
+
 run "no_public_access_and_tls_only" {
   assert {
     condition     = length(aws_s3_bucket_public_access_block.all) == 3 && alltrue([for b in aws_s3_bucket_public_access_block.all : b.block_public_acls && b.block_public_policy && b.ignore_public_acls && b.restrict_public_buckets])
