@@ -51,7 +51,7 @@ def load_pipeline(sdxl_shaped: bool, device: torch.device, dtype: torch.dtype) -
 
     from tests.fixtures.models import ensure_tiny_model
 
-    return StableDiffusionXLPipeline.from_pretrained(ensure_tiny_model(), torch_dtype=dtype).to(device)
+    return StableDiffusionXLPipeline.from_pretrained(ensure_tiny_model(), dtype=dtype).to(device)
 
 
 def _peak_mb(device: torch.device) -> float:

@@ -243,7 +243,7 @@ def run_job(args: argparse.Namespace, prof: Profile | None = None) -> dict[str, 
         def base_pipeline() -> Any:
             if args.sdxl_shaped:
                 return build_sdxl_pipeline(device, dtype)
-            return StableDiffusionXLPipeline.from_pretrained(tiny_dir, torch_dtype=dtype).to(device)
+            return StableDiffusionXLPipeline.from_pretrained(tiny_dir, dtype=dtype).to(device)
 
         pipe = phases.timed("load", base_pipeline)
         pipe.set_progress_bar_config(disable=True)

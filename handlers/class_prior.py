@@ -57,7 +57,7 @@ def load_base_pipeline(base_model: str) -> Any:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     pipe = from_pretrained_variant(StableDiffusionXLPipeline, str(base_model),
-                                   variant=weight_variant(dtype), torch_dtype=dtype)
+                                   variant=weight_variant(dtype), dtype=dtype)
     return pipe.to(device)
 
 
@@ -81,6 +81,8 @@ def ensure_class_images(cache_dir: Path, base_model: str, class_prompt: str, n: 
         return folder
     log.info("class_prior.generate", key=key, missing=len(todo), images=n)
     pipe = (pipeline_loader or (lambda: load_base_pipeline(base_model)))()
+    if hasattr(pipe, "set_progress_bar_config"):
+        pipe.set_progress_bar_config(disable=True)  # progress goes through ``progress``, not a tqdm bar
     device = getattr(pipe, "device", torch.device("cpu"))
     done = n - len(todo)
     for start in range(0, len(todo), batch_size):

@@ -4,6 +4,12 @@ results.json.
 Why numbered files and a numbered sheet: the email links to the sheet first, and a person who
 likes tile 17 must find ``headshot-017.jpg`` without guessing. results.json keeps the prompt,
 seed and attempt of each image so any headshot can be regenerated exactly.
+
+Formats (:mod:`handlers.crops`): every image is delivered in each format the job asked for,
+cut from the same generated image around its face: the square as ``headshot-017.jpg`` (the
+contract's name), the 4:5 portrait as ``headshot-017-portrait.jpg``. results.json lists every
+file with its format and size, and the zip holds them all. Every JPEG written here carries
+both AI-made marks (:mod:`handlers.marks`).
 """
 
 from __future__ import annotations
@@ -22,18 +28,30 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from handlers.crops import FORMATS, SQUARE, canvas_formats, cut, normalize_formats
+from handlers.generate.image_writer import read_face_box
 from handlers.generate.records import ImageRecord, SelectionResult
+from handlers.marks import save_marked_jpeg
+from handlers.marks.watermark import PAYLOAD_BITS
+from handlers.marks.xmp import TRAINED_ALGORITHMIC_MEDIA
 
 JPEG_QUALITY = 95
 SHEET_TILE = 256
 SHEET_COLUMNS = 10
 SHEET_GAP = 8
 _ZIP_DATE = (2024, 1, 1, 0, 0, 0)  # fixed: the same images give a byte-identical zip
+#: What results.json says about the marks every delivered JPEG carries (handlers/marks).
+MARKS_SUMMARY = {"xmp_digital_source_type": TRAINED_ALGORITHMIC_MEDIA,
+                 "invisible_watermark": f"DWT-DCT, {PAYLOAD_BITS} bits (handlers/marks/watermark.py)"}
 
 
 @dataclass(frozen=True)
 class Deliverables:
-    """The files written for one job, ready to upload to ``results/<job>/``."""
+    """The files written for one job, ready to upload to ``results/<job>/``.
+
+    ``headshots`` are the squares (one per image: what the email counts and previews);
+    ``crops`` the other formats' files, in the same order.
+    """
 
     out_dir: Path
     headshots: tuple[Path, ...]
@@ -41,16 +59,18 @@ class Deliverables:
     archive: Path | None
     results_json: Path
     summary: dict[str, Any]
+    crops: tuple[Path, ...] = ()
 
     def files(self) -> tuple[Path, ...]:
         """Every file to upload, headshots first."""
         extra = tuple(p for p in (self.contact_sheet, self.archive) if p is not None)
-        return self.headshots + extra + (self.results_json,)
+        return self.headshots + self.crops + extra + (self.results_json,)
 
 
-def headshot_name(number: int) -> str:
-    """``headshot-001.jpg`` for number 1: three digits keep the files sorted."""
-    return f"headshot-{number:03d}.jpg"
+def headshot_name(number: int, fmt: str = SQUARE) -> str:
+    """``headshot-001.jpg`` for number 1 (three digits keep the files sorted);
+    ``headshot-001-portrait.jpg`` for its portrait."""
+    return f"headshot-{number:03d}{FORMATS[fmt].suffix}.jpg"
 
 
 def sheet_layout(count: int, columns: int = SHEET_COLUMNS) -> tuple[int, int]:
@@ -94,79 +114,111 @@ def render_contact_sheet(images: list[Image.Image], tile: int = SHEET_TILE,
     return sheet
 
 
-def results_document(selection: SelectionResult, files: list[str]) -> dict[str, Any]:
-    """The content of results.json: per delivered image, then the run's summary."""
+def delivered_formats(selection: SelectionResult) -> tuple[str, ...]:
+    """The formats a selection's images were generated for (results of old runs: squares)."""
+    return normalize_formats(selection.extra.get("formats"))
+
+
+def results_document(selection: SelectionResult, sizes: list[dict[str, tuple[int, int]]]) -> dict[str, Any]:
+    """The content of results.json: one entry per delivered file, then the run's summary.
+
+    ``sizes[k]`` maps each format of image k+1 to its (width, height). Every file is listed
+    (the gallery shows what is listed), its format named; the crops of one image share its
+    number, prompt and seed.
+    """
     delivered_prompts = {r.prompt_index for r in selection.records}
     abandoned = sorted({a.prompt_index for a in selection.attempts} - delivered_prompts)
     images = []
-    for number, (name, record) in enumerate(zip(files, selection.records, strict=True), start=1):
-        images.append({
-            "number": number,
-            "file": name,
-            "prompt": record.prompt,
-            "prompt_index": record.prompt_index,
-            "seed": record.seed,
-            "attempt": record.attempt,
-            "identity_distance": record.distance,
-            "accepted": record.accepted,
-            "history": [a.to_dict() for a in record.history],
-        })
+    for number, (formats, record) in enumerate(zip(sizes, selection.records, strict=True), start=1):
+        for fmt, (width, height) in formats.items():
+            images.append({
+                "number": number,
+                "file": headshot_name(number, fmt),
+                "format": fmt,
+                "width": width,
+                "height": height,
+                "prompt": record.prompt,
+                "prompt_index": record.prompt_index,
+                "seed": record.seed,
+                "attempt": record.attempt,
+                "identity_distance": record.distance,
+                "accepted": record.accepted,
+                "face_box": list(record.face_box) if record.face_box is not None else None,
+                "history": [a.to_dict() for a in record.history],
+            })
     return {
         "version": 1,
-        "summary": {**selection.summary(), "abandoned_prompts": abandoned},
+        "summary": {**selection.summary(), "abandoned_prompts": abandoned,
+                    "formats": list(delivered_formats(selection)), "marks": MARKS_SUMMARY},
         "images": images,
     }
 
 
 @dataclass(frozen=True)
 class EncodedHeadshot:
-    """One image made ready for delivery: its JPEG and its contact-sheet tile."""
+    """One image made ready for delivery: a marked JPEG per format and its contact-sheet tile."""
 
-    jpeg: Path
+    jpegs: dict[str, Path]
     tile: Path
 
+    @property
+    def jpeg(self) -> Path:
+        """The square's JPEG."""
+        return self.jpegs[SQUARE]
+
     def exists(self) -> bool:
-        return self.jpeg.is_file() and self.tile.is_file()
+        return self.tile.is_file() and all(p.is_file() for p in self.jpegs.values())
 
 
-def encoded_paths(encoded_dir: Path, image_file: str) -> EncodedHeadshot:
+def encoded_paths(encoded_dir: Path, image_file: str, formats: tuple[str, ...] = (SQUARE,)) -> EncodedHeadshot:
     stem = Path(image_file).stem
-    return EncodedHeadshot(Path(encoded_dir) / f"{stem}.jpg", Path(encoded_dir) / f"{stem}.tile.png")
+    return EncodedHeadshot({fmt: Path(encoded_dir) / f"{stem}.{fmt}.jpg" for fmt in normalize_formats(formats)},
+                           Path(encoded_dir) / f"{stem}.tile.png")
 
 
-def encode_headshot(source: Path, encoded_dir: Path) -> EncodedHeadshot:
-    """Encode one generated image for delivery, ahead of time if the caller likes.
+def encode_headshot(source: Path, encoded_dir: Path, formats: tuple[str, ...] | None = None) -> EncodedHeadshot:
+    """Cut one generated image into its formats and encode each for delivery, both marks in.
 
+    ``formats``: by default those its canvas was generated for (a portrait canvas gives the
+    square and the portrait). Each cut follows the face box the generator stored in the file.
     Why a separate step: the runtime calls it on the writer thread while the GPU generates the
-    next batch, so delivery only renames files. Both files are written whole (temp + rename):
-    a file that exists is complete.
+    next batch, so delivery only renames files. Every file is written whole (temp + rename): a
+    file that exists is complete.
     """
     encoded_dir = Path(encoded_dir)
     encoded_dir.mkdir(parents=True, exist_ok=True)
-    out = encoded_paths(encoded_dir, Path(source).name)
     with Image.open(source) as img:
+        face = read_face_box(img)
         rgb = img.convert("RGB")
-    thumb = rgb.copy()
+    wanted = normalize_formats(formats) if formats else canvas_formats(rgb.size)
+    out = encoded_paths(encoded_dir, Path(source).name, wanted)
+    cuts = {fmt: cut(rgb, fmt, face) for fmt in wanted}
+    thumb = cuts[SQUARE].copy()
     thumb.thumbnail((SHEET_TILE, SHEET_TILE), Image.Resampling.LANCZOS)
-    for image, target, options in ((rgb, out.jpeg, {"format": "JPEG", "quality": JPEG_QUALITY,
-                                                    "optimize": True, "progressive": True}),
-                                   (thumb, out.tile, {"format": "PNG"})):
-        fd, tmp = tempfile.mkstemp(dir=encoded_dir, suffix=".part")
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, **options)
-        os.replace(tmp, target)
+    for fmt, image in cuts.items():
+        _write_whole(out.jpegs[fmt], lambda fh, image=image: save_marked_jpeg(
+            image, fh, quality=JPEG_QUALITY, optimize=True, progressive=True))
+    _write_whole(out.tile, lambda fh: thumb.save(fh, format="PNG"))
     return out
 
 
-def _encode_missing(selection: SelectionResult, encoded_dir: Path, workers: int) -> None:
+def _write_whole(target: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    with os.fdopen(fd, "wb") as fh:
+        write(fh)
+    os.replace(tmp, target)
+
+
+def _encode_missing(selection: SelectionResult, encoded_dir: Path, formats: tuple[str, ...],
+                    workers: int) -> None:
     """Encode, in parallel, what was not encoded ahead (a resumed job, or a direct call)."""
     todo: list[ImageRecord] = [r for r in selection.records
-                               if not encoded_paths(encoded_dir, r.file).exists()]
+                               if not encoded_paths(encoded_dir, r.file, formats).exists()]
     if not todo:
         return
     with ThreadPoolExecutor(max(1, min(workers, len(todo))), thread_name_prefix="encode") as pool:
         # PIL releases the GIL while it encodes and resizes: threads use every core
-        list(pool.map(lambda r: encode_headshot(selection.path(r), encoded_dir), todo))
+        list(pool.map(lambda r: encode_headshot(selection.path(r), encoded_dir, formats), todo))
 
 
 def build_deliverables(selection: SelectionResult, out_dir: Path, encoded_dir: Path | None = None,
@@ -181,34 +233,44 @@ def build_deliverables(selection: SelectionResult, out_dir: Path, encoded_dir: P
     with contextlib.ExitStack() as stack:  # a scratch folder only when nothing was encoded ahead
         encoded = (Path(encoded_dir) if encoded_dir is not None
                    else Path(stack.enter_context(tempfile.TemporaryDirectory(dir=out_dir.parent))))
-        _encode_missing(selection, encoded, workers or min(8, os.cpu_count() or 1))
+        formats = delivered_formats(selection)
+        _encode_missing(selection, encoded, formats, workers or min(8, os.cpu_count() or 1))
         headshots: list[Path] = []
+        crops: list[Path] = []
+        in_order: list[Path] = []  # each image's formats together: the zip's order
+        sizes: list[dict[str, tuple[int, int]]] = []
         thumbs: list[Image.Image] = []
         for number, record in enumerate(selection.records, start=1):
-            ready = encoded_paths(encoded, record.file)
-            target = out_dir / headshot_name(number)
-            shutil.copyfile(ready.jpeg, target)
+            ready = encoded_paths(encoded, record.file, formats)
+            sizes.append({})
+            for fmt, jpeg in ready.jpegs.items():
+                target = out_dir / headshot_name(number, fmt)
+                shutil.copyfile(jpeg, target)
+                with Image.open(target) as img:
+                    sizes[-1][fmt] = img.size
+                (headshots if fmt == SQUARE else crops).append(target)
+                in_order.append(target)
             with Image.open(ready.tile) as tile:
                 thumbs.append(tile.convert("RGB"))
-            headshots.append(target)
 
     sheet_path: Path | None = None
     zip_path: Path | None = None
     if headshots:
         sheet_path = out_dir / "contact-sheet.jpg"
-        render_contact_sheet(thumbs).save(sheet_path, "JPEG", quality=90, optimize=True)
+        save_marked_jpeg(render_contact_sheet(thumbs), sheet_path, quality=90, optimize=True)
         zip_path = out_dir / "headshots.zip"
         with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as zf:
-            for path in [*headshots, sheet_path]:
+            for path in [*in_order, sheet_path]:
                 info = zipfile.ZipInfo(path.name, date_time=_ZIP_DATE)
                 info.external_attr = 0o644 << 16
                 zf.writestr(info, path.read_bytes())
 
-    document = results_document(selection, [p.name for p in headshots])
+    document = results_document(selection, sizes)
     results_path = out_dir / "results.json"
     results_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return Deliverables(out_dir=out_dir, headshots=tuple(headshots), contact_sheet=sheet_path,
-                        archive=zip_path, results_json=results_path, summary=document["summary"])
+                        archive=zip_path, results_json=results_path, summary=document["summary"],
+                        crops=tuple(crops))
 
 
 def email_preview(sheet_jpeg: bytes, count: int, tiles: int = 8, per_row: int = 4,
@@ -234,5 +296,5 @@ def email_preview(sheet_jpeg: bytes, count: int, tiles: int = 8, per_row: int = 
         tile = sheet.crop((x, y, x + SHEET_TILE, y + SHEET_TILE))
         out.paste(tile, tile_origin(index, cols))
     buffer = io.BytesIO()
-    out.save(buffer, "JPEG", quality=quality, optimize=True, progressive=True)
+    save_marked_jpeg(out, buffer, quality=quality, optimize=True, progressive=True)
     return buffer.getvalue()

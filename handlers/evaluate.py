@@ -1,15 +1,19 @@
-"""Offline quality metrics of a delivered job: identity, diversity, faces, CLIP and DINO.
+"""Offline quality metrics of a delivered job: identity, diversity, faces, CLIP and DINO, and
+the AI-made marks of every delivered file.
 
 Why these: the DreamBooth paper judges subject fidelity (CLIP-I, DINO: generated vs real
 images), prompt fidelity (CLIP-T: image vs its prompt) and, for people, identity (the face
 recognizer's similarity to the user's photos). Diversity guards against 50 copies of one
 picture. Face metrics need only the recognizer that ships with the service; CLIP and DINO run
-when their weights are on local disk (nothing is downloaded).
+when their weights are on local disk (nothing is downloaded). The metrics look at one file
+per image (its square: a portrait crop of the same image would count as a near-copy); the
+marks (:mod:`handlers.marks`) are read from every delivered JPEG.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +50,7 @@ class EvalReport:
     clip_i: float | None = None
     dino: float | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    marks: dict[str, Any] = field(default_factory=dict)  # see mark_report
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,16 +174,51 @@ def dino_features(model_dir: Path, images: Sequence[np.ndarray], device: str = "
     return hidden[:, 0].cpu().numpy()
 
 
+#: A delivered square without results.json to say so: ``headshot-001.jpg`` (crops add a suffix).
+SQUARE_FILE = re.compile(r"headshot-\d{3,}\.jpg")
+
+
 def read_results(results_dir: Path) -> tuple[list[Path], list[str] | None]:
-    """The delivered headshots (sorted) and, when results.json is there, their prompts."""
+    """The delivered headshots, one file per image (its square), sorted, and, when
+    results.json is there, their prompts."""
     results_dir = Path(results_dir)
-    files = sorted(results_dir.glob("headshot-*.jpg"))
     doc_path = results_dir / "results.json"
     if not doc_path.exists():
-        return files, None
-    by_file = {img["file"]: img["prompt"] for img in json.loads(doc_path.read_text())["images"]}
-    prompts = [by_file.get(f.name) for f in files]
-    return files, (None if any(p is None for p in prompts) else [str(p) for p in prompts])
+        return sorted(p for p in results_dir.glob("headshot-*.jpg") if SQUARE_FILE.fullmatch(p.name)), None
+    squares = [img for img in json.loads(doc_path.read_text())["images"]
+               if img.get("format", "square") == "square" and (results_dir / img["file"]).exists()]
+    squares.sort(key=lambda img: img["file"])
+    prompts = [img.get("prompt") for img in squares]
+    return ([results_dir / img["file"] for img in squares],
+            None if any(p is None for p in prompts) else [str(p) for p in prompts])
+
+
+def delivered_jpegs(results_dir: Path) -> list[Path]:
+    """Every JPEG a job delivered: each listed file in every format, then the contact sheet."""
+    results_dir = Path(results_dir)
+    doc_path = results_dir / "results.json"
+    if doc_path.exists():
+        names = [img["file"] for img in json.loads(doc_path.read_text())["images"]]
+    else:
+        names = sorted(p.name for p in results_dir.glob("headshot-*.jpg"))
+    names.append("contact-sheet.jpg")
+    return [results_dir / n for n in names if (results_dir / n).exists()]
+
+
+def mark_report(paths: Sequence[Path]) -> dict[str, Any]:
+    """Both AI-made marks of each file (the watermark also after a quality-75 re-encode), and
+    how many files carry each."""
+    from handlers.marks import REENCODE_QUALITY, check_marks
+
+    files = {p.name: check_marks(p) for p in paths}
+    after = f"watermark_after_q{REENCODE_QUALITY}"
+    return {
+        "summary": {"files": len(files), "xmp": sum(m.xmp.ai_generated for m in files.values()),
+                    "watermark": sum(m.watermark.found for m in files.values()),
+                    after: sum(m.watermark_reencoded.found for m in files.values()),
+                    "complete": sum(m.complete for m in files.values())},
+        "files": {name: m.to_dict() for name, m in files.items()},
+    }
 
 
 def list_photos(photos_dir: Path) -> list[Path]:
@@ -237,4 +277,25 @@ def format_report(report: EvalReport) -> str:
         if value is not None:
             lines.append(f"{name}: {value:.4f}")
     lines += [f"skipped {name}: {why}" for name, why in report.skipped.items()]
+    lines += format_marks(report.marks)
     return "\n".join(lines)
+
+
+def format_marks(marks: dict[str, Any]) -> list[str]:
+    """The marks as a summary line and one line per file."""
+    if not marks:
+        return []
+    s = marks["summary"]
+    after = next(k for k in s if k.startswith("watermark_after_q"))
+    lines = [f"AI-made marks: XMP (trainedAlgorithmicMedia) in {s['xmp']}/{s['files']} files, invisible "
+             f"watermark in {s['watermark']}/{s['files']}, after a quality-{after.removeprefix('watermark_after_q')} "
+             f"re-encode in {s[after]}/{s['files']}"]
+    for name, m in marks["files"].items():
+        x, w, r = m["xmp"], m["watermark"], m[after]
+        xmp_text = f"XMP {'AI-made' if x['ai_generated'] else 'missing'}"
+        if x["creator_tool"]:
+            xmp_text += f" by {x['creator_tool']}"
+        lines.append(f"  {name}: {xmp_text}; watermark {'found' if w['found'] else 'NOT found'} "
+                     f"({w['bit_errors']}/{w['bits']} bits off), after re-encode "
+                     f"{'found' if r['found'] else 'NOT found'} ({r['bit_errors']}/{r['bits']} bits off)")
+    return lines

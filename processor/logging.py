@@ -4,6 +4,11 @@ Logs leave the machine (CloudWatch, terminals, CI), so a person's email address,
 bytes and their face embeddings must never reach them, whatever a caller passes. The
 :func:`redact_sensitive` processor enforces that on every event, including the rendered
 traceback and stdlib log records routed through structlog.
+
+The console shows the service's own lines only. Library warnings are fixed where they start
+(``dtype=``, the LoRA loaded only where it has weights, progress bars off); the few whose
+cause is in a library we cannot change are dropped by their exact text, all of them listed
+in :data:`LIBRARY_NOISE` with the reason.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import warnings
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import structlog
 
@@ -80,6 +87,82 @@ def redact_sensitive(logger: Any, method_name: str,
     return event_dict
 
 
+@dataclass(frozen=True)
+class LibraryNoise:
+    """A library message with no cause the service can fix, dropped by its exact text.
+
+    ``kind="log"``: a record of the logger named ``source`` whose message (as the library
+    wrote it, before %-arguments) is ``message``; ``{name}`` stands for one identifier.
+    ``kind="warning"``: a ``category`` warning raised from a module matching ``source``.
+    """
+
+    kind: Literal["log", "warning"]
+    source: str
+    message: str
+    reason: str
+    category: type[Warning] = Warning
+
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(re.escape(self.message).replace(re.escape("{name}"), r"\w+"))
+
+
+#: Every message the service drops, and why its cause cannot be fixed here. Nothing else is.
+LIBRARY_NOISE: tuple[LibraryNoise, ...] = (
+    LibraryNoise(
+        "log", "bitsandbytes.backends.cpu.ops",
+        "Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure you already "
+        "`pip install kernels` and the kernels >= 0.11.1",
+        "diffusers imports bitsandbytes whenever it is installed (it is, for 8-bit Adam on GPUs), and on "
+        "a CPU with AVX512-BF16 bitsandbytes then fetches a kernel from the Hugging Face Hub through the "
+        "`kernels` package. Installing `kernels` would make every worker start download code from the "
+        "Hub; the service never runs 4-bit layers on a CPU, so the fallback it announces is never used."),
+    LibraryNoise(
+        "log", "transformers.utils.import_utils",
+        "`{name}ImageProcessor` requires torchvision (not installed); falling back to `{name}ImageProcessorPil` "
+        "for backward compatibility. Install torchvision to use the default backend, or import "
+        "`{name}ImageProcessorPil` directly to silence this warning.",
+        "diffusers' pipeline modules import CLIPImageProcessor and SiglipImageProcessor by name (the service "
+        "never uses them: SDXL has no safety checker). PyPI's torchvision wheels are CUDA builds, which fail "
+        "against the CPU torch build CI and the demo run ('operator torchvision::nms does not exist'), and "
+        "the PIL fallback is what the service wants anyway."),
+    LibraryNoise(
+        "warning", r"diffusers\.schedulers\.",
+        "__array__ implementation doesn't accept a copy keyword, so passing copy=False failed. __array__ must "
+        "implement 'dtype' and 'copy' keyword arguments. To learn more, see the migration guide "
+        "https://numpy.org/devdocs/numpy_2_0_migration_guide.html#adapting-to-changes-in-the-copy-keyword",
+        "diffusers' schedulers call np.array() on a torch tensor in set_timesteps, and torch's "
+        "Tensor.__array__ takes no copy argument (a torch bug); the arrays are right either way.",
+        DeprecationWarning),
+    LibraryNoise(
+        "warning", r"torch\.jit\._script",
+        "`torch.jit.script_method` is deprecated. Please switch to `torch.compile` or `torch.export`.",
+        "torch's own torch.utils.mkldnn still uses it, and is imported with torch._inductor.",
+        DeprecationWarning),
+)
+
+
+class _DropNoise(logging.Filter):
+    def __init__(self, noise: LibraryNoise) -> None:
+        super().__init__()
+        self.noise = noise
+        self.regex = noise.pattern()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and self.regex.fullmatch(record.msg))
+
+
+def drop_library_noise() -> None:
+    """Install the filters of :data:`LIBRARY_NOISE` (idempotent; before the libraries load)."""
+    for noise in LIBRARY_NOISE:
+        if noise.kind == "log":
+            logger = logging.getLogger(noise.source)
+            if not any(isinstance(f, _DropNoise) and f.noise == noise for f in logger.filters):
+                logger.addFilter(_DropNoise(noise))
+        else:
+            warnings.filterwarnings("ignore", message=re.escape(noise.message), category=noise.category,
+                                    module=noise.source)
+
+
 def configure_logging(settings_or_format: Settings | str = "console", level: str | None = None) -> None:
     """Configure structlog and stdlib logging once, for the worker, the CLI and tests.
 
@@ -94,6 +177,7 @@ def configure_logging(settings_or_format: Settings | str = "console", level: str
     numeric = logging.getLevelName((level or "INFO").upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
+    drop_library_noise()
 
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

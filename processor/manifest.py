@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from processor.errors import InvalidJobId, MalformedMessage, ManifestError
+from processor.settings import DeliveryFormat, checked_formats
 
 #: Allowed job ids: the folder name under ``uploads/``. ``.`` and ``..`` are refused separately.
 JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -75,7 +76,9 @@ def results_prefix(job_id: str) -> str:
 
 
 class Manifest(BaseModel):
-    """``manifest.json``: who to email and, optionally, which uploaded files are the photos."""
+    """``manifest.json``: who to email and, optionally, which uploaded files are the photos and
+    which delivery formats the job wants (``formats``: ``["square", "portrait"]`` adds 4:5
+    portrait crops; absent: squares only, as before the field existed)."""
 
     # No model-wide whitespace stripping: photo names are S3 keys and must match exactly
     # (" me.jpg" stripped would be looked up as "me.jpg" and called missing).
@@ -89,6 +92,7 @@ class Manifest(BaseModel):
     #: job and address under the link key, :func:`processor.links.address_proof`). Without a
     #: valid one the worker runs the job but emails nobody (status ``email: withheld``).
     proof: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{43}$")
+    formats: list[DeliveryFormat] | None = None
 
     @field_validator("email", "name", mode="before")
     @classmethod
@@ -108,6 +112,11 @@ class Manifest(BaseModel):
         if name is not None and has_control_characters(name):
             raise ValueError("must not contain line breaks, tabs or other control characters")
         return name
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats_with_the_square(cls, formats: list[str] | None) -> list[str] | None:
+        return None if formats is None else list(checked_formats(formats))
 
     @field_validator("photos")
     @classmethod

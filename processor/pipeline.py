@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -55,6 +56,13 @@ NO_LIKENESS = ("none of the {generated} headshots we generated looked enough lik
                "an extra round")
 
 
+def job_settings(settings: Settings, manifest: Manifest | None) -> Settings:
+    """The settings one job runs with: the worker's, with what its manifest chose (``formats``)."""
+    if manifest is None or manifest.formats is None:
+        return settings
+    return settings.model_copy(update={"formats": tuple(manifest.formats)})
+
+
 class Pipeline:
     """Runs attempts at jobs for one worker process (face models are loaded once and reused).
 
@@ -75,7 +83,12 @@ class Pipeline:
         return Attempt.begin(run, self.settings.work_dir, self.store, self.jobs, log)
 
     async def _drive(self, stage: Stage[Env, Any, Any], job: Attempt, inputs: Any) -> Any:
-        return await drive(stage, self.env, job, inputs, self.env.hit)
+        return await drive(stage, self._job_env(job), job, inputs, self.env.hit)
+
+    def _job_env(self, job: Attempt) -> Env:
+        """The worker's env with what this job's manifest asks for (its delivery formats)."""
+        settings = job_settings(self.env.settings, job.manifest)
+        return self.env if settings is self.env.settings else replace(self.env, settings=settings)
 
     # --- the worker's entry points ------------------------------------------------------
     async def run(self, run: JobRun) -> JobResult:

@@ -6,8 +6,9 @@ the process with one clear line per problem (see :func:`load_settings`), never a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -17,11 +18,27 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from processor.errors import SettingsError
 
 _BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+
+
+#: The delivery formats a job may ask for (handlers/crops.py cuts them), square first. Every job
+#: gets its squares; "portrait" adds a 4:5 crop of each image.
+DeliveryFormat = Literal["square", "portrait"]
+DELIVERY_FORMATS: tuple[str, ...] = ("square", "portrait")
+
+
+def checked_formats(formats: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``formats`` in delivery order; refused when a name repeats or the square is missing."""
+    if len(set(formats)) != len(formats):
+        raise ValueError("each format may be named once")
+    if "square" not in formats:
+        raise ValueError('must include "square" (every job gets its square headshots; add "portrait" '
+                         "for 4:5 crops of the same images)")
+    return tuple(name for name in DELIVERY_FORMATS if name in formats)
 
 
 #: Settings read from a variable that someone else sets, under that variable's own name.
@@ -100,6 +117,9 @@ class Settings(BaseSettings):
                                               description="identity cosine distance to the user's photo set; "
                                                           "empty: the recognizer's threshold")
     seed: int = Field(1234, ge=0, le=2**32 - 1)
+    formats: Annotated[tuple[DeliveryFormat, ...], NoDecode] = Field(
+        ("square",), description="delivery formats of a job whose manifest names none: square,portrait (or a "
+                                 "JSON list); a manifest's \"formats\" wins for its job")
 
     # --- faces -----------------------------------------------------------------------
     face_detector: str = Field("opencv", description="deepface detector backend")
@@ -165,6 +185,19 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     failpoints: str = Field("", description="fault-suite only: 'point=kill|raise|exit[@N],...' "
                                             "(processor/failpoints.py); empty in production")
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _formats_from_text(cls, v: Any) -> Any:
+        """The environment's text: a JSON list, or names separated by commas."""
+        if isinstance(v, str):
+            return json.loads(v) if v.lstrip().startswith("[") else [n.strip() for n in v.split(",") if n.strip()]
+        return v
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return checked_formats(v)
 
     @field_validator("link_secret_id", "frontdoor_ratelimit_table")
     @classmethod

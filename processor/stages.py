@@ -108,6 +108,7 @@ def generate_config(settings: Settings) -> GenerateConfig:
         batch_size=settings.generation_batch_size, seed=settings.seed,
         max_regenerations=settings.max_regenerations, sampler=settings.sampler,
         overlap_scoring=settings.overlap_scoring, compile_unet=settings.compile_unet,
+        formats=tuple(settings.formats),
     )
 
 

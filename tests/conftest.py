@@ -38,3 +38,18 @@ def _fresh_structlog_config():
     test's ``structlog.testing.capture_logs``: restore the defaults after every test."""
     yield
     structlog.reset_defaults()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The library warnings the service drops (processor/logging.py: LIBRARY_NOISE, each with its
+    reason) are dropped in tests too: pytest's warning capture would show them again. As ini
+    filters, so they also hold while module fixtures generate images."""
+    import re
+
+    from processor.logging import LIBRARY_NOISE
+
+    for noise in LIBRARY_NOISE:
+        if noise.kind == "warning":  # a regex without ':' (the filter's field separator)
+            message = re.escape(noise.message).replace(":", r"\x3a")
+            config.addinivalue_line("filterwarnings",
+                                    f"ignore:{message}:{noise.category.__name__}:{noise.source}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from handlers.crops import DEFAULT_FORMATS, canvas_size, normalize_formats
+
 # Samplers by name: (diffusers scheduler class, options over the pipeline's scheduler config).
 # "dpmpp_2m_karras" is DPM-Solver++ (2M, deterministic) on Karras sigmas: it reaches at 20-25
 # steps the quality Euler reaches at 30+ (docs/performance.md); "pipeline" keeps what the
@@ -25,6 +27,9 @@ class GenerateConfig:
     schedule then plans each batch from the verdicts of all but the batch still being scored
     (same selection rules, K bound and target; retries start one batch later).
     ``channels_last`` (CUDA only) / ``compile_unet``: UNet speed options.
+    ``formats``: what delivery cuts from each image; they decide the canvas (:attr:`canvas`,
+    :mod:`handlers.crops`): ``resolution`` square for squares only, SDXL's portrait bucket
+    with portraits.
     ``background_writes``: PNG encoding and ``on_image`` run on a writer thread while the next
     batch generates (:mod:`handlers.generate.image_writer`); every write has landed when the call returns.
     """
@@ -41,8 +46,10 @@ class GenerateConfig:
     channels_last: bool = True
     compile_unet: bool = False
     background_writes: bool = True
+    formats: tuple[str, ...] = DEFAULT_FORMATS
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "formats", normalize_formats(self.formats))
         if self.num_images < 1 or self.steps < 1 or self.batch_size < 1:
             raise ValueError("num_images, steps and batch_size must be at least 1")
         if self.sampler != "pipeline" and self.sampler not in SAMPLERS:
@@ -53,3 +60,8 @@ class GenerateConfig:
             raise ValueError("guidance_scale must be above 1 (classifier-free guidance on)")
         if self.max_regenerations < 0:
             raise ValueError("max_regenerations must be >= 0")
+
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """(width, height) every image is generated at."""
+        return canvas_size(self.resolution, self.formats)

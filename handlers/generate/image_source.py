@@ -96,13 +96,13 @@ class DiffusionSource:
 
         if not requests:
             return []
-        size = self.config.resolution
+        width, height = self.config.canvas
         out = self.pipeline(
             prompt=[r.prompt for r in requests],
             negative_prompt=[self.negative_prompt] * len(requests),
             num_inference_steps=self.config.steps,
             guidance_scale=self.config.guidance_scale,
-            height=size, width=size,
+            height=height, width=width,
             generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests],
             output_type="np",
         )

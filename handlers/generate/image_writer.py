@@ -17,16 +17,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from handlers.generate.records import ImageRecord
 
 OnImage = Callable[[ImageRecord], Any]
+#: PNG text key of the face box (x,y,w,h) selection found: the file carries it to delivery,
+#: which cuts each format around it, however the file got there (checkpoint, resumed job).
+FACE_BOX_KEY = "headshots:face_box"
 
 
-def write_png(image: np.ndarray, path: Path) -> None:
+def write_png(image: np.ndarray, path: Path, face_box: tuple[int, int, int, int] | None = None) -> None:
     """Lossless and fast: the checkpoint is re-read for resumption and delivery."""
-    Image.fromarray(image).save(path, compress_level=1)
+    info = None
+    if face_box is not None:
+        info = PngImagePlugin.PngInfo()
+        info.add_text(FACE_BOX_KEY, ",".join(str(int(v)) for v in face_box))
+    Image.fromarray(image).save(path, compress_level=1, pnginfo=info)
+
+
+def read_face_box(image: Image.Image) -> tuple[int, int, int, int] | None:
+    """The face box :func:`write_png` stored in a generated image, or None."""
+    text = image.info.get(FACE_BOX_KEY)
+    if not isinstance(text, str):
+        return None
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        return None
+    return (x, y, w, h) if w > 0 and h > 0 else None
 
 
 class ImageWriter:
@@ -48,7 +67,7 @@ class ImageWriter:
         self._closed = False
 
     def _write(self, record: ImageRecord, image: np.ndarray) -> None:
-        write_png(image, self.out_dir / record.file)
+        write_png(image, self.out_dir / record.file, record.face_box)
         if self.on_image is not None:
             self.on_image(record)
 

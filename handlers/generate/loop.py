@@ -190,7 +190,8 @@ def generate_and_select(
         for request, image, verdict in zip(requests, images, verdicts, strict=True):
             if (verdict.accepted and enforce and verdict.embedding is not None
                     and is_near_duplicate(verdict.embedding, kept_embeddings, duplicate_distance)):
-                verdict = Verdict(False, REASON_NEAR_DUPLICATE, verdict.distance, verdict.faces, verdict.embedding)
+                verdict = Verdict(False, REASON_NEAR_DUPLICATE, verdict.distance, verdict.faces, verdict.embedding,
+                                  verdict.box)
             keep = verdict.accepted or not enforce
             history.setdefault(request.prompt_index, [])
             attempt = Attempt(request.prompt_index, request.attempt, request.seed, verdict.accepted,
@@ -203,7 +204,7 @@ def generate_and_select(
                     kept_embeddings.append(verdict.embedding)
                 record = ImageRecord(request.prompt_index, request.prompt, request.seed, request.attempt,
                                      image_file(request.prompt_index, request.attempt), verdict.accepted,
-                                     verdict.distance, tuple(history[request.prompt_index]))
+                                     verdict.distance, tuple(history[request.prompt_index]), verdict.box)
                 records.append(record)
                 writer.submit(record, image)  # the file, then on_image (maybe on the writer thread)
         # each image's share of the main thread's time on its batch
@@ -269,7 +270,8 @@ def generate_and_select(
         mode=select_config.mode, threshold=threshold, seconds=time.perf_counter() - started,
         generated=generated,
         extra={"base_seed": config.seed, "steps": config.steps, "guidance_scale": config.guidance_scale,
-               "resolution": config.resolution, "batch_size": config.batch_size, "sampler": config.sampler,
+               "resolution": config.resolution, "formats": list(config.formats), "width": config.canvas[0],
+               "height": config.canvas[1], "batch_size": config.batch_size, "sampler": config.sampler,
                "max_regenerations": config.max_regenerations, "scored": analyzer is not None},
     )
 
@@ -278,8 +280,7 @@ def _with_history(record: ImageRecord, history: list[Attempt] | None) -> ImageRe
     """The record with its attempts' final timings (records handed to on_image had none yet)."""
     if not history:
         return record
-    return ImageRecord(record.prompt_index, record.prompt, record.seed, record.attempt, record.file,
-                       record.accepted, record.distance, tuple(history))
+    return replace(record, history=tuple(history))
 
 
 def regenerate(pipeline: Any, prompts: PromptSet, identifier: str, attempt: Attempt,

@@ -52,16 +52,22 @@ class ImageRecord:
     accepted: bool
     distance: float | None
     history: tuple[Attempt, ...] = ()
+    # where selection found the face (x, y, width, height), None when unscored or faceless:
+    # delivery cuts each format around it (handlers/crops.py)
+    face_box: tuple[int, int, int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["history"] = [a.to_dict() for a in self.history]
+        data["face_box"] = list(self.face_box) if self.face_box is not None else None
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImageRecord:
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "history"}
-        return cls(**fields, history=tuple(Attempt.from_dict(a) for a in data.get("history", ())))
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k not in ("history", "face_box")}
+        box = data.get("face_box")
+        return cls(**fields, history=tuple(Attempt.from_dict(a) for a in data.get("history", ())),
+                   face_box=tuple(int(v) for v in box) if box is not None else None)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

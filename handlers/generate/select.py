@@ -97,6 +97,7 @@ class Verdict:
     distance: float | None
     faces: int
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+    box: tuple[int, int, int, int] | None = None  # the one subject's face (x, y, w, h): crops follow it
 
 
 def subject_faces(faces: Sequence[DetectedFace], min_face_ratio: float) -> list[DetectedFace]:
@@ -119,9 +120,10 @@ def judge(faces: Sequence[DetectedFace], references: np.ndarray, threshold: floa
 
     embedding = np.asarray(subjects[0].embedding, dtype=np.float32)
     distance = float(identity_distance(embedding, references))
+    box = tuple(int(v) for v in subjects[0].box)
     if distance > threshold:
-        return Verdict(False, REASON_IDENTITY, distance, 1, embedding)
-    return Verdict(True, None, distance, 1, embedding)
+        return Verdict(False, REASON_IDENTITY, distance, 1, embedding, box)  # type: ignore[arg-type]
+    return Verdict(True, None, distance, 1, embedding, box)  # type: ignore[arg-type]
 
 
 def score_image(image_rgb: np.ndarray, analyzer: Analyzer, references: np.ndarray,

@@ -46,7 +46,7 @@ def load_sdxl_components(base_model: str, dtype: torch.dtype) -> SDXLComponents:
     path = str(base_model)
 
     def load(cls: Any, sub: str, dt: torch.dtype) -> Any:
-        return from_pretrained_variant(cls, path, variant=variant, subfolder=sub, torch_dtype=dt)
+        return from_pretrained_variant(cls, path, variant=variant, subfolder=sub, dtype=dt)
 
     return SDXLComponents(
         unet=load(UNet2DConditionModel, "unet", dtype),

@@ -103,17 +103,46 @@ def load_trained_pipeline(base_model: str, weights_dir: Path, device: torch.devi
     variant = weight_variant(dtype)
     overrides: dict[str, Any] = {}
     if result.method == "full":
-        overrides["unet"] = UNet2DConditionModel.from_pretrained(weights_dir / "unet", torch_dtype=dtype)
+        overrides["unet"] = UNet2DConditionModel.from_pretrained(weights_dir / "unet", dtype=dtype)
         if (weights_dir / "text_encoder").is_dir():
-            overrides["text_encoder"] = CLIPTextModel.from_pretrained(
-                weights_dir / "text_encoder", torch_dtype=dtype)
+            overrides["text_encoder"] = CLIPTextModel.from_pretrained(weights_dir / "text_encoder", dtype=dtype)
             overrides["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(
-                weights_dir / "text_encoder_2", torch_dtype=dtype)
+                weights_dir / "text_encoder_2", dtype=dtype)
     pipe = from_pretrained_variant(StableDiffusionXLPipeline, str(base_model), variant=variant,
-                                   torch_dtype=dtype, **overrides)
+                                   dtype=dtype, **overrides)
     if result.method == "lora":
-        pipe.load_lora_weights(str(weights_dir), weight_name=LORA_FILE)
+        load_lora(pipe, weights_dir)
         if fuse_lora:
             pipe.fuse_lora()
             pipe.unload_lora_weights()
     return pipe.to(device)
+
+
+#: The pipeline's modules a LoRA file may hold weights for, by their key prefix in it.
+LORA_TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
+
+
+def lora_modules(state_dict: dict[str, Any]) -> list[str]:
+    """The modules a LoRA state dict has keys for: "unet" and the text encoders it trained."""
+    return [name for name in ("unet", *LORA_TEXT_ENCODERS) if any(k.startswith(name + ".") for k in state_dict)]
+
+
+def load_lora(pipe: Any, weights_dir: Path) -> list[str]:
+    """Load the job's LoRA into only the modules it has weights for; returns their names.
+
+    Why not ``pipe.load_lora_weights``: it offers the file to both text encoders as well and
+    logs "No LoRA keys associated to CLIPTextModel..." for each one a UNet-only LoRA (the
+    default: text encoders are frozen) does not train. The calls are the ones it makes.
+    """
+    state_dict, network_alphas, metadata = pipe.lora_state_dict(
+        str(weights_dir), weight_name=LORA_FILE, unet_config=pipe.unet.config, return_lora_metadata=True)
+    modules = lora_modules(state_dict)
+    if "unet" in modules:
+        pipe.load_lora_into_unet(state_dict, network_alphas=network_alphas, unet=pipe.unet, metadata=metadata,
+                                 _pipeline=pipe)
+    for name in LORA_TEXT_ENCODERS:
+        if name in modules:
+            pipe.load_lora_into_text_encoder(state_dict, network_alphas=network_alphas,
+                                             text_encoder=getattr(pipe, name), prefix=name,
+                                             lora_scale=pipe.lora_scale, metadata=metadata, _pipeline=pipe)
+    return modules

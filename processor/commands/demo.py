@@ -61,9 +61,9 @@ def ensure_face_weights() -> Path:
 
 
 async def run_demo(cache: Path, photos: Path | None, model: str | None, email: str,
-                   num_images: int = 50) -> DemoResult:
+                   num_images: int = 50, portraits: bool = False) -> DemoResult:
     from processor.commands.status import read_status
-    from processor.commands.submit import plan_upload, upload
+    from processor.commands.submit import PORTRAIT_FORMATS, plan_upload, upload
     from processor.devkit.local_stack import LocalStack
     from processor.devkit.samples import build_person_set
     from processor.settings import Settings
@@ -80,7 +80,7 @@ async def run_demo(cache: Path, photos: Path | None, model: str | None, email: s
             folder = photos or Path(tmp) / "photos"
             if photos is None:
                 build_person_set(folder, n=12)
-            plan = plan_upload(folder, email, name="Demo")
+            plan = plan_upload(folder, email, name="Demo", formats=PORTRAIT_FORMATS if portraits else None)
             await upload(plan, settings)
         print(f"submitted job {plan.job_id}: {len(plan.photos)} photos", file=sys.stderr)
         await serve(settings, max_jobs=1, idle_exit_s=120)
@@ -115,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging("console", "INFO")
     cache = Path(args.cache).resolve()
     result = asyncio.run(run_demo(cache, Path(args.photos) if args.photos else None, args.model,
-                                  args.email, args.num_images))
+                                  args.email, args.num_images, args.portraits))
     print(f"job:     {result.job_id}")
     print(f"state:   {result.state}{' (' + result.error + ')' if result.error else ''}")
     print(f"results: {result.results_prefix}")
@@ -133,5 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--model", help="Hugging Face id or local path of an SDXL pipeline (default: tiny model)")
     p.add_argument("--email", default="demo@example.com", help="recipient (the email lands in the outbox)")
     p.add_argument("--num-images", type=int, default=50, help="headshots to generate (default 50)")
+    p.add_argument("--portraits", action="store_true",
+                   help="ask for 4:5 portrait crops too (the manifest's formats: square, portrait)")
     p.add_argument("--cache", default=".cache/demo", help="working folder (outbox, class images, scratch)")
     p.set_defaults(handler=_run)

@@ -1,8 +1,10 @@
-"""``headshots eval RESULTS_DIR --photos DIR``: offline quality metrics of a delivered job.
+"""``headshots eval RESULTS_DIR [--photos DIR]``: offline quality metrics of a delivered job.
 
 Prints identity similarity, diversity and faces found; CLIP-T / CLIP-I / DINO when local
 weights are given (``--clip-model`` / ``--dino-model`` or ``HEADSHOTS_EVAL_CLIP_MODEL`` /
-``HEADSHOTS_EVAL_DINO_MODEL``). ``--json`` prints the figures as one JSON object instead.
+``HEADSHOTS_EVAL_DINO_MODEL``); and, for every delivered JPEG, both AI-made marks: the XMP
+label and the invisible watermark, read as delivered and after a quality-75 re-encode.
+Without ``--photos`` only the marks are checked. ``--json`` prints one JSON object instead.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="offline metrics of a results folder against the user's photos",
                                    description=__doc__)
     parser.add_argument("results_dir", type=Path, help="folder with headshot-NNN.jpg and results.json")
-    parser.add_argument("--photos", type=Path, required=True, help="folder with the user's photos")
+    parser.add_argument("--photos", type=Path, default=None,
+                        help="folder with the user's photos (without it: only the AI-made marks are checked)")
     parser.add_argument("--clip-model", type=Path, default=None, help="local CLIP model folder")
     parser.add_argument("--dino-model", type=Path, default=None, help="local DINO ViT model folder")
     parser.add_argument("--threshold", type=float, default=None,
@@ -31,9 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from handlers.evaluate import (
         EvalConfig,
+        delivered_jpegs,
         evaluate,
+        format_marks,
         format_report,
         list_photos,
+        mark_report,
         read_results,
     )
     from handlers.images import ImageError, load_image
@@ -44,10 +50,15 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging("console", "WARNING")  # logs -> stderr; stdout holds the figures
     files, prompts = read_results(args.results_dir)
-    photo_paths = list_photos(args.photos) if args.photos.is_dir() else []
     if not files:
         print(f"no headshot-*.jpg in {args.results_dir}", file=sys.stderr)
         return 2
+    marks = mark_report(delivered_jpegs(args.results_dir))
+    if args.photos is None:
+        print(json.dumps({"headshots": len(files), "marks": marks}) if args.json
+              else "\n".join([f"headshots: {len(files)}", *format_marks(marks)]))
+        return 0
+    photo_paths = list_photos(args.photos) if args.photos.is_dir() else []
     if not photo_paths:
         print(f"no photos in {args.photos}", file=sys.stderr)
         return 2
@@ -69,5 +80,6 @@ def run(args: argparse.Namespace) -> int:
     config = EvalConfig(clip_model=args.clip_model or settings.eval_clip_model,
                         dino_model=args.dino_model or settings.eval_dino_model, threshold=threshold)
     report = evaluate(headshots, photos, prompts, analyzer, config)
+    report.marks = marks
     print(json.dumps(report.to_dict()) if args.json else format_report(report))
     return 0

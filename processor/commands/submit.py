@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The manifest's ``formats`` when portraits are asked for: squares and 4:5 portraits.
+PORTRAIT_FORMATS = ["square", "portrait"]
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"})
 
 
@@ -46,8 +48,13 @@ def new_job_id() -> str:
     return f"job-{secrets.token_hex(16)}"
 
 
-def plan_upload(folder: Path, email: str, name: str | None = None, job_id: str | None = None) -> Upload:
-    """Check everything before the first byte goes out: job id, manifest schema, photos present."""
+def plan_upload(folder: Path, email: str, name: str | None = None, job_id: str | None = None,
+                formats: list[str] | None = None) -> Upload:
+    """Check everything before the first byte goes out: job id, manifest schema, photos present.
+
+    ``formats``: the manifest's delivery formats (e.g. ``["square", "portrait"]``); None leaves
+    the field out (squares only).
+    """
     from processor.manifest import parse_manifest, validate_job_id
 
     photos = photo_files(folder)
@@ -57,6 +64,8 @@ def plan_upload(folder: Path, email: str, name: str | None = None, job_id: str |
     doc: dict[str, object] = {"version": 1, "email": email, "photos": [p.name for p in photos]}
     if name:
         doc["name"] = name
+    if formats:
+        doc["formats"] = list(formats)
     body = json.dumps(doc, indent=2).encode()
     parse_manifest(body)  # raises ManifestError with the reason
     return Upload(job_id=job, photos=tuple(photos), manifest=body)
@@ -116,7 +125,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings)
     try:
-        plan = plan_upload(Path(args.folder), args.email, args.name, args.job_id)
+        plan = plan_upload(Path(args.folder), args.email, args.name, args.job_id,
+                           PORTRAIT_FORMATS if args.portraits else None)
     except (ValueError, ManifestError, InvalidJobId, OSError) as exc:
         print(f"headshots submit: {exc}", file=sys.stderr)
         return 2
@@ -133,5 +143,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--email", required=True, help="where the headshots are sent")
     p.add_argument("--name", help="the person's first name, for the email")
     p.add_argument("--job-id", help="job id (default: generated); A-Z a-z 0-9 . _ -, 1-128 chars")
+    p.add_argument("--portraits", action="store_true",
+                   help="also deliver a 4:5 portrait crop of each headshot (manifest formats: square, portrait)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run)

@@ -68,6 +68,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if isinstance(value, bool):
             text = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):  # pydantic-settings reads sequences as JSON
+            text = json.dumps(list(value))
         else:
             text = str(value)
         env[f"HEADSHOTS_{name.upper()}"] = text

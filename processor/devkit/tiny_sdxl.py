@@ -148,7 +148,15 @@ def build_tiny_sdxl(out_dir: Path, spec: TinySDXLSpec | None = None) -> Path:
         tokenizer_2=CLIPTokenizer.from_pretrained(tmp_tok / "tokenizer_2"),
         unet=unet, scheduler=scheduler,
     )
-    pipe.save_pretrained(out_dir)
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # its "Writing model shards" bars, one per text encoder
+    try:
+        pipe.save_pretrained(out_dir)
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
     for sub in ("tokenizer", "tokenizer_2"):
         for f in (tmp_tok / sub).iterdir():
             f.unlink()

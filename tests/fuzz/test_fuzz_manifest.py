@@ -43,7 +43,8 @@ good_email = st.sampled_from(["ada@example.com", "a.b+c@sub.example.org", "zoë@
 field_values = st.one_of(any_json, st.text(), st.lists(st.text(max_size=30), max_size=5))
 wrong_types = st.fixed_dictionaries({}, optional={
     "version": st.one_of(st.just(1), any_json), "email": st.one_of(good_email, any_json),
-    "name": field_values, "photos": field_values, "extra": any_json})
+    "name": field_values, "photos": field_values, "extra": any_json,
+    "formats": st.one_of(field_values, st.lists(st.sampled_from(["square", "portrait", "Square"]), max_size=3))})
 EXPECT_WRONG_TYPES = "ManifestError naming each wrong field, unless every field is right"
 
 hostile_text = st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(CONTROL), min_size=1, max_size=60)
@@ -107,6 +108,9 @@ def test_fields_of_any_type_are_refused_by_name_unless_right(doc: dict[str, Any]
         assert type(doc["version"]) is int and doc["version"] == 1, EXPECT_WRONG_TYPES
         assert doc.get("name") is None or isinstance(doc["name"], str)
         assert doc.get("photos") is None or all(isinstance(p, str) for p in doc["photos"])
+        assert doc.get("formats") is None or (set(doc["formats"]) <= {"square", "portrait"}
+                                              and "square" in doc["formats"]
+                                              and len(set(doc["formats"])) == len(doc["formats"]))
         assert "extra" not in doc
     elif "version" in doc and (type(doc["version"]) is not int or doc["version"] != 1):
         assert any(p.startswith("version:") for p in got.problems)
@@ -142,12 +146,12 @@ def test_a_very_long_name_is_refused_with_its_limit(name: str) -> None:
 
 
 @hsettings(max_examples=examples(100))
-@given(st.text(min_size=1, max_size=20).filter(lambda k: k not in ("version", "email", "name", "photos", "proof")),
+@given(st.text(min_size=1, max_size=20).filter(lambda k: k not in ("version", "email", "name", "photos", "proof", "formats")),
        any_json)
 def test_an_extra_field_is_refused_by_name(key: str, value: Any) -> None:
     got = _check(json.dumps({"version": 1, "email": "ada@example.com", key: value}))
     assert isinstance(got, ManifestError), EXPECT_EXTRA
-    assert f"{key}: is not a manifest field (allowed: version, email, name, photos, proof)" in got.problems
+    assert f"{key}: is not a manifest field (allowed: version, email, name, photos, proof, formats)" in got.problems
 
 
 @hsettings(max_examples=examples(200))

@@ -12,13 +12,16 @@ from PIL import Image
 from handlers.deliver import (
     SHEET_TILE,
     build_deliverables,
+    email_preview,
     encode_headshot,
     encoded_paths,
     headshot_name,
     sheet_layout,
     tile_origin,
 )
+from handlers.generate.image_writer import write_png
 from handlers.generate.records import Attempt, ImageRecord, SelectionResult
+from handlers.marks import check_marks
 
 # Distinct, far-apart colours: a tile shows which file it came from.
 COLOURS = [(220, 30, 30), (30, 200, 40), (40, 60, 220), (230, 200, 20), (200, 40, 200),
@@ -136,8 +139,100 @@ def test_images_encoded_ahead_give_byte_identical_deliverables_and_are_not_encod
 
 def test_encode_headshot_writes_a_progressive_jpeg_and_a_sheet_sized_tile(tmp_path: Path) -> None:
     source = tmp_path / "p000-a0.png"
-    Image.new("RGB", (640, 480), COLOURS[0]).save(source)
+    Image.new("RGB", (640, 640), COLOURS[0]).save(source)
     out = encode_headshot(source, tmp_path / "enc")
     with Image.open(out.jpeg) as jpeg, Image.open(out.tile) as tile:
-        assert jpeg.format == "JPEG" and jpeg.size == (640, 480) and jpeg.info.get("progressive")
-        assert tile.size == (SHEET_TILE, SHEET_TILE * 480 // 640)
+        assert jpeg.format == "JPEG" and jpeg.size == (640, 640) and jpeg.info.get("progressive")
+        assert tile.size == (SHEET_TILE, SHEET_TILE)
+    assert set(out.jpegs) == {"square"}  # a square canvas gives the square alone
+
+
+# --- portraits ----------------------------------------------------------------------------
+FACE = (40, 30, 32, 32)  # where the "face" is on each 112x144 canvas (the tiny model's portrait canvas)
+
+
+def _portrait_selection(tmp_path: Path, n: int) -> SelectionResult:
+    """``n`` portrait canvases, each with a red "face" at FACE, the box stored as the generator does."""
+    image_dir = tmp_path / "gen-portrait"
+    image_dir.mkdir()
+    records = []
+    for i in range(n):
+        canvas = np.zeros((144, 112, 3), dtype=np.uint8)
+        canvas[:] = COLOURS[i % len(COLOURS)]
+        x, y, w, h = FACE
+        canvas[y:y + h, x:x + w] = (255, 0, 0) if i % 2 else (0, 0, 0)
+        name = f"p{i:03d}-a0.png"
+        write_png(canvas, image_dir / name, FACE)
+        ok = Attempt(i, 0, 1000 + i, True, None, 0.03, 1, 0.5)
+        records.append(ImageRecord(i, f"prompt {i}", ok.seed, 0, name, True, 0.03, (ok,), FACE))
+    return SelectionResult(image_dir=image_dir, records=tuple(records), attempts=tuple(a for r in records
+                                                                                      for a in r.history),
+                           requested=n, mode="enforce", threshold=0.07, seconds=1.0, generated=n,
+                           extra={"formats": ["square", "portrait"], "width": 112, "height": 144})
+
+
+def test_a_portrait_job_delivers_the_square_and_the_4_to_5_crop_of_each_image_named_by_format(tmp_path: Path) -> None:
+    d = build_deliverables(_portrait_selection(tmp_path, 3), tmp_path / "out")
+    assert [p.name for p in d.headshots] == ["headshot-001.jpg", "headshot-002.jpg", "headshot-003.jpg"]
+    assert [p.name for p in d.crops] == ["headshot-001-portrait.jpg", "headshot-002-portrait.jpg",
+                                         "headshot-003-portrait.jpg"]
+    for square, portrait in zip(d.headshots, d.crops, strict=True):
+        with Image.open(square) as a, Image.open(portrait) as b:
+            assert a.size == (128, 128) and b.size == (112, 140)
+    # results.json names every file's format and size; the zip holds each image's crops together
+    doc = json.loads(d.results_json.read_text())
+    assert [(i["number"], i["file"], i["format"], i["width"], i["height"]) for i in doc["images"][:2]] == [
+        (1, "headshot-001.jpg", "square", 128, 128), (1, "headshot-001-portrait.jpg", "portrait", 112, 140)]
+    assert doc["images"][1]["seed"] == doc["images"][0]["seed"] and doc["images"][1]["face_box"] == list(FACE)
+    assert doc["summary"]["formats"] == ["square", "portrait"]
+    with zipfile.ZipFile(d.archive) as zf:
+        assert zf.namelist()[:3] == ["headshot-001.jpg", "headshot-001-portrait.jpg", "headshot-002.jpg"]
+        assert len(zf.namelist()) == 7
+    assert set(d.files()) >= set(d.headshots) | set(d.crops)
+
+
+def test_each_crop_is_cut_around_the_face_the_generator_recorded(tmp_path: Path) -> None:
+    d = build_deliverables(_portrait_selection(tmp_path, 2), tmp_path / "out")
+    with Image.open(d.headshots[1]) as square:  # image 2: a red face
+        rows = np.asarray(square.convert("RGB")).astype(int)
+    red = np.where((rows[:, :, 0] > 200) & (rows[:, :, 1] < 60))[0]
+    # face centre at 40 % down the square, as handlers/crops.py places it (not the canvas's centre)
+    assert abs((red.min() + red.max()) / 2 - 0.4 * 128) <= 3
+
+
+def test_a_square_job_still_delivers_one_1024_square_per_image(tmp_path: Path) -> None:
+    image_dir = tmp_path / "gen"
+    image_dir.mkdir()
+    Image.new("RGB", (1024, 1024), COLOURS[2]).save(image_dir / "p000-a0.png")
+    record = ImageRecord(0, "p", 1, 0, "p000-a0.png", True, 0.03)
+    d = build_deliverables(SelectionResult(image_dir, (record,), (), 1, "enforce", 0.07, 1.0), tmp_path / "out")
+    assert d.crops == () and [p.name for p in d.headshots] == ["headshot-001.jpg"]
+    with Image.open(d.headshots[0]) as img:
+        assert img.size == (1024, 1024)
+    assert json.loads(d.results_json.read_text())["images"][0]["format"] == "square"
+
+
+def test_encoded_ahead_portraits_give_byte_identical_deliverables(tmp_path: Path) -> None:
+    sel = _portrait_selection(tmp_path, 3)
+    direct = build_deliverables(sel, tmp_path / "direct", workers=1)
+    ahead = tmp_path / "encoded"
+    encode_headshot(sel.path(sel.records[0]), ahead)  # the writer thread's call: formats from the canvas
+    mixed = build_deliverables(sel, tmp_path / "mixed", encoded_dir=ahead)
+    for a, b in zip(direct.files(), mixed.files(), strict=True):
+        assert a.name == b.name and a.read_bytes() == b.read_bytes(), a.name
+
+
+# --- marked as AI-made ----------------------------------------------------------------------
+def test_every_delivered_jpeg_one_by_one_in_the_zip_and_the_preview_carries_both_marks(tmp_path: Path) -> None:
+    d = build_deliverables(_portrait_selection(tmp_path, 2), tmp_path / "out")
+    jpegs = [*d.headshots, *d.crops, d.contact_sheet]
+    unzipped = tmp_path / "unzipped"
+    with zipfile.ZipFile(d.archive) as zf:
+        zf.extractall(unzipped)
+        jpegs += [unzipped / name for name in zf.namelist()]
+    preview = tmp_path / "preview.jpg"
+    preview.write_bytes(email_preview(d.contact_sheet.read_bytes(), 2))
+    for path in [*jpegs, preview]:
+        marks = check_marks(path)
+        assert marks.xmp.ai_generated, path.name
+        assert marks.watermark.found and marks.watermark_reencoded.found, (path.name, marks)

@@ -249,7 +249,7 @@ def test_build_message_refuses_an_address_that_is_not_one_address() -> None:
 
 def bad_manifest() -> dict:
     return {"job_id": "job-3", "problems": ["name: must not contain line breaks, tabs or other control characters",
-                                            "phots: is not a manifest field (allowed: version, email, name, photos)"]}
+                                            "phots: is not a manifest field (allowed: version, email, name, photos, formats)"]}
 
 
 def test_bad_manifest_email_says_the_upload_needs_fixing_and_what_was_wrong() -> None:
@@ -340,3 +340,11 @@ def test_a_lone_surrogate_in_a_reason_never_breaks_the_message() -> None:
     out = render_email("failed", {"job_id": "j", "reason": "No such file: 'IMG_\udcff.jpg'"})
     parsed = _parsed(build_message(out, "headshots@example.com", ADDRESS))
     assert "No such file: 'IMG_ .jpg'" in parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+
+def test_ready_email_says_in_one_plain_sentence_that_the_images_are_ai_made_and_marked() -> None:
+    out = render_email("ready", ready())
+    sentence = ("These headshots were made by AI from your photos, and every image is marked as AI-made, "
+                "in its metadata and with an invisible watermark.")
+    assert sentence in out.text and sentence in out.html

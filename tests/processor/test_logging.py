@@ -100,3 +100,62 @@ def test_bad_format_or_level_is_refused(restore_logging: None) -> None:
         configure_logging("xml")
     with pytest.raises(ValueError):
         configure_logging("json", "LOUD")
+
+
+# --- library noise: dropped by exact text only, listed once -----------------------------------
+KERNELS = ("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure you already "
+           "`pip install kernels` and the kernels >= 0.11.1")
+TORCHVISION = ("`{0}ImageProcessor` requires torchvision (not installed); falling back to `{0}ImageProcessorPil` for "
+               "backward compatibility. Install torchvision to use the default backend, or import "
+               "`{0}ImageProcessorPil` directly to silence this warning.")
+NUMPY_COPY = ("__array__ implementation doesn't accept a copy keyword, so passing copy=False failed. __array__ must "
+              "implement 'dtype' and 'copy' keyword arguments. To learn more, see the migration guide "
+              "https://numpy.org/devdocs/numpy_2_0_migration_guide.html#adapting-to-changes-in-the-copy-keyword")
+
+
+def test_the_library_messages_the_service_cannot_fix_are_dropped_by_exact_text_and_nothing_else(
+        restore_logging: None) -> None:
+    class Seen(logging.Handler):  # on the loggers themselves: transformers' own stops propagation
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(f"{record.name}: {record.getMessage()}")
+
+    configure_logging("json", "INFO")
+    configure_logging("json", "INFO")  # twice: one filter per message still
+    bnb = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    transformers = logging.getLogger("transformers.utils.import_utils")
+    other = logging.getLogger("some.library")
+    assert len(bnb.filters) == 1 and len(transformers.filters) == 1
+    seen = Seen()
+    for logger in (bnb, transformers, other):
+        logger.addHandler(seen)
+    try:
+        bnb.warning(KERNELS, ImportError("No module named 'kernels'"))
+        transformers.warning(TORCHVISION.format("CLIP"))
+        transformers.warning(TORCHVISION.format("Siglip"))
+        bnb.warning("Failed to load CPU gemm_4bit_forward from kernels-community")  # not the exact text
+        transformers.warning(TORCHVISION.format("CLIP") + " Also something new.")
+        other.warning(TORCHVISION.format("CLIP"))  # another logger
+    finally:
+        for logger in (bnb, transformers, other):
+            logger.removeHandler(seen)
+    assert seen.messages == [
+        "bitsandbytes.backends.cpu.ops: Failed to load CPU gemm_4bit_forward from kernels-community",
+        f"transformers.utils.import_utils: {TORCHVISION.format('CLIP')} Also something new.",
+        f"some.library: {TORCHVISION.format('CLIP')}"]
+
+
+def test_the_warnings_dropped_are_the_exact_ones_from_the_named_modules(restore_logging: None) -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        configure_logging("json", "INFO")
+        for module in ("diffusers.schedulers.scheduling_euler_discrete", "myapp.arrays"):
+            warnings.warn_explicit(NUMPY_COPY, DeprecationWarning, "x.py", 1, module=module)
+        warnings.warn_explicit(NUMPY_COPY[:40], DeprecationWarning, "x.py", 1,
+                               module="diffusers.schedulers.scheduling_euler_discrete")
+    assert [(w.filename, str(w.message)[:20]) for w in seen] == [("x.py", NUMPY_COPY[:20])] * 2

@@ -187,5 +187,29 @@ def test_each_schema_problem_is_listed_separately_in_plain_words() -> None:
                                    "phots": ["a.jpg"]}))
     assert info.value.problems == (
         "name: String should have at least 1 character",
-        "phots: is not a manifest field (allowed: version, email, name, photos, proof)")
+        "phots: is not a manifest field (allowed: version, email, name, photos, proof, formats)")
     assert info.value.reason == "; ".join(info.value.problems)
+
+
+# --- formats: squares by default, 4:5 portraits when asked ------------------------------------
+def _with_formats(formats: object) -> str:
+    return json.dumps({"version": 1, "email": "ada@example.com", "formats": formats})
+
+
+def test_a_manifest_may_ask_for_portraits_and_an_old_one_gets_squares_only() -> None:
+    assert parse_manifest(_with_formats(["portrait", "square"])).formats == ["square", "portrait"]
+    assert parse_manifest(_with_formats(["square"])).formats == ["square"]
+    assert parse_manifest(json.dumps({"version": 1, "email": "ada@example.com"})).formats is None
+
+
+@pytest.mark.parametrize(("formats", "reason"), [
+    (["portrait"], 'formats: must include "square"'),
+    (["square", "square"], "formats: each format may be named once"),
+    (["square", "panorama"], "formats.1: Input should be 'square' or 'portrait'"),
+    ([], 'formats: must include "square"'),
+    ("square,portrait", "formats: Input should be a valid list"),
+])
+def test_formats_a_job_cannot_have_are_refused_with_the_reason(formats: object, reason: str) -> None:
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(_with_formats(formats))
+    assert info.value.reason.startswith(reason)

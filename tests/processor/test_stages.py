@@ -63,3 +63,35 @@ def test_validation_reports_photo_files_under_the_persons_names_with_refusals(tm
     assert [(p.file, p.reason) for p in report.photos] == [
         ("é" * 150 + ".jpg", "unreadable"), ("huge.jpg", "too_large"), ("gone.jpg", "missing")]
     assert "never" not in report.photos[0].message and "Upload it again" in report.photos[2].message
+
+
+def test_a_manifest_asking_for_portraits_sets_its_jobs_formats_and_generation_canvas() -> None:
+    from processor.manifest import parse_manifest
+    from processor.pipeline import job_settings
+
+    worker = Settings(resolution=1024)
+    old = parse_manifest(b'{"version": 1, "email": "ada@example.com"}')
+    assert job_settings(worker, old) is worker and generate_config(worker).canvas == (1024, 1024)
+    asks = parse_manifest(b'{"version": 1, "email": "ada@example.com", "formats": ["square", "portrait"]}')
+    job = job_settings(worker, asks)
+    assert job.formats == ("square", "portrait") and worker.formats == ("square",)
+    assert generate_config(job).formats == ("square", "portrait") and generate_config(job).canvas == (896, 1152)
+
+
+def test_the_formats_setting_is_checked_like_the_manifest_field(monkeypatch) -> None:  # noqa: ANN001
+    import pytest
+
+    from processor.devkit.local_stack import settings_env
+    from processor.errors import SettingsError
+    from processor.settings import load_settings
+
+    assert Settings(formats=["portrait", "square"]).formats == ("square", "portrait")
+    with pytest.raises(ValueError, match='must include "square"'):
+        Settings(formats=["portrait"])
+    for text in ("square,portrait", '["square", "portrait"]', settings_env(Settings(formats=["square", "portrait"]))
+                 ["HEADSHOTS_FORMATS"]):
+        monkeypatch.setenv("HEADSHOTS_FORMATS", text)
+        assert load_settings().formats == ("square", "portrait")
+    monkeypatch.setenv("HEADSHOTS_FORMATS", "portrait")  # one readable line, not a traceback
+    with pytest.raises(SettingsError, match='HEADSHOTS_FORMATS: Value error, must include "square"'):
+        load_settings()

@@ -80,6 +80,17 @@ def test_images_differ_from_prompt_to_prompt(fifty) -> None:
     assert np.abs(a - b).mean() > 1.0
 
 
+def test_a_job_with_portraits_generates_on_the_portrait_canvas_and_records_it(tiny_pipeline, tmp_path: Path) -> None:
+    config = GenerateConfig(num_images=2, **{**TINY, "steps": 1}, formats=("square", "portrait"))
+    result = generate_and_select(tiny_pipeline, load_prompt_set(), "sks", None, tmp_path, config,
+                                 SelectConfig(mode="report"), analyzer=None)
+    for r in result.records:
+        with Image.open(result.path(r)) as img:
+            assert img.size == (112, 144)  # SDXL's 896x1152 bucket at the tiny model's 128
+    s = result.summary()
+    assert (s["formats"], s["width"], s["height"]) == (["square", "portrait"], 112, 144)
+
+
 def test_rerunning_one_recorded_seed_reproduces_the_image_pixel_identically(fifty, tiny_pipeline) -> None:
     result, _, _ = fifty
     record = result.records[13]

@@ -21,6 +21,15 @@ def test_image_record_round_trips_through_json_with_its_history_and_batches() ->
     assert again.history[0].batch == ((4, 0), (5, 0))
 
 
+def test_the_face_box_survives_the_checkpoint_round_trip_and_old_records_have_none() -> None:
+    from dataclasses import replace
+
+    record = replace(_record(), face_box=(10, 20, 30, 40))
+    assert ImageRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+    old = {k: v for k, v in _record().to_dict().items() if k != "face_box"}  # a checkpoint from before
+    assert ImageRecord.from_dict(old).face_box is None
+
+
 def test_summary_counts_attempts_rejections_and_shortfall(tmp_path: Path) -> None:
     record = _record()
     result = SelectionResult(tmp_path, (record,), record.history, requested=3, mode="enforce",

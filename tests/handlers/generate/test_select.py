@@ -181,6 +181,23 @@ def test_report_mode_keeps_every_image_with_its_score_and_never_regenerates(
     assert result.regenerations == 0 and result.shortfall == 0
 
 
+def test_each_kept_image_records_where_its_face_is_and_its_file_carries_the_box_to_delivery(
+        tmp_path: Path, face_analyzer, selection_photos, reference_embeddings) -> None:
+    from handlers.generate.image_writer import read_face_box
+
+    p = selection_photos
+    source = ScriptedPhotos({(0, 0): p.shots[0], (1, 0): p.no_face})
+    result = generate_and_select(source, load_prompt_set(), "sks", reference_embeddings, tmp_path,
+                                 GenerateConfig(num_images=2, batch_size=2, resolution=128),
+                                 SelectConfig(mode="report"), face_analyzer)
+    found = face_analyzer.faces(p.shots[0])
+    assert result.records[0].face_box == tuple(found[0].box) and result.records[1].face_box is None
+    with Image.open(result.path(result.records[0])) as img:
+        assert read_face_box(img) == result.records[0].face_box
+    with Image.open(result.path(result.records[1])) as img:
+        assert read_face_box(img) is None
+
+
 def test_a_retried_job_skips_done_prompts_and_still_drops_copies_of_their_images(
         tmp_path: Path, face_analyzer, selection_photos, reference_embeddings) -> None:
     p = selection_photos

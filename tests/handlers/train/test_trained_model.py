@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from handlers.train.models import UNET_LORA_TARGETS, add_lora
 from handlers.train.trained_model import (
     TrainResult,
     load_trained_pipeline,
+    lora_modules,
     save_trained_weights,
 )
 from tests.fixtures.models import TINY_RESOLUTION
@@ -111,3 +114,35 @@ def test_trained_text_encoders_are_saved_and_loaded_with_the_unet(method, tmp_pa
             before = getattr(base, name)(ids)[0]
             after = getattr(pipe, name)(ids)[0]
             assert not torch.allclose(before, after, atol=1e-6), name
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_unet_only_lora_loads_into_the_unet_alone_without_a_word_from_diffusers(tmp_path, tiny_model_dir):
+    unet = UNet2DConditionModel.from_pretrained(tiny_model_dir, subfolder="unet")
+    add_lora(unet, 4, UNET_LORA_TARGETS, seed=0)
+    save_trained_weights(tmp_path, "lora", unet, None, torch.float32)
+    save_result(tmp_path, "lora", tiny_model_dir)
+    records = _Records()
+    diffusers_log = logging.getLogger("diffusers")
+    diffusers_log.addHandler(records)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)  # torch_dtype= is deprecated: dtype= is passed
+            load_trained_pipeline(str(tiny_model_dir), tmp_path, "cpu", torch.float32)
+    finally:
+        diffusers_log.removeHandler(records)
+    assert not [m for m in records.messages if "LoRA" in m or "deprecated" in m], records.messages
+
+
+def test_lora_modules_are_the_ones_the_state_dict_has_keys_for() -> None:
+    assert lora_modules({"unet.down.lora_A.weight": 0}) == ["unet"]
+    assert lora_modules({"unet.a.lora_A": 0, "text_encoder_2.b.lora_A": 0}) == ["unet", "text_encoder_2"]
+    assert lora_modules({"text_encoder.b.lora_B": 0}) == ["text_encoder"]

@@ -29,13 +29,16 @@ class Photos:
 
 
 @pytest.fixture(scope="module")
-def job_dirs(tmp_path_factory: pytest.TempPathFactory, selection_photos) -> tuple[Path, Path]:
+def job_dirs(tmp_path_factory: pytest.TempPathFactory, selection_photos, face_analyzer,
+             reference_embeddings) -> tuple[Path, Path]:
     p = selection_photos
     root = tmp_path_factory.mktemp("eval")
     images = [p.shots[0], p.shots[1], p.strangers["biden"]]
-    selection = generate_and_select(Photos(images), load_prompt_set(), "sks", None, root / "gen",
+    # scored in report mode, as the service does: each record keeps its face box, and delivery
+    # cuts the square around it
+    selection = generate_and_select(Photos(images), load_prompt_set(), "sks", reference_embeddings, root / "gen",
                                     GenerateConfig(num_images=3, resolution=128), SelectConfig(mode="report"),
-                                    analyzer=None)
+                                    analyzer=face_analyzer)
     results = build_deliverables(selection, root / "results").out_dir
     photos = root / "photos"
     photos.mkdir()
@@ -77,3 +80,35 @@ def test_eval_fails_cleanly_on_an_empty_results_folder(tmp_path: Path, job_dirs,
     _, photos = job_dirs
     assert main(["eval", str(tmp_path), "--photos", str(photos)]) == 2
     assert "no headshot" in capsys.readouterr().err
+
+
+# --- the AI-made marks of every delivered file -------------------------------------------------
+def test_eval_reads_both_marks_of_every_delivered_jpeg_also_after_a_quality_75_re_encode(job_dirs, capsys) -> None:
+    results, _ = job_dirs
+    assert main(["eval", str(results), "--json"]) == 0  # without --photos: the marks alone
+    marks = json.loads(capsys.readouterr().out)["marks"]
+    assert set(marks["files"]) == {"headshot-001.jpg", "headshot-002.jpg", "headshot-003.jpg", "contact-sheet.jpg"}
+    assert marks["summary"] == {"files": 4, "xmp": 4, "watermark": 4, "watermark_after_q75": 4, "complete": 4}
+    one = marks["files"]["headshot-002.jpg"]
+    assert one["xmp"]["digital_source_type"] == "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    assert one["xmp"]["creator_tool"].startswith("headshots ")
+    assert one["watermark_after_q75"]["found"] and one["watermark_after_q75"]["bits"] == 48
+
+
+def test_eval_names_the_file_whose_metadata_was_stripped_and_the_one_never_marked(job_dirs, tmp_path, capsys) -> None:
+    import shutil
+
+    results, photos = job_dirs
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    with Image.open(copy / "headshot-001.jpg") as img:  # pixels kept, metadata gone
+        img.convert("RGB").save(copy / "headshot-001.jpg", quality=95)
+    with Image.open(copy / "headshot-002.jpg") as img:  # a picture that never had marks
+        Image.fromarray(np.asarray(img.convert("RGB"))[::-1].copy()).save(copy / "headshot-002.jpg", quality=95)
+    assert main(["eval", str(copy), "--photos", str(photos), "--no-faces"]) == 0
+    out = capsys.readouterr().out
+    assert "AI-made marks: XMP (trainedAlgorithmicMedia) in 2/4 files, invisible watermark in 3/4, " \
+           "after a quality-75 re-encode in 3/4" in out
+    assert "headshot-001.jpg: XMP missing; watermark found" in out
+    assert "headshot-002.jpg: XMP missing; watermark NOT found" in out
+    assert "headshot-003.jpg: XMP AI-made by headshots" in out
