@@ -220,6 +220,28 @@ def far_away(img: Image.Image, factor: float = 4.0, fill: tuple[int, int, int] =
     return canvas
 
 
+def cut_through_face(img: Image.Image, cut: float = 0.3) -> Image.Image:
+    """The photo cropped so its right edge cuts ``cut`` of the largest face's width away,
+    as a careless crop or a too-close selfie does."""
+    cx, _, face = _face_centre_px(img)
+    right = round(cx + face * (0.5 - cut))
+    return img.convert("RGB").crop((0, 0, right, img.height))
+
+
+def _face_centre_px(img: Image.Image) -> tuple[float, float, float]:
+    """(cx, cy, side) of the largest Haar face in pixels (see :func:`_face_centre`)."""
+    import cv2
+
+    grey = np.asarray(img.convert("L"))
+    cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades)
+                                        / "haarcascade_frontalface_default.xml"))
+    found = cascade.detectMultiScale(grey, 1.1, 8, minSize=(min(grey.shape) // 8,) * 2)
+    if len(found) == 0:
+        raise ValueError("no face to cut through")
+    x, y, w, h = max(found, key=lambda b: b[2] * b[3])
+    return x + w / 2, y + h / 2, float(max(w, h))
+
+
 def side_by_side(a: Image.Image, b: Image.Image) -> Image.Image:
     """Two photos next to each other at the same height: two faces of comparable size."""
     h = min(a.height, b.height)
