@@ -297,6 +297,25 @@ def write_exif_rotated(img: Image.Image, dest: Path, orientation: int = 6) -> Pa
     return dest
 
 
+def write_heic(img: Image.Image, dest: Path, size: tuple[int, int] | None = None,
+               orientation: int = 6, quality: int = 50) -> Path:
+    """An iPhone-style HEIC: ``img`` resized to ``size`` (width, height as seen upright),
+    stored sideways with the rotation in the container and the EXIF orientation tag, as the
+    camera writes it. x265's fastest preset keeps a 48 MP encode to seconds."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    upright = img.convert("RGB")
+    if size is not None:
+        upright = upright.resize(size, Image.Resampling.BILINEAR)
+    undo = {1: None, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270, 3: Image.Transpose.ROTATE_180}
+    stored = upright.transpose(undo[orientation]) if undo[orientation] else upright
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(dest, "HEIF", quality=quality, exif=exif.tobytes(), enc_params={"preset": "ultrafast"})
+    return dest
+
+
 def copy_as(src: Path, dest: Path) -> Path:
     shutil.copyfile(src, dest)
     return dest
