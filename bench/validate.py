@@ -3,8 +3,8 @@ turned faces and iPhone-style HEIC photos.
 
 Ours decodes JPEGs at reduced scale (``draft``), runs dlib's HOG detector on a <= 800 px copy
 and its CNN only where HOG finds no face, and embeds from the face crop; the naive gate
-decodes and detects at full resolution. Each run is a fresh child process so its peak RSS is
-its own. The turned and HEIC sets run through our gate too; every run reports the time of
+decodes and detects at full resolution. Each run is a fresh child process so its peak RSS (VmHWM)
+is its own. The turned and HEIC sets run through our gate too; every run reports the time of
 each detector path (``hog``, ``cnn``) and of the embeddings, from the analyzer's own counters.
 Prints ONE JSON line.
 
@@ -103,7 +103,16 @@ def child(mode: str, files: list[Path]) -> dict[str, object]:
     return {"seconds": seconds, "cpu_seconds": cpu, "usable": report.usable,
             "found": sum(1 for p in report.photos if p.faces), "paths": paths,
             "reasons": sorted({p.reason or "ok" for p in report.photos}),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM). ``ru_maxrss`` would not do: Linux
+    carries the parent's peak across fork and exec, and the parent made the photos."""
+    import re
+
+    text = Path("/proc/self/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) / 1024  # type: ignore[union-attr]
 
 
 def run_child(mode: str, files: list[Path]) -> dict[str, object]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 import structlog
 
 from handlers.faces import FaceAnalyzer
-from handlers.images import ImageError, decode_image
+from handlers.images import DecodedImage, ImageError, decode_image
 from handlers.prepare import crop_plan
 from handlers.validate.checks import (
     comparable_faces,
@@ -170,18 +171,27 @@ def select_training_photos(results: list[PhotoResult], limit: int) -> list[Photo
     return [r for r in usable if id(r) in keep]
 
 
+def _decode(path: Path, config: ValidateConfig) -> DecodedImage | ImageError:
+    """The photo's pixels at the analysis size, or why not (returned, so it can run ahead)."""
+    try:
+        return decode_image(path, config.limits, config.analysis_max_side)
+    except ImageError as exc:
+        return exc
+
+
 def _check_photo(path: Path, name: str, config: ValidateConfig, analyzer: FaceAnalyzer,
                  accepted_hashes: list[tuple[str, int]],
-                 refused: tuple[str, str] | None = None) -> tuple[PhotoResult, Any]:
-    """Per-photo checks in order; returns the result and, when it passed, its embedding."""
+                 refused: tuple[str, str] | None = None,
+                 decoded: DecodedImage | ImageError | None = None) -> tuple[PhotoResult, Any]:
+    """Per-photo checks in order; returns the result and, when it passed, its embedding.
+    ``decoded``: the photo already decoded by :func:`_decode` (else it is decoded here)."""
     r = PhotoResult(file=name, path=path)
     if refused is not None:  # decided before the file reached us (never uploaded, over the cap)
         r.reason, r.detail = refused
         return r, None
-    try:
-        img = decode_image(path, config.limits, config.analysis_max_side)
-    except ImageError as exc:
-        r.reason, r.detail = exc.code, exc.message
+    img = decoded if decoded is not None else _decode(path, config)
+    if isinstance(img, ImageError):
+        r.reason, r.detail = img.code, img.message
         return r, None
     r.width, r.height = img.info.width, img.info.height
     if min(r.width, r.height) < config.min_short_side:
@@ -257,11 +267,25 @@ def validate_photos(paths: Sequence[Path], config: ValidateConfig | None = None,
     results: list[PhotoResult] = []
     embedded: list[tuple[PhotoResult, Any]] = []
     hashes: list[tuple[str, int]] = []
-    for path, name in zip(paths, shown, strict=True):
-        r, emb = _check_photo(Path(path), name, config, analyzer, hashes, refused.get(name))
-        results.append(r)
-        if emb is not None:
-            embedded.append((r, emb))
+    # The next photo decodes on a second thread while this one is checked: JPEG/HEIC decoding and
+    # resizing run in C without the GIL, so on two cores they overlap the detector and the
+    # recognizer. One photo ahead at most: memory holds two analysis-size images, not a folder.
+    todo = [(Path(p), n) for p, n in zip(paths, shown, strict=True)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate-decode") as ahead:
+        def submit(i: int) -> Future[DecodedImage | ImageError] | None:
+            if i >= len(todo) or todo[i][1] in refused:
+                return None
+            return ahead.submit(_decode, todo[i][0], config)
+
+        pending = submit(0)
+        for i, (path, name) in enumerate(todo):
+            current, pending = pending, submit(i + 1)
+            decoded = current.result() if current is not None else None
+            r, emb = _check_photo(path, name, config, analyzer, hashes, refused.get(name), decoded)
+            del decoded
+            results.append(r)
+            if emb is not None:
+                embedded.append((r, emb))
 
     groups = group_identities([e for _, e in embedded], analyzer.threshold, config.majority_margin)
     for i, (r, emb) in enumerate(embedded):

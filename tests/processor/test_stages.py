@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from processor.settings import Settings
 from processor.stages import (
     checkpoint_every,
@@ -63,3 +65,15 @@ def test_validation_reports_photo_files_under_the_persons_names_with_refusals(tm
     assert [(p.file, p.reason) for p in report.photos] == [
         ("é" * 150 + ".jpg", "unreadable"), ("huge.jpg", "too_large"), ("gone.jpg", "missing")]
     assert "never" not in report.photos[0].message and "Upload it again" in report.photos[2].message
+
+
+def test_the_face_settings_name_the_analyzers_paths_and_refuse_the_old_deepface_names() -> None:
+    import pydantic
+
+    from processor.stages import face_model_config
+
+    config = face_model_config(Settings(face_detector="cnn"))
+    assert (config.detector, config.recognizer) == ("cnn", "Dlib")
+    assert face_model_config(Settings()).detector == "hog+cnn"
+    with pytest.raises(pydantic.ValidationError):
+        Settings(face_detector="opencv")
