@@ -21,7 +21,6 @@ L2-normalised float32 vectors compared by cosine distance.
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 import shutil
 import time
@@ -32,25 +31,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-# Cosine-distance thresholds for "same person", per recognizer. Only Dlib is built into the
-# analyzer; the others are deepface's published thresholds, kept for reference. Dlib: dlib's
-# own rule is a Euclidean distance of 0.6 between raw descriptors, whose norm is about 1.4:
-# 0.6 / 1.4 = 0.43 between unit vectors, i.e. a cosine distance of 0.43**2 / 2 = 0.09. On the
-# sample photos (tests/fixtures/faces.py) one person stays under 0.06, two people over 0.10;
-# turned faces of one person (docs/faces.md) stay under it too.
-THRESHOLDS: dict[str, float] = {
-    "Dlib": 0.09,
-    "ArcFace": 0.68,
-    "Facenet512": 0.30,
-    "Facenet": 0.40,
-    "VGG-Face": 0.68,
-    "SFace": 0.593,
-    "GhostFaceNet": 0.65,
-    "OpenFace": 0.10,
-    "DeepFace": 0.23,
-    "DeepID": 0.015,
-    "Buffalo_L": 0.55,
-}
+# Cosine-distance threshold for "same person", per recognizer (only dlib's ResNet is built in).
+# dlib's own rule is a Euclidean distance of 0.6 between raw descriptors, whose norm is about
+# 1.4: 0.6 / 1.4 = 0.43 between unit vectors, i.e. a cosine distance of 0.43**2 / 2 = 0.09. On
+# the sample photos (tests/fixtures/faces.py) one person stays under 0.06, two people over 0.10;
+# turned faces of one person stay under 0.02 from her frontal ones (docs/faces.md).
+THRESHOLDS: dict[str, float] = {"Dlib": 0.09}
 
 #: The detector paths the analyzer can run: HOG then CNN (the default), or one of them.
 DETECTORS: tuple[str, ...] = ("hog+cnn", "cnn", "hog")
@@ -334,17 +320,9 @@ def _check_rgb(image: np.ndarray) -> None:
         raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
 
 
-def roll_degrees(face: Face) -> float:
-    """Roll of the face in degrees from its eye line (0 when the eyes are unknown)."""
-    if face.left_eye is None or face.right_eye is None:
-        return 0.0
-    (lx, ly), (rx, ry) = face.left_eye, face.right_eye
-    return math.degrees(math.atan2(ly - ry, lx - rx)) if lx != rx else 0.0
-
-
 __all__ = [
     "Box", "DETECTORS", "DLIB_WEIGHT_FILES", "Face", "FaceAnalyzer", "FaceModelConfig",
     "PathTimes", "RECOGNIZERS", "THRESHOLDS", "cosine_distance", "eye_centres",
     "identity_centroid", "identity_distance", "install_weights", "l2_normalize",
-    "roll_degrees", "threshold_for", "weight_file",
+    "threshold_for", "weight_file",
 ]

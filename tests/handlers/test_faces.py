@@ -87,9 +87,9 @@ def test_cosine_and_identity_distance_basics():
 
 
 def test_thresholds_are_per_recognizer():
-    assert threshold_for("Dlib") == 0.09 and threshold_for("ArcFace") == 0.68
+    assert threshold_for("Dlib") == 0.09
     with pytest.raises(ValueError):
-        threshold_for("NoSuchNet")
+        threshold_for("ArcFace")  # deepface's recognizers are not on the analyzer's path
 
 
 def test_weights_home_is_exported_for_deepface(face_analyzer, deepface_home):
