@@ -25,7 +25,7 @@ class ValidateConfig:
     # coverings (handlers/validate/coverings.py; measured on real photos: docs/faces.md)
     max_outside: float = 0.05  # share of the face's outline beyond the frame: "face_cut"
     min_lower_skin: float = 0.30  # cheeks and chin that are skin; below: a mask ("face_covered")
-    min_mouth_orientation: float = 1.0  # below: fingers across the mouth ("face_covered")
+    min_mouth_orientation: float = 0.7  # below: fingers across the mouth ("face_covered")
     min_eye_skin: float = 0.45  # skin around the better-seen eye; below: "eyes_covered"
     min_sharpness: float = 200.0
     min_exposure: float = 60.0

@@ -98,8 +98,9 @@ def test_the_same_faces_uncovered_pass_every_covering_check(tmp_path, faces_with
 
 
 def test_a_real_hand_across_the_mouth_is_face_covered(sample_sources, face_analyzer):
-    """Frames of a real video where the woman holds her hand over her mouth; 7 of the 10 are
-    caught (docs/faces.md: the other three have fingers lying along the lips)."""
+    """Frames of a real video where the woman holds her hand over her mouth: 4 of the 10 are
+    caught, where fingers cross the mouth steeply (docs/faces.md: the threshold sits under the
+    lowest real uncovered face measured, 0.84, so good photos are not refused)."""
     config = ValidateConfig()
     frames = video_frames(sample_sources.path("one_woman.mp4"), ONE_WOMAN_FRAMES["hand"])
     caught = 0
@@ -107,7 +108,7 @@ def test_a_real_hand_across_the_mouth_is_face_covered(sample_sources, face_analy
         face = face_analyzer.detect(frame)[0]
         c = measure_coverings(frame, face.landmarks, (frame.shape[1], frame.shape[0]), 1.0)
         caught += c.mouth_orientation < config.min_mouth_orientation or (c.lower_skin or 1) < config.min_lower_skin
-    assert caught >= 7
+    assert caught >= 4
     for frame in video_frames(sample_sources.path("one_woman.mp4"), ONE_WOMAN_FRAMES["frontal"]):
         face = face_analyzer.detect(frame)[0]
         c = measure_coverings(frame, face.landmarks, (frame.shape[1], frame.shape[0]), 1.0)
