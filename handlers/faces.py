@@ -94,7 +94,6 @@ class Face:
     right_eye: Point | None = None
     landmarks: tuple[Point, ...] | None = None
     detector: str = ""
-    raw_box: Box | None = field(default=None, repr=False)  # before clipping to the image
 
     @property
     def area(self) -> int:
@@ -219,11 +218,10 @@ def _downscaled(image: np.ndarray, limit: int | None) -> tuple[np.ndarray, float
 def _face_from_rect(left: float, top: float, right: float, bottom: float, factor: float,
                     w_img: int, h_img: int, confidence: float, detector: str) -> Face:
     """A detector rectangle (detector pixels) -> Face (caller's pixels, clipped)."""
-    rx0, ry0 = int(round(left * factor)), int(round(top * factor))
-    rx1, ry1 = int(round((right + 1) * factor)), int(round((bottom + 1) * factor))
-    x0, y0, x1, y1 = max(0, rx0), max(0, ry0), min(w_img, rx1), min(h_img, ry1)
-    return Face(box=(x0, y0, x1 - x0, y1 - y0), confidence=float(confidence), detector=detector,
-                raw_box=(rx0, ry0, rx1 - rx0, ry1 - ry0))
+    x0, y0 = max(0, int(round(left * factor))), max(0, int(round(top * factor)))
+    x1 = min(w_img, int(round((right + 1) * factor)))
+    y1 = min(h_img, int(round((bottom + 1) * factor)))
+    return Face(box=(x0, y0, x1 - x0, y1 - y0), confidence=float(confidence), detector=detector)
 
 
 class FaceAnalyzer:
