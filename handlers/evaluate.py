@@ -23,7 +23,7 @@ import numpy as np
 
 from handlers.generate.select import Analyzer, subject_faces
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ def evaluate(headshots: Sequence[np.ndarray], photos: Sequence[np.ndarray], prom
         report.diversity["face"] = distribution(pairwise_cosine_distances(embeddings).tolist()) \
             if len(embeddings) > 1 else {"count": 0}
     else:
-        report.skipped["faces"] = "no face analyzer (deepface or its weights missing)"
+        report.skipped["faces"] = "no face analyzer (--no-faces)"
     if config.clip_model is not None and Path(config.clip_model).is_dir():
         report.clip_t, report.clip_i = clip_metrics(config.clip_model, headshots, prompts, photos, config.device)
         if report.clip_t is None:

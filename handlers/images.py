@@ -7,6 +7,12 @@ applied before anything else looks at the pixels, and CMYK / palette / alpha / 1
 images come out as plain RGB ``uint8``. Failures raise :class:`ImageError` with one of the
 gate's reason codes, so the validation report can show the person what to do.
 
+HEIC/HEIF (the iPhone camera's default) is decoded by pillow-heif (libheif) straight into an
+array that is reduced at once, so a 12 MP photo costs what libheif needs and no more; its
+container rotation (``irot``/``imir``, which iPhones write with the EXIF orientation) is
+applied by libheif. libheif has no reduced decode, so HEIF is capped by the bytes its decode
+needs (:attr:`ImageLimits.max_decode_bytes`), not by a pixel count.
+
 Multi-picture stills (MPO: a JPEG followed by previews or a second stereo view, as many
 phones and cameras write) are JPEGs: their primary picture is what we read. Animations
 (GIF, APNG, animated WebP) are refused. High bit depths are scaled to 8 bits one band of
@@ -21,6 +27,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -53,9 +60,10 @@ _OTHER_IMAGE_MAGIC = (b"II*\x00", b"MM\x00*", b"GIF87a", b"GIF89a", b"BM", b"\x0
 
 
 def _heif_available() -> bool:
-    """Register pillow-heif's opener when the optional ``heic`` extra is installed."""
+    """Register pillow-heif's opener (a runtime dependency; a checkout without it still
+    recognises HEIC and refuses it as unsupported rather than unreadable)."""
     try:
-        import pillow_heif  # type: ignore[import-not-found]
+        import pillow_heif
     except ImportError:
         return False
     pillow_heif.register_heif_opener()
@@ -80,6 +88,11 @@ class ImageLimits:
     #: (RGBA PNG, the costliest: ~80 MB). Phone photos that big are JPEG (or HEIC, 12 MP, which
     #: the upload page's "Most Compatible" advice turns into JPEG).
     max_pixels_full_decode: int = 8_400_000
+    #: HEIF's decode (libheif) holds its YCbCr planes and the RGB result together: 4.7 bytes per
+    #: pixel measured (a 48 MP iPhone photo peaks at 224 MB, a 12 MP one at 58 MB: docs/faces.md).
+    #: The cap is those bytes, sized so a 48 MP "HEIF Max" photo is taken.
+    max_decode_bytes: int = 240 * 2**20
+    heif_bytes_per_pixel: float = 4.7
     formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "HEIF"})
 
 
@@ -113,7 +126,7 @@ def _sniff_format(path: Path) -> str | None:
     """Name of a known image format we cannot decode here, from the first bytes."""
     with path.open("rb") as fh:
         head = fh.read(16)
-    if len(head) >= 12 and head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+    if len(head) >= 12 and head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS and not HEIF_DECODER:
         return "HEIC/HEIF (no decoder installed)"
     if any(head.startswith(m) for m in _OTHER_IMAGE_MAGIC):
         return "this image format"
@@ -166,7 +179,11 @@ def _open(path: Path, limits: ImageLimits) -> tuple[Image.Image, ImageInfo]:
         img.close()
         raise ImageError(TOO_LARGE, f"{w}x{h} is {w * h / 1e6:.0f} megapixels, over the "
                                     f"{limits.max_pixels / 1e6:.0f} MP limit")
-    if fmt not in JPEG_FAMILY and w * h > limits.max_pixels_full_decode:
+    if fmt == "HEIF" and w * h * limits.heif_bytes_per_pixel > limits.max_decode_bytes:
+        img.close()
+        raise ImageError(TOO_LARGE, f"a HEIC of {w}x{h} needs {w * h * limits.heif_bytes_per_pixel / 2**20:.0f} MB "
+                                    f"to decode, over the {limits.max_decode_bytes / 2**20:.0f} MB we allow")
+    if fmt not in JPEG_FAMILY and fmt != "HEIF" and w * h > limits.max_pixels_full_decode:
         img.close()
         raise ImageError(TOO_LARGE, f"a {fmt} of {w}x{h} is {w * h / 1e6:.1f} megapixels, over the "
                                     f"{limits.max_pixels_full_decode / 1e6:.1f} MP we take for formats "
@@ -247,6 +264,9 @@ def decode_image(path: Path, limits: ImageLimits | None = None,
     keeps a 12 MP photo cheap when only a 1.5 MP view is needed."""
     limits = limits or ImageLimits()
     opened, info = _open(Path(path), limits)
+    if info.format == "HEIF":
+        opened.close()
+        return DecodedImage(pixels=_decode_heif(Path(path), max_side), info=info)
     img = opened
     try:
         if max_side is not None and max(img.size) > max_side and img.format in JPEG_FAMILY:
@@ -276,6 +296,37 @@ def decode_image(path: Path, limits: ImageLimits | None = None,
         img.close()
         opened.close()
     return DecodedImage(pixels=pixels, info=info)
+
+
+def _decode_heif(path: Path, max_side: int | None) -> np.ndarray:
+    """The primary picture of a HEIF file as RGB ``uint8``, upright, reduced to ``max_side``.
+
+    libheif's RGB buffer is read as an array without a copy and reduced at once: Pillow's own
+    path would add a 4-byte-per-pixel copy (a 48 MP photo: +190 MB)."""
+    import pillow_heif
+
+    try:
+        heif = pillow_heif.open_heif(path, convert_hdr_to_8bit=True)
+        picture = heif[heif.primary_index]
+        full = np.asarray(picture)
+        if full.ndim == 2:
+            full = full[:, :, None]
+        h, w = full.shape[:2]
+        if max_side is not None and max(h, w) > max_side:
+            s = max_side / float(max(h, w))
+            full = cv2.resize(full, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+            if full.ndim == 2:
+                full = full[:, :, None]
+        pixels = np.array(full, dtype=np.uint8)  # own the (reduced) pixels, let libheif's go
+        del full, picture, heif
+    except (OSError, ValueError, SyntaxError, EOFError, RuntimeError) as exc:
+        raise ImageError(UNREADABLE, f"the image data is corrupt or truncated ({exc})") from None
+    if pixels.shape[2] == 1:
+        return np.repeat(pixels, 3, axis=2)
+    if pixels.shape[2] == 4:  # alpha over white, as for PNG
+        rgb, alpha = pixels[:, :, :3].astype(np.float32), pixels[:, :, 3:].astype(np.float32) / 255.0
+        return np.clip(rgb * alpha + 255.0 * (1.0 - alpha) + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(pixels[:, :, :3])
 
 
 def load_image(path: Path, limits: ImageLimits | None = None,

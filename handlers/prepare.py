@@ -25,7 +25,10 @@ from PIL import Image
 from handlers.images import load_image
 
 Box = tuple[int, int, int, int]  # x, y, w, h in the EXIF-rotated photo's pixels
+CropBox = tuple[float, float, float, float]  # x, y, w, h of a training crop, same pixels
 DATASET_FILE = "dataset.json"
+CROP_SCALE = 2.2  # crop side / larger side of the face box
+FACE_DROP = 0.1  # crop centre sits this many face heights below the face centre
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,8 @@ class PrepareConfig:
     identifier: str
     resolution: int = 1024
     class_noun: str = "person"
-    crop_scale: float = 2.2  # crop side / larger side of the face box
-    face_drop: float = 0.1  # crop centre sits this many face heights below the face centre
+    crop_scale: float = CROP_SCALE
+    face_drop: float = FACE_DROP
     augment_copies: int = 2  # extra augmented copies per photo (the plain crop is always kept)
     max_rotation_deg: float = 6.0
     max_scale_change: float = 0.1  # copies zoom by a factor in [1/(1+s), 1+s]
@@ -115,16 +118,28 @@ def decode_photo(path: Path) -> np.ndarray:
     return load_image(Path(path))
 
 
-def crop_square(box: Box, width: int, height: int, config: PrepareConfig) -> tuple[float, float, float]:
-    """Centre (cx, cy) and side of the face-centred square crop, kept inside the photo."""
+def crop_plan(box: Box, width: int, height: int, crop_scale: float = CROP_SCALE,
+              face_drop: float = FACE_DROP) -> tuple[CropBox, ...]:
+    """The training crops of one photo: (x, y, w, h) boxes in the photo's pixels, each kept
+    inside the photo. Today one face-centred square, ``crop_scale`` times the face box's larger
+    side, a little below the face so chin and shoulders are in frame.
+
+    Pure, and the one place the crops are decided: prepare renders these boxes, and the gate
+    refuses a photo with another person's face inside any of them (``multiple_faces``)."""
     x, y, w, h = box
-    side = min(config.crop_scale * max(w, h), float(width), float(height))
+    side = min(crop_scale * max(w, h), float(width), float(height))
     cx = x + w / 2.0
-    cy = y + h / 2.0 + config.face_drop * h
+    cy = y + h / 2.0 + face_drop * h
     half = side / 2.0
     cx = min(max(cx, half), width - half)
     cy = min(max(cy, half), height - half)
-    return cx, cy, side
+    return ((cx - half, cy - half, side, side),)
+
+
+def crop_square(box: Box, width: int, height: int, config: PrepareConfig) -> tuple[float, float, float]:
+    """Centre (cx, cy) and side of the face-centred square crop (:func:`crop_plan`'s)."""
+    x, y, side, _ = crop_plan(box, width, height, config.crop_scale, config.face_drop)[0]
+    return x + side / 2.0, y + side / 2.0, side
 
 
 def augmentations(n_copies: int, config: PrepareConfig, photo_index: int) -> list[Augmentation]:

@@ -122,9 +122,11 @@ class Settings(BaseSettings):
                                  "JSON list); a manifest's \"formats\" wins for its job")
 
     # --- faces -----------------------------------------------------------------------
-    face_detector: str = Field("opencv", description="deepface detector backend")
-    face_recognizer: str = Field("Dlib", description="deepface recognition model")
-    deepface_home: Path | None = Field(None, description="DEEPFACE_HOME; weights under .deepface/weights/")
+    face_detector: Literal["hog+cnn", "cnn", "hog"] = Field(
+        "hog+cnn", description="dlib detector path: HOG, then the CNN where HOG finds no face (docs/faces.md)")
+    face_recognizer: Literal["Dlib"] = Field("Dlib", description="dlib's ResNet recognizer")
+    deepface_home: Path | None = Field(None, description="where the dlib weights are baked (.deepface/weights/); "
+                                                         "empty: the face_recognition_models package's own")
     eval_clip_model: Path | None = Field(None, description="`headshots eval`: local CLIP folder for CLIP-T/CLIP-I")
     eval_dino_model: Path | None = Field(None, description="`headshots eval`: local DINO ViT folder")
 

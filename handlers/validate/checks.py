@@ -8,6 +8,8 @@ many megapixels the camera had (scale-normalised).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -28,7 +30,8 @@ class FaceMeasures:
     exposure: float  # mean luminance (0-255) of the inner face
     clipped_dark: float  # fraction of inner-face pixels <= 10
     clipped_bright: float  # fraction of inner-face pixels >= 245
-    pose_yaw: float | None  # -1 (turned to the viewer's left) .. +1, from eye positions
+    pose_yaw: float | None  # -1 (turned to the viewer's left) .. +1, from the landmarks
+    contrast: float = 0.0  # (p95 - p5) / (p95 + p5) of the inner face: unchanged by exposure
 
 
 def face_patch(image_rgb: np.ndarray, box: Box, size: int = FACE_PATCH) -> np.ndarray:
@@ -83,18 +86,31 @@ def measure_face(image_rgb: np.ndarray, face: Face, scale: float,
         clipped_dark=float((core <= 10).mean()),
         clipped_bright=float((core >= 245).mean()),
         pose_yaw=pose_yaw(face),
+        contrast=contrast(core),
     )
 
 
-def pose_yaw(face: Face) -> float | None:
-    """Rough yaw from where the eyes sit in the box: 0 frontal, +-1 in profile.
+def contrast(patch: np.ndarray) -> float:
+    """Michelson-like contrast of a grey patch from its 5th and 95th percentiles: a ratio, so
+    the same face one stop darker (every value scaled) keeps it."""
+    lo, hi = (float(v) for v in np.percentile(patch, [5, 95]))
+    return (hi - lo) / (hi + lo) if hi + lo > 0 else 0.0
 
-    Only a hint for picking varied poses; None when the detector gave no eyes."""
-    if face.left_eye is None or face.right_eye is None:
+
+def pose_yaw(face: Face) -> float | None:
+    """Rough yaw from the nose base's offset from the eye midpoint along the eye line, in
+    eye distances (0 frontal, +-1 about 60 degrees turned; sign: towards the viewer's right).
+
+    Only a hint for picking varied poses; None without landmarks."""
+    if face.landmarks is None or face.left_eye is None or face.right_eye is None:
         return None
-    x, _, w, _ = face.box
-    mid = (face.left_eye[0] + face.right_eye[0]) / 2.0
-    return float(np.clip((mid - (x + w / 2.0)) / (w / 4.0), -1.0, 1.0))
+    (lx, ly), (rx, ry) = face.left_eye, face.right_eye
+    d = math.hypot(lx - rx, ly - ry)
+    if d <= 0:
+        return None
+    nx, ny = face.landmarks[4]
+    along = ((nx - (lx + rx) / 2.0) * (lx - rx) + (ny - (ly + ry) / 2.0) * (ly - ry)) / d
+    return float(np.clip(along / (0.5 * d), -1.0, 1.0))
 
 
 def comparable_faces(faces: list[Face], ratio: float) -> int:
@@ -104,6 +120,30 @@ def comparable_faces(faces: list[Face], ratio: float) -> int:
         return 0
     big = max(max(f.box[2], f.box[3]) for f in faces)
     return sum(1 for f in faces if max(f.box[2], f.box[3]) >= ratio * big)
+
+
+def faces_in_crops(faces: Sequence[Face], crops: Sequence[tuple[float, float, float, float]],
+                   scale: float, min_side_px: int, min_confidence: float) -> int:
+    """How many faces other than the first (the subject) lie inside a training crop.
+
+    ``faces``: as detected, at the detector's normal confidence, in pixels of an image reduced
+    by ``scale``; ``crops``: (x, y, w, h) in ORIGINAL pixels (``handlers.prepare.crop_plan``).
+    A face counts when its box side is at least ``min_side_px`` original pixels, its detector
+    score at least ``min_confidence`` (a margin over the detector's own threshold: a score just
+    above it is where dlib's false positives sit, e.g. a round badge on a jacket at 0.03), and
+    at least half of its box is inside a crop: it would be in the training image."""
+    count = 0
+    for f in faces[1:]:
+        x, y, w, h = (v / scale for v in f.box)
+        if max(w, h) < min_side_px or w <= 0 or h <= 0 or f.confidence < min_confidence:
+            continue
+        for cx, cy, cw, ch in crops:
+            ix = max(0.0, min(x + w, cx + cw) - max(x, cx))
+            iy = max(0.0, min(y + h, cy + ch) - max(y, cy))
+            if ix * iy >= 0.5 * w * h:
+                count += 1
+                break
+    return count
 
 
 # --- near-duplicates: a perceptual hash of the whole photo ----------------------------

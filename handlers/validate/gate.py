@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,21 @@ import numpy as np
 import structlog
 
 from handlers.faces import FaceAnalyzer
-from handlers.images import ImageError, decode_image
-from handlers.validate.checks import comparable_faces, hamming, measure_face, phash
+from handlers.images import DecodedImage, ImageError, decode_image
+from handlers.prepare import crop_plan
+from handlers.validate.checks import (
+    comparable_faces,
+    faces_in_crops,
+    hamming,
+    measure_face,
+    phash,
+)
 from handlers.validate.config import ValidateConfig
+from handlers.validate.coverings import measure_coverings
 from handlers.validate.identity import group_identities
 from handlers.validate.messages import photo_message, set_message
 
 log = structlog.get_logger(__name__)
-
-
 
 
 @dataclass
@@ -53,6 +60,13 @@ class PhotoResult:
     face_fraction: float | None = None
     sharpness: float | None = None
     exposure: float | None = None
+    contrast: float | None = None
+    clipped: float | None = None  # share of the inner face crushed to black or blown to white
+    eye_skin: float | None = None  # coverings (handlers/validate/coverings.py); None: not judged
+    lower_skin: float | None = None
+    mouth_orientation: float | None = None
+    outside: float | None = None
+    detector: str | None = None  # which detector path found the face (hog or cnn)
     identity_distance: float | None = None
     pose_yaw: float | None = None
     duplicate_of: str | None = None
@@ -65,7 +79,8 @@ class PhotoResult:
     @property
     def measures(self) -> dict[str, Any]:
         """The numbers recorded for debugging (job status, email), without the verdict."""
-        keys = ("width", "height", "faces", "face_fraction", "sharpness", "exposure",
+        keys = ("width", "height", "faces", "face_fraction", "sharpness", "exposure", "contrast",
+                "clipped", "eye_skin", "lower_skin", "mouth_orientation", "outside", "detector",
                 "identity_distance", "pose_yaw", "quality", "duplicate_of")
         return {k: getattr(self, k) for k in keys}
 
@@ -122,11 +137,14 @@ class ValidationReport:
 
 
 def _quality(r: PhotoResult, config: ValidateConfig) -> float:
-    """Bigger is better: sharpness (log scale), exposure near mid-grey, a big face."""
+    """Photographic quality, bigger is better: sharpness (log scale), contrast, and how little
+    of the face is clipped. Nothing rewards a face for being near mid-grey: well-lit dark skin
+    and light skin rank alike, and the same photo one stop darker ranks the same (exposure
+    only has to pass the gate's band)."""
     sharp = min(1.0, math.log10(max(r.sharpness or 1.0, 1.0) / config.min_sharpness) / 1.5)
-    expo = 1.0 - abs((r.exposure or 128.0) - 128.0) / 128.0
-    size = min(1.0, (r.face_fraction or 0.0) / 0.5)
-    return round(sharp + expo + size, 6)
+    contrast = min(1.0, (r.contrast or 0.0) / 0.6)
+    unclipped = 1.0 - min(1.0, (r.clipped or 0.0) / config.max_clipped)
+    return round(sharp + contrast + unclipped, 6)
 
 
 def _pose_bin(yaw: float | None) -> int:
@@ -153,18 +171,27 @@ def select_training_photos(results: list[PhotoResult], limit: int) -> list[Photo
     return [r for r in usable if id(r) in keep]
 
 
+def _decode(path: Path, config: ValidateConfig) -> DecodedImage | ImageError:
+    """The photo's pixels at the analysis size, or why not (returned, so it can run ahead)."""
+    try:
+        return decode_image(path, config.limits, config.analysis_max_side)
+    except ImageError as exc:
+        return exc
+
+
 def _check_photo(path: Path, name: str, config: ValidateConfig, analyzer: FaceAnalyzer,
                  accepted_hashes: list[tuple[str, int]],
-                 refused: tuple[str, str] | None = None) -> tuple[PhotoResult, Any]:
-    """Per-photo checks in order; returns the result and, when it passed, its embedding."""
+                 refused: tuple[str, str] | None = None,
+                 decoded: DecodedImage | ImageError | None = None) -> tuple[PhotoResult, Any]:
+    """Per-photo checks in order; returns the result and, when it passed, its embedding.
+    ``decoded``: the photo already decoded by :func:`_decode` (else it is decoded here)."""
     r = PhotoResult(file=name, path=path)
     if refused is not None:  # decided before the file reached us (never uploaded, over the cap)
         r.reason, r.detail = refused
         return r, None
-    try:
-        img = decode_image(path, config.limits, config.analysis_max_side)
-    except ImageError as exc:
-        r.reason, r.detail = exc.code, exc.message
+    img = decoded if decoded is not None else _decode(path, config)
+    if isinstance(img, ImageError):
+        r.reason, r.detail = img.code, img.message
         return r, None
     r.width, r.height = img.info.width, img.info.height
     if min(r.width, r.height) < config.min_short_side:
@@ -176,11 +203,25 @@ def _check_photo(path: Path, name: str, config: ValidateConfig, analyzer: FaceAn
     if not faces:
         r.reason = "no_face"
         return r, None
-    m = measure_face(img.pixels, faces[0], img.scale, (r.width, r.height))
+    face = faces[0]
+    m = measure_face(img.pixels, face, img.scale, (r.width, r.height))
     r.face_box, r.face_fraction = m.face_box, round(m.face_fraction, 4)
     r.sharpness, r.exposure = round(m.sharpness, 2), round(m.exposure, 2)
+    r.contrast, r.clipped = round(m.contrast, 4), round(m.clipped_dark + m.clipped_bright, 4)
     r.pose_yaw = None if m.pose_yaw is None else round(m.pose_yaw, 3)
-    if comparable_faces(faces, config.comparable_face_ratio) > 1:
+    r.detector = face.detector
+    cover = measure_coverings(img.pixels, face.landmarks or (), (r.width, r.height), img.scale)
+    r.outside = round(cover.outside, 4)
+    r.mouth_orientation = round(min(cover.mouth_orientation, 99.0), 3)
+    r.eye_skin = None if cover.eye_skin is None else round(cover.eye_skin, 3)
+    r.lower_skin = None if cover.lower_skin is None else round(cover.lower_skin, 3)
+    crops = crop_plan(m.face_box, r.width, r.height)
+    if cover.outside > config.max_outside:
+        r.reason = "face_cut"
+    elif (comparable_faces([face] + [f for f in faces[1:] if f.confidence >= config.min_second_face_confidence],
+                           config.comparable_face_ratio) > 1
+          or faces_in_crops(faces, crops, img.scale, config.min_second_face_px,
+                             config.min_second_face_confidence) > 0):
         r.reason = "multiple_faces"
     elif m.face_fraction < config.min_face_fraction:
         r.reason = "face_too_small"
@@ -190,6 +231,12 @@ def _check_photo(path: Path, name: str, config: ValidateConfig, analyzer: FaceAn
         r.reason = "too_dark"
     elif m.exposure > config.max_exposure or m.clipped_bright > config.max_clipped:
         r.reason = "too_bright"
+    # coverings are read from skin colour and edges: only on a face exposed well enough to show them
+    elif ((cover.lower_skin is not None and cover.lower_skin < config.min_lower_skin)
+          or cover.mouth_orientation < config.min_mouth_orientation):
+        r.reason = "face_covered"
+    elif cover.eye_skin is not None and cover.eye_skin < config.min_eye_skin:
+        r.reason = "eyes_covered"
     if r.reason:
         return r, None
     h = phash(img.pixels)
@@ -199,7 +246,7 @@ def _check_photo(path: Path, name: str, config: ValidateConfig, analyzer: FaceAn
             return r, None
     accepted_hashes.append((r.file, h))
     r.quality = _quality(r, config)
-    return r, analyzer.embed(img.pixels, faces[0])
+    return r, analyzer.embed(img.pixels, face)
 
 
 def validate_photos(paths: Sequence[Path], config: ValidateConfig | None = None,
@@ -220,11 +267,25 @@ def validate_photos(paths: Sequence[Path], config: ValidateConfig | None = None,
     results: list[PhotoResult] = []
     embedded: list[tuple[PhotoResult, Any]] = []
     hashes: list[tuple[str, int]] = []
-    for path, name in zip(paths, shown, strict=True):
-        r, emb = _check_photo(Path(path), name, config, analyzer, hashes, refused.get(name))
-        results.append(r)
-        if emb is not None:
-            embedded.append((r, emb))
+    # The next photo decodes on a second thread while this one is checked: JPEG/HEIC decoding and
+    # resizing run in C without the GIL, so on two cores they overlap the detector and the
+    # recognizer. One photo ahead at most: memory holds two analysis-size images, not a folder.
+    todo = [(Path(p), n) for p, n in zip(paths, shown, strict=True)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate-decode") as ahead:
+        def submit(i: int) -> Future[DecodedImage | ImageError] | None:
+            if i >= len(todo) or todo[i][1] in refused:
+                return None
+            return ahead.submit(_decode, todo[i][0], config)
+
+        pending = submit(0)
+        for i, (path, name) in enumerate(todo):
+            current, pending = pending, submit(i + 1)
+            decoded = current.result() if current is not None else None
+            r, emb = _check_photo(path, name, config, analyzer, hashes, refused.get(name), decoded)
+            del decoded
+            results.append(r)
+            if emb is not None:
+                embedded.append((r, emb))
 
     groups = group_identities([e for _, e in embedded], analyzer.threshold, config.majority_margin)
     for i, (r, emb) in enumerate(embedded):
@@ -254,7 +315,10 @@ def validate_photos(paths: Sequence[Path], config: ValidateConfig | None = None,
                             len(groups.majority), groups.second_size),
         thresholds={"identity": analyzer.threshold, "sharpness": config.min_sharpness,
                     "min_exposure": config.min_exposure, "max_exposure": config.max_exposure,
-                    "min_face_fraction": config.min_face_fraction},
+                    "min_face_fraction": config.min_face_fraction,
+                    "max_outside": config.max_outside, "min_lower_skin": config.min_lower_skin,
+                    "min_mouth_orientation": config.min_mouth_orientation,
+                    "min_eye_skin": config.min_eye_skin},
         min_usable=config.min_usable,
     )
     log.info("photos_validated", photos=len(results), usable=usable, accepted=accepted,

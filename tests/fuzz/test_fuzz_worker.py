@@ -12,6 +12,11 @@ for every case:
 - nothing is left under ``uploads/<job>/`` or in the worker's work folder once the job ended;
 - the worker's peak memory (VmHWM, reset before the case) grows by less than 100 MB.
 
+Most cases have 4 good photos beside the fuzzed one, under the 10 a job needs, so they end at
+the gate. The delivery cases have 10 good photos under hostile names and in every format a
+phone or browser sends (HEIC included): they pass the gate and run through prepare, training,
+generation and delivery on the tiny model, with the same invariants.
+
 CI runs a few dozen derandomized examples (``HYPOTHESIS_PROFILE=ci``); the long profile many
 more with random seeds. The in-process suites next to this one fuzz the same layers with many
 more examples each.
@@ -68,6 +73,7 @@ class Case:
     target: str | None = None      # the photo whose verdict is checked (None: no one photo)
     expect: frozenset[str | None] = frozenset()  # codes the target may get, or {bad_manifest}
     address: str | None = ADDRESS  # where the one email may go (None: nobody can be told)
+    delivered: bool = False  # 10 good photos: the job must reach delivery
 
     @property
     def manifest_case(self) -> bool:
@@ -81,6 +87,7 @@ class FuzzWorld:
     worker: WorkerProcess
     work_dir: Path
     good: list[tuple[str, bytes]]
+    delivery_warm: bool = False  # a first delivery loads the model: no case is charged for it
 
     def vm_hwm(self) -> int:
         text = Path(f"/proc/{self.worker.pid}/status").read_text()
@@ -147,7 +154,8 @@ def _run_case(w: FuzzWorld, case: Case, charge_memory: bool = True) -> dict[str,
     s3.put_object(Bucket=w.settings.input_bucket, Key=f"uploads/{job_id}/manifest.json",
                   Body=_proven(w, case.manifest, job_id))
     status = wait_for(lambda: (job_status(w.stack, w.settings, job_id) or {}).get("state") in TERMINAL
-                      and job_status(w.stack, w.settings, job_id), 120, what=f"{case.label}: a terminal state",
+                      and job_status(w.stack, w.settings, job_id), 300 if case.delivered else 120,
+                      what=f"{case.label}: a terminal state",
                       on_timeout=w.worker.logs)
     time.sleep(0.3)  # the job's last deletes land right after the terminal write
     grown = w.vm_hwm() - before
@@ -161,6 +169,12 @@ def _run_case(w: FuzzWorld, case: Case, charge_memory: bool = True) -> dict[str,
         assert status["email"] == ("sent" if case.address else "none"), (case.label, status["email"])
         if mails:
             assert "manifest.json needs a fix" in str(mails[0]["Subject"])
+    elif case.delivered:  # 10 good photos under any name and format: delivered, told so
+        verdicts = {p["file"]: p.get("reason") for p in (status.get("validation") or {}).get("photos", [])}
+        assert set(verdicts) == set(case.photos), (case.label, sorted(verdicts))
+        assert all(v is None for v in verdicts.values()), (case.label, verdicts)
+        assert status["state"] == "delivered" and len(mails) == 1, (case.label, status["state"], status.get("error"))
+        assert keys(w.stack, w.settings.output_bucket, f"results/{job_id}/", w.settings), case.label
     elif case.target is None:  # good photos, too few: rejected, told so
         assert status["state"] == "rejected" and len(mails) == 1, (case.label, status["state"])
     else:
@@ -283,6 +297,42 @@ def photo_cases(draw: st.DrawFn, good: list[tuple[str, bytes]], kind: str) -> Ca
     return Case(kind, _manifest(), {**others, name: body}, name, frozenset(expect))
 
 
+DELIVERY_FORMATS = ("HEIF", "PNG", "WEBP", "JPEG")
+
+
+def _reencoded(body: bytes, fmt: str) -> bytes:
+    """The same photo as a phone or browser may send it: HEIC (stored sideways, rotation in the
+    container and EXIF, as an iPhone writes it), PNG, WebP or JPEG."""
+    import io
+
+    from PIL import Image
+
+    from processor.devkit.samples import write_heic
+
+    img = Image.open(io.BytesIO(body)).convert("RGB")
+    if fmt == "HEIF":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return write_heic(img, Path(tmp) / "p.heic").read_bytes()
+    buf = io.BytesIO()
+    img.save(buf, fmt, **({"quality": 90} if fmt != "PNG" else {}))
+    return buf.getvalue()
+
+
+@st.composite
+def delivery_cases(draw: st.DrawFn, good: list[tuple[str, bytes]]) -> Case:
+    """10 good photos, three of them renamed with hostile names and re-encoded (the first as
+    HEIC): EXPECT every one judged good and the job delivered."""
+    photos = dict(good[:10])
+    for i, (old, body) in enumerate(good[:3]):
+        fmt = "HEIF" if i == 0 else draw(st.sampled_from(DELIVERY_FORMATS))
+        name = draw(hostile_names.filter(lambda n: not n.startswith(".") and n not in photos))
+        del photos[old]
+        photos[name] = _reencoded(body, fmt)
+    return Case("delivered", _manifest(), photos, None, frozenset({None}), delivered=True)
+
+
 # --- the tests ----------------------------------------------------------------------------------
 FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                                   HealthCheck.data_too_large])
@@ -313,6 +363,17 @@ def test_a_listed_photo_whose_name_has_edge_spaces_is_found_and_judged_not_missi
     name = " spaced name .jpg"
     _run_case(world, Case("listed_spaced", _manifest(photos=[*others, name]),
                           {**others, name: world.good[GOOD][1]}, name, RENAMED_REASONS))
+
+
+@hsettings(max_examples=examples(1), **FUZZ)
+@given(data=st.data())
+def test_ten_good_photos_under_any_name_and_format_are_delivered_and_leave_nothing(world: FuzzWorld,
+                                                                                  data: st.DataObject) -> None:
+    if not world.delivery_warm:  # training and generation load the model once per worker
+        _run_case(world, Case("warm-up-delivery", _manifest(), dict(world.good[:10]), None, frozenset({None}),
+                              delivered=True), charge_memory=False)
+        world.delivery_warm = True
+    _run_case(world, data.draw(delivery_cases(world.good)))
 
 
 @hsettings(max_examples=examples(4), **FUZZ)

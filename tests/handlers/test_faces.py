@@ -29,7 +29,7 @@ def photos(sample_sources):
 def test_install_weights_copies_the_dlib_files_once(tmp_path):
     paths = install_weights(tmp_path)
     assert [p.name for p in paths] == list(DLIB_WEIGHT_FILES)
-    assert all(p.parent == tmp_path / ".deepface" / "weights" and p.stat().st_size > 1e6 for p in paths)
+    assert all(p.parent == tmp_path / ".deepface" / "weights" and p.stat().st_size > 5e5 for p in paths)
     mtimes = [p.stat().st_mtime_ns for p in paths]
     assert install_weights(tmp_path) == paths
     assert [p.stat().st_mtime_ns for p in paths] == mtimes
@@ -87,10 +87,36 @@ def test_cosine_and_identity_distance_basics():
 
 
 def test_thresholds_are_per_recognizer():
-    assert threshold_for("Dlib") == 0.09 and threshold_for("ArcFace") == 0.68
+    assert threshold_for("Dlib") == 0.09
     with pytest.raises(ValueError):
-        threshold_for("NoSuchNet")
+        threshold_for("ArcFace")  # deepface's recognizers are not on the analyzer's path
 
 
 def test_weights_home_is_exported_for_deepface(face_analyzer, deepface_home):
     assert os.environ["DEEPFACE_HOME"] == str(deepface_home)
+
+
+def test_the_cnn_runs_only_where_hog_finds_no_face(face_analyzer, photos, sample_sources):
+    before = dict(face_analyzer.times.calls)
+    faces = face_analyzer.detect(photos["obama.jpg"])
+    assert faces[0].detector == "hog" and len(faces[0].landmarks) == 5
+    assert face_analyzer.times.calls.get("cnn", 0) == before.get("cnn", 0)
+    assert face_analyzer.detect(load_image(sample_sources.path("retina.jpg"), max_side=1024)) == []
+    assert face_analyzer.times.calls["cnn"] == before.get("cnn", 0) + 1
+    assert face_analyzer.times.calls["hog"] == before.get("hog", 0) + 2
+
+
+def test_landmarks_put_the_persons_left_eye_on_the_viewers_right(face_analyzer, photos):
+    face = face_analyzer.detect(photos["obama.jpg"])[0]
+    x, y, w, h = face.box
+    assert face.left_eye[0] > face.right_eye[0]
+    assert all(x <= px <= x + w and y <= py <= y + h for px, py in face.landmarks)
+    nose = face.landmarks[4]
+    assert nose[1] > max(face.left_eye[1], face.right_eye[1])  # below the eyes
+
+
+def test_the_analyzer_refuses_unknown_models(deepface_home):
+    with pytest.raises(ValueError):
+        FaceAnalyzer(FaceModelConfig(detector="opencv"))
+    with pytest.raises(ValueError):
+        FaceAnalyzer(FaceModelConfig(recognizer="ArcFace"))

@@ -85,7 +85,7 @@ def test_file_size_cap_is_checked_first(tmp_path, sample_sources):
 @pytest.mark.parametrize("content,code", [
     (b"", "unreadable"),
     (b"<html><body>not a photo</body></html>", "unreadable"),
-    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "unsupported_format"),
+    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "unreadable"),  # a HEIC header, no picture
 ])
 def test_non_images_and_undecodable_formats_get_their_codes(tmp_path, content, code):
     (tmp_path / "x.jpg").write_bytes(content)
@@ -231,6 +231,43 @@ def test_a_png_too_big_to_decode_cheaply_is_too_large_and_a_jpeg_that_big_is_not
     assert err.value.code == "too_large" and "JPEG" in err.value.message
     Image.new("RGB", (4500, 3000), (90, 120, 150)).save(tmp_path / "big.jpg", quality=80)  # 13.5 MP
     assert load_image(tmp_path / "big.jpg", max_side=1600).shape == (1067, 1600, 3)
+
+
+@pytest.fixture(scope="module")
+def iphone_heics(tmp_path_factory, sample_sources) -> dict[str, Path]:
+    """A real photo as iPhones write HEIC: 12 MP (4032x3024 sensor, portrait) and 48 MP
+    (8064x6048, "HEIF Max"), stored sideways with the rotation in the container and EXIF."""
+    folder = tmp_path_factory.mktemp("heic")
+    photo = Image.open(sample_sources.path("obama.jpg"))
+    return {mp: samples.write_heic(photo, folder / f"iphone-{mp}mp.heic", size)
+            for mp, size in (("12", (3024, 4032)), ("48", (6048, 8064)))}
+
+
+@pytest.mark.parametrize("mp, bound_mb", [("12", 100), ("48", 240)])
+def test_iphone_heic_is_taken_upright_within_its_decode_bound(iphone_heics, sample_sources, mp, bound_mb):
+    """12 MP stays under the worker's 100 MB bound; 48 MP under the HEIF decode cap
+    (ImageLimits.max_decode_bytes), which it is sized for. Before: unsupported (no decoder) or
+    too_large (every non-JPEG over 8.4 MP)."""
+    import subprocess
+    import sys
+
+    info = probe_image(iphone_heics[mp])
+    assert info.format == "HEIF" and info.width < info.height  # upright portrait, as shot
+    pixels = load_image(iphone_heics[mp], max_side=1600)
+    assert pixels.shape == (1600, 1200, 3)
+    upright = np.asarray(Image.open(sample_sources.path("obama.jpg")).convert("RGB").resize((1200, 1600)),
+                         dtype=np.float32)
+    assert np.abs(pixels.astype(np.float32) - upright).mean() < 8  # the same picture, not turned
+    out = subprocess.run([sys.executable, "-c", _PEAK_PROBE, str(iphone_heics[mp]), "1600"],
+                         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    grown_mb = int(out.stdout.strip()) / 2**20
+    assert grown_mb < bound_mb, f"decode grew peak memory by {grown_mb:.0f} MB"
+
+
+def test_a_heic_over_its_decode_bytes_is_too_large_from_the_header(iphone_heics):
+    with pytest.raises(ImageError) as err:
+        probe_image(iphone_heics["48"], ImageLimits(max_decode_bytes=100 * 2**20))
+    assert err.value.code == "too_large" and "MB" in err.value.message
 
 
 def test_sixteen_bit_values_scale_in_bands_exactly_like_one_pass(tmp_path):

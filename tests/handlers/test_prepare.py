@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from handlers.prepare import (
+    crop_plan,
     Augmentation,
     PrepareConfig,
     PreparedDataset,
@@ -102,6 +103,26 @@ def test_exif_orientation_is_applied_before_the_box_is_used(tmp_path):
     ds = prepare_instance_images([path], [(100, 150, 60, 80)], tmp_path / "out", plain_config())
     cx, _ = centroid(face_mask(np.asarray(Image.open(ds.images[0].path))))
     assert cx == pytest.approx(RES / 2, abs=1.5)
+
+
+def test_an_iphone_heic_is_cropped_upright_around_the_box(tmp_path):
+    """HEIC stored sideways with its rotation (as an iPhone writes it) is prepared like the JPEG."""
+    from processor.devkit.samples import write_heic
+
+    upright = tmp_path / "upright.png"
+    write_scene(upright, 300, 400, (100, 150, 60, 80), seed=5)
+    path = write_heic(Image.open(upright), tmp_path / "IMG_0002.HEIC", quality=90)
+    ds = prepare_instance_images([path], [(100, 150, 60, 80)], tmp_path / "out", plain_config())
+    cx, _ = centroid(face_mask(np.asarray(Image.open(ds.images[0].path))))
+    assert cx == pytest.approx(RES / 2, abs=2.5)
+
+
+def test_the_crop_plan_is_one_square_of_crop_scale_times_the_face_below_its_centre():
+    (x, y, w, h), = crop_plan((100, 50, 60, 80), 400, 300)
+    assert w == h == pytest.approx(2.2 * 80)
+    assert x + w / 2 == pytest.approx(130) and y + h / 2 == pytest.approx(50 + 40 + 8)
+    (x, y, w, h), = crop_plan((0, 0, 50, 50), 400, 300)  # kept inside the photo
+    assert x >= 0 and y >= 0 and w == pytest.approx(110)
 
 
 def test_crop_is_shifted_inside_the_photo_near_its_border_and_shrunk_when_too_big():

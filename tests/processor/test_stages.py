@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from processor.settings import Settings
 from processor.stages import (
     checkpoint_every,
@@ -95,3 +97,15 @@ def test_the_formats_setting_is_checked_like_the_manifest_field(monkeypatch) -> 
     monkeypatch.setenv("HEADSHOTS_FORMATS", "portrait")  # one readable line, not a traceback
     with pytest.raises(SettingsError, match='HEADSHOTS_FORMATS: Value error, must include "square"'):
         load_settings()
+
+
+def test_the_face_settings_name_the_analyzers_paths_and_refuse_the_old_deepface_names() -> None:
+    import pydantic
+
+    from processor.stages import face_model_config
+
+    config = face_model_config(Settings(face_detector="cnn"))
+    assert (config.detector, config.recognizer) == ("cnn", "Dlib")
+    assert face_model_config(Settings()).detector == "hog+cnn"
+    with pytest.raises(pydantic.ValidationError):
+        Settings(face_detector="opencv")

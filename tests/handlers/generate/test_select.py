@@ -211,3 +211,15 @@ def test_a_retried_job_skips_done_prompts_and_still_drops_copies_of_their_images
     assert [(r.prompt_index, r.attempt) for r in result.records] == [(0, 0), (1, 1)]
     assert [r.prompt_index for r in source.requests] == [1, 1]  # prompt 0 was not made again
     assert result.records[1].history[0].reason == REASON_NEAR_DUPLICATE
+
+
+def test_a_turned_head_is_scored_as_the_person_not_regenerated_as_no_face(face_analyzer, sample_sources):
+    """Frames of a real video where the woman turns and tilts her head (the Haar cascades
+    found no face in them): found, and within the identity threshold of her frontal frames."""
+    from processor.devkit.samples import ONE_WOMAN_FRAMES, video_frames
+
+    video = sample_sources.path("one_woman.mp4")
+    refs = np.stack([face_analyzer.faces(f)[0].embedding for f in video_frames(video, ONE_WOMAN_FRAMES["frontal"])])
+    for frame in video_frames(video, (460, 464)):
+        verdict = score_image(frame, face_analyzer, refs)
+        assert verdict.accepted and verdict.reason is None, verdict

@@ -59,3 +59,16 @@ def test_a_folder_with_only_skipped_entries_says_what_was_skipped(tmp_path, caps
     (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     assert main(["validate", str(tmp_path)]) == 2
     assert "gone.jpg (dangling_link)" in capsys.readouterr().err
+
+
+def test_an_iphone_heic_is_checked_like_any_photo(tmp_path, people, capsys):
+    """A 12 MP HEIC, stored sideways with its rotation, as an iPhone writes it: judged on its
+    face (before: unsupported_format without the optional decoder, too_large with it)."""
+    from PIL import Image
+
+    from processor.devkit.samples import write_heic
+
+    write_heic(Image.open(people.obama[0]), tmp_path / "IMG_0001.HEIC", (3464, 3464))
+    assert main(["validate", str(tmp_path), "--json"]) == 0
+    photo = json.loads(capsys.readouterr().out)["photos"][0]
+    assert photo["file"] == "IMG_0001.HEIC" and photo["reason"] is None, photo
