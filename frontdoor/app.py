@@ -31,7 +31,7 @@ from frontdoor.http import (
 from frontdoor.job_api import JobApi
 from frontdoor.policy import CONTENT_TYPES, MAX_PHOTO_BYTES, MAX_PHOTOS, MIN_PHOTOS
 from frontdoor.routes import route
-from frontdoor.views import gallery_items, status_view
+from frontdoor.views import gallery_items, gallery_tiles, status_view
 from processor.errors import InvalidJobId
 from processor.job.feedback import Click, Rating, RunSettings, click_key, rating_key
 from processor.job.state import JobState, JobStatus
@@ -198,12 +198,13 @@ class FrontDoor(JobApi):
         assert results is not None
         expires = int(request.query["exp"])
         signer = self.signer(request)
-        items = [{**item, "url": signer.download_url(job_id, item["file"], expires)}
-                 for item in gallery_items(results)]
+        tiles = gallery_tiles([{**item, "url": signer.download_url(job_id, item["file"], expires)}
+                               for item in gallery_items(results)])
         summary = results.get("summary") or {}
         stars = request.query.get("stars", "")
         page = pages.render(
-            "gallery.html", base=self.base_path, job_id=job_id, items=items, expires_at=expires,
+            "gallery.html", base=self.base_path, job_id=job_id, tiles=tiles, expires_at=expires,
+            crops=any(len(tile["crops"]) > 1 for tile in tiles),
             expires_text=pages.when(expires),
             zip_url=signer.download_url(job_id, "headshots.zip", expires),
             sheet_url=signer.download_url(job_id, "contact-sheet.jpg", expires),

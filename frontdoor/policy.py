@@ -12,7 +12,7 @@ and no policy here can write ``manifest.json``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,6 +28,11 @@ MAX_PHOTO_BYTES = 25 * 1024 * 1024
 CONTENT_TYPES = {"image/jpeg": (".jpg", ".jpeg"), "image/png": (".png",), "image/webp": (".webp",),
                  "image/heic": (".heic", ".heif"), "image/heif": (".heif", ".heic")}
 TYPE_NAMES = "a JPEG, PNG, WebP or HEIC image"
+#: The manifest's optional fields a person chooses on the upload page. Each travels from the
+#: request through the signed tickets into the manifest exactly as the worker's own schema
+#: (:class:`processor.manifest.Manifest`) validated it; no other manifest field can come from a
+#: client. A new choice is one more name here (and its control on the page).
+CHOICES: tuple[str, ...] = ("formats",)
 
 
 @dataclass(frozen=True)
@@ -44,9 +49,11 @@ class JobRequest:
     email: str
     name: str
     photos: tuple[PhotoSpec, ...]
+    choices: dict[str, Any] = field(default_factory=dict)  # CHOICES the request made, as validated
 
     def manifest(self) -> dict[str, Any]:
-        return {"version": 1, "email": self.email, "name": self.name, "photos": [p.name for p in self.photos]}
+        return {"version": 1, "email": self.email, "name": self.name, "photos": [p.name for p in self.photos],
+                **self.choices}
 
 
 def _bad(code: str, message: str) -> HttpError:
@@ -57,7 +64,7 @@ def parse_job_request(doc: Any) -> JobRequest:
     """The body of ``POST /api/jobs`` checked, or a 400 naming the first problem in plain words."""
     if not isinstance(doc, dict):
         raise _bad("bad_request", "The request must be a JSON object.")
-    unknown = set(doc) - {"email", "name", "photos"}
+    unknown = set(doc) - {"email", "name", "photos", *CHOICES}
     if unknown:
         raise _bad("bad_request", f"Unknown field(s): {', '.join(sorted(unknown))}.")
     photos = doc.get("photos")
@@ -82,19 +89,25 @@ def parse_job_request(doc: Any) -> JobRequest:
     name = doc.get("name")
     if not isinstance(name, str) or not name.strip():
         raise _bad("bad_name", "Tell us your first name (it is only used to greet you).")
-    try:  # the worker's own manifest schema: address, name length, plain unique file names
+    chosen = {key: doc[key] for key in CHOICES if doc.get(key) is not None}  # null: not chosen
+    try:  # the worker's own manifest schema: address, name length, plain unique file names, choices
         manifest = Manifest.model_validate({"version": 1, "email": doc.get("email"), "name": name,
-                                            "photos": [p.name for p in specs]})
+                                            "photos": [p.name for p in specs], **chosen})
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else "request"
+        where = str(err["loc"][0]) if err["loc"] else "request"
+        if where in CHOICES:  # the schema's own words: they name what it takes, and echo nothing personal
+            reason = str(err["msg"]).removeprefix("Value error, ").rstrip(".")
+            raise _bad(f"bad_{where}", f"That choice of {where} is not valid: "
+                                       f"{'.'.join(str(p) for p in err['loc'])}: {reason}.") from None
         messages = {"email": "That email address does not look right.",
                     "name": "Your name must be 1-100 characters.",
                     "photos": "Photo names must be plain, unique file names."}
-        raise _bad(f"bad_{field}", messages.get(field, "The request is not valid.")) from None
+        raise _bad(f"bad_{where}", messages.get(where, "The request is not valid.")) from None
     if any(p.name == MANIFEST_NAME for p in specs):
         raise _bad("bad_photos", "Photo names must be plain, unique file names.")
-    return JobRequest(email=str(manifest.email), name=str(manifest.name), photos=tuple(specs))
+    return JobRequest(email=str(manifest.email), name=str(manifest.name), photos=tuple(specs),
+                      choices=manifest.model_dump(mode="json", include=set(chosen)))
 
 
 def upload_key(job_id: str, photo: PhotoSpec) -> str:

@@ -76,10 +76,45 @@ def status_view(job_id: str, status: JobStatus | None) -> dict[str, Any]:
     return view
 
 
+#: How the gallery names each format; a format it does not know is shown by its own name.
+FORMAT_NAMES = {"square": "Square", "portrait": "Portrait 4:5"}
+#: The box an image is drawn in when results.json (older ones) gives no pixel size: its shape.
+FORMAT_SHAPES = {"square": (256, 256), "portrait": (256, 320)}
+SQUARE = "square"
+
+
+def _pixels(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def gallery_items(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The delivered headshots in order: number and file (results.json ``images``)."""
+    """Every delivered file in order (results.json ``images``): its image's number, its name,
+    its format (results.json of squares-only runs name none: square) and pixel size."""
     items = []
     for image in results.get("images") or []:
         if isinstance(image, dict) and isinstance(image.get("file"), str):
-            items.append({"number": int(image.get("number") or len(items) + 1), "file": image["file"]})
+            fmt = image.get("format") if isinstance(image.get("format"), str) else SQUARE
+            items.append({"number": int(image.get("number") or len(items) + 1), "file": image["file"],
+                          "format": fmt, "width": _pixels(image.get("width")), "height": _pixels(image.get("height"))})
     return items
+
+
+def gallery_tiles(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The gallery's tiles: one per image (``number``), its crops together, the square first.
+
+    Why grouped: a portrait job delivers two files per image, and a person chooses images, not
+    files; the page counts and rates images. Each crop keeps its own shape (``box``), so the page
+    never draws a portrait cut square. ``file`` is the tile's square (what a favourite names).
+    """
+    tiles: dict[int, dict[str, Any]] = {}
+    for item in items:
+        tile = tiles.setdefault(item["number"], {"number": item["number"], "crops": []})
+        width, height = item["width"], item["height"]
+        tile["crops"].append({
+            **item, "name": FORMAT_NAMES.get(item["format"], item["format"].capitalize()),
+            "size": f"{width}\u00d7{height}" if width and height else None,
+            "box": (width, height) if width and height else FORMAT_SHAPES.get(item["format"], (256, 256))})
+    for tile in tiles.values():
+        tile["crops"].sort(key=lambda crop: crop["format"] != SQUARE)  # stable: the rest keep their order
+        tile["file"] = tile["crops"][0]["file"]
+    return list(tiles.values())

@@ -137,6 +137,7 @@ class ReadyContext(_Context):
     expires_at: int = Field(gt=0, description="epoch seconds when every link in the email stops working")
     preview: InlineImage | None = None
     selection_note: str | None = None
+    portraits: bool = False  # the job asked for (and got) 4:5 portrait crops beside the squares
 
     @property
     def preview_cid(self) -> str | None:

@@ -89,6 +89,7 @@ class ReadyLinks:
     rating_urls: list[Link]
     expires_at: int
     preview_jpeg: bytes | None = None
+    formats: tuple[str, ...] = ("square",)  # what was delivered (results.json's summary)
 
 
 def link_expiry(settings: Settings, delivered: dict[str, Any], now: float | None = None) -> int:
@@ -136,7 +137,8 @@ async def ready_links(store: ObjectStore, settings: Settings, delivered: dict[st
         gallery_url=signer.gallery_url(job_id, expires),
         rating_urls=[Link(label=f"{n} star{'s' if n != 1 else ''}", url=signer.rating_url(job_id, expires, n))
                      for n in range(1, 6)],
-        expires_at=expires, preview_jpeg=await ready_preview(store, settings, delivered))
+        expires_at=expires, preview_jpeg=await ready_preview(store, settings, delivered),
+        formats=tuple((delivered.get("summary") or {}).get("formats") or ("square",)))
 
 
 async def address_proven(settings: Settings, job_id: str, address: str, proof: str | None) -> bool:
@@ -327,7 +329,7 @@ class Notifier:
                            gallery_url=links.gallery_url, contact_sheet_url=links.contact_sheet_url,
                            zip_url=links.zip_url, rating_urls=links.rating_urls,
                            link_ttl_s=self.settings.link_ttl_s, expires_at=links.expires_at,
-                           preview=preview, selection_note=note)
+                           preview=preview, selection_note=note, portraits="portrait" in links.formats)
         return await self._send(job_id, "ready", str(manifest.email), manifest.name, ctx, fence, hit)
 
     async def rejected(self, job_id: str, manifest: Manifest, summary: ValidationSummary, fence: Fence,

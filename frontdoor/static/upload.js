@@ -11,6 +11,7 @@
   var TYPES = JSON.parse(form.dataset.types);  // content type -> the name endings it may have
   var PREVIEWABLE = ["image/jpeg", "image/png", "image/webp"];  // browsers cannot draw HEIC
   var input = document.getElementById("photos");
+  var portraits = document.getElementById("portraits");
   var button = document.getElementById("submit"), bar = document.getElementById("progress");
   var text = document.getElementById("progress-text");
   var chosen = [];
@@ -71,6 +72,7 @@
       li.appendChild(img); li.appendChild(name); li.appendChild(remove);
       ul.appendChild(li);
     });
+    portraits.disabled = !!job;  // like the photos, the formats are fixed once a code was sent for them
     document.getElementById("count").textContent = chosen.length + " photo" + (chosen.length === 1 ? "" : "s") +
       " chosen (" + MIN + "-" + MAX + " needed).";
     show(chosen.length ? problems() : []);
@@ -193,7 +195,8 @@
     if (list.length) return;
     button.disabled = true;
     api("/api/jobs", { email: email, name: name,
-                       photos: chosen.map(function (f) { return { name: f.name, type: typeOf(f), size: f.size }; }) })
+                       photos: chosen.map(function (f) { return { name: f.name, type: typeOf(f), size: f.size }; }),
+                       formats: portraits.checked ? ["square", "portrait"] : ["square"] })
       .then(function (data) {
         job = data;
         render();

@@ -73,19 +73,26 @@ def post_form_upload(url: str, fields: dict[str, str], file: bytes, name: str, o
 
 
 def deliver(stack: LocalStack, settings: Settings, job_id: str, n: int = 3, published_at: float | None = None,
-            run: dict[str, Any] | None = None) -> float:
-    """What the worker leaves for a delivered job: JPEGs, results.json, status.json."""
+            run: dict[str, Any] | None = None, portraits: bool = False) -> float:
+    """What the worker leaves for a delivered job: JPEGs, results.json, status.json. With
+    ``portraits`` each image is two files, as results.json lists them (number, format, size)."""
     s3 = stack.client("s3", settings)
     published = published_at or time.time()
+    sizes = {"square": (32, 32), "portrait": (32, 40)} if portraits else {"square": (32, 32)}
+    images = []
     for i in range(1, n + 1):
-        buf = io.BytesIO()
-        Image.new("RGB", (32, 32), (10 * i, 80, 160)).save(buf, "JPEG")
-        s3.put_object(Bucket=settings.output_bucket, Key=f"results/{job_id}/headshot-{i:03d}.jpg",
-                      Body=buf.getvalue(), ContentType="image/jpeg")
+        for fmt, size in sizes.items():
+            buf = io.BytesIO()
+            Image.new("RGB", size, (10 * i, 80, 160)).save(buf, "JPEG")
+            name = f"headshot-{i:03d}.jpg" if fmt == "square" else f"headshot-{i:03d}-{fmt}.jpg"
+            s3.put_object(Bucket=settings.output_bucket, Key=f"results/{job_id}/{name}",
+                          Body=buf.getvalue(), ContentType="image/jpeg")
+            images.append({"number": i, "file": name} if not portraits else
+                          {"number": i, "file": name, "format": fmt, "width": size[0], "height": size[1]})
     s3.put_object(Bucket=settings.output_bucket, Key=f"results/{job_id}/results.json", Body=json.dumps({
         "version": 1, "summary": run or {"model": "tiny", "train_method": "lora", "train_steps": 8, "steps": 4,
                                          "acceptance_rate": 1.0, "mode": "report"},
-        "images": [{"number": i, "file": f"headshot-{i:03d}.jpg"} for i in range(1, n + 1)]}).encode())
+        "images": images}).encode())
     now = time.time()
     status = JobStatus.new(job_id, now)
     for state in (JobState.VALIDATING, JobState.TRAINING, JobState.GENERATING, JobState.DELIVERING):
@@ -120,10 +127,11 @@ def photo_specs(n: int = 12, size: int = 1000) -> list[dict[str, object]]:
 
 
 def create(settings: Settings, email_to: str = "ada.lovelace@example.com", n: int = 12, name: str = "Ada",
-           headers: dict[str, str] | None = None) -> Answer:
-    """``POST /api/jobs``: the front door emails a code to ``email_to``."""
+           headers: dict[str, str] | None = None, **choices: Any) -> Answer:
+    """``POST /api/jobs``: the front door emails a code to ``email_to``; ``choices`` (e.g.
+    ``formats``) go in the request as the upload page sends them."""
     return post_json(f"{settings.frontdoor_url}/api/jobs", {"email": email_to, "name": name,
-                                                            "photos": photo_specs(n)}, headers)
+                                                            "photos": photo_specs(n), **choices}, headers)
 
 
 def verify(settings: Settings, job: dict[str, Any], code: str, headers: dict[str, str] | None = None) -> Answer:

@@ -8,17 +8,21 @@ tests need no model; the browser test runs the real worker.
 from __future__ import annotations
 
 import base64
+import io
 import json
+import re
 import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import structlog
+from PIL import Image
 
 from processor.devkit.local_stack import LocalStack
 from processor.job.feedback import Rating
 from processor.links import LinkSigner, check_address_proof, job_token
+from processor.manifest import parse_manifest
 from processor.settings import Settings
 from tests.frontdoor.client import (
     call,
@@ -31,6 +35,7 @@ from tests.frontdoor.client import (
     post_json,
     proof_emails,
     start,
+    upload_all,
     verify,
 )
 
@@ -88,6 +93,43 @@ def test_a_job_is_created_proven_uploaded_through_post_policies_and_started_by_t
     again = start(job)
     assert again.status == 409 and again.json()["error"] == "already_started"
     assert "ada" not in repr(logs).lower() and "@" not in repr(logs)  # no address, no name in the logs
+
+
+def test_the_portrait_choice_travels_from_the_request_through_both_tickets_into_the_manifest(
+        local_stack: LocalStack, aws_settings: Settings) -> None:
+    created = create(aws_settings, formats=["portrait", "square"])
+    assert created.status == 201, created.text
+    pending = created.json()
+    job = verify(aws_settings, pending, emailed_code(local_stack, pending["job_id"])).json()
+    upload_all(local_stack, job)
+    # the upload ticket is signed: a client cannot drop the choice (or add a field) after the code
+    payload, sig = job["ticket"].split(".")
+    doc = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert doc["body"]["manifest"]["formats"] == ["square", "portrait"]
+    doc["body"]["manifest"].pop("formats")
+    forged = base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).rstrip(b"=").decode()
+    assert post_json(job["start_url"], {"ticket": f"{forged}.{sig}"}).status == 403
+    # the start reads only its ticket: a formats beside it changes nothing
+    started = post_json(job["start_url"], {"ticket": job["ticket"], "formats": ["square"]})
+    assert started.status == 202, started.text
+    s3 = local_stack.client("s3", aws_settings)
+    body = s3.get_object(Bucket=aws_settings.input_bucket, Key=f"uploads/{job['job_id']}/manifest.json")["Body"].read()
+    manifest = json.loads(body)
+    assert set(manifest) == {"version", "email", "name", "photos", "proof", "formats"}
+    assert manifest["formats"] == ["square", "portrait"]
+    assert parse_manifest(body).formats == ["square", "portrait"]  # what the worker will read
+
+
+def test_a_bad_formats_choice_is_a_clear_400_and_touches_nothing(
+        local_stack: LocalStack, aws_settings: Settings) -> None:
+    ddb = local_stack.client("dynamodb", aws_settings)
+    counters, mails = ddb.scan(TableName=aws_settings.frontdoor_ratelimit_table)["Count"], len(proof_emails(local_stack))
+    for formats in (["portrait"], ["square", "banner"], "square"):
+        answer = create(aws_settings, formats=formats)
+        assert answer.status == 400 and answer.json()["error"] == "bad_formats", answer.text
+        assert answer.json()["message"].startswith("That choice of formats is not valid")
+    assert ddb.scan(TableName=aws_settings.frontdoor_ratelimit_table)["Count"] == counters
+    assert len(proof_emails(local_stack)) == mails and keys(local_stack, aws_settings, aws_settings.input_bucket) == []
 
 
 def test_the_post_policy_pins_the_key_type_size_and_a_short_expiry(
@@ -255,6 +297,24 @@ def test_the_gallery_lists_every_headshot_and_stores_a_rating_with_the_runs_sett
     assert (rating.run.model, rating.run.method, rating.run.train_steps) == ("tiny", "lora", 8)
     forged = url.replace("sig=", "sig=x")
     assert call(forged, b"stars=5", form, "POST").status == 403
+
+
+def test_a_portrait_jobs_gallery_has_one_tile_per_image_with_both_crops_downloadable(
+        local_stack: LocalStack, aws_settings: Settings, job_id: str) -> None:
+    published = deliver(local_stack, aws_settings, job_id, n=3, portraits=True)
+    gallery = call(signer(local_stack, aws_settings).gallery_url(job_id, int(published) + aws_settings.link_ttl_s))
+    assert gallery.status == 200
+    assert "<h1>Your 3 headshots</h1>" in gallery.text  # images, not files
+    tiles = re.findall(r'<li data-number="(\d+)">(.*?)</li>', gallery.text, re.S)
+    assert [number for number, _ in tiles] == ["1", "2", "3"]
+    for number, tile in tiles:
+        downloads = dict(re.findall(r'class="download" data-format="(\w+)" href="([^"]+)"', tile))
+        assert list(downloads) == ["square", "portrait"]
+        assert f"/d/{job_id}/headshot-{int(number):03d}-portrait.jpg?" in downloads["portrait"]
+    portrait = call(downloads["portrait"].replace("&amp;", "&"))
+    assert portrait.status == 302
+    with Image.open(io.BytesIO(call(portrait.headers["Location"]).body)) as img:
+        assert img.size == (32, 40)
 
 
 def test_pages_and_static_files_are_served_with_a_strict_csp(local_stack: LocalStack, aws_settings: Settings) -> None:

@@ -1,7 +1,9 @@
-"""A person's whole visit, in a real browser (headless Chromium): upload page -> the code from the
-email in the outbox proves the address -> S3 through the front door's POST policies -> a worker
-process delivers -> the status page says delivered -> the email's links still work once the
-worker and its credentials are gone -> a rating that ``headshots metrics`` counts. Also: HEIC
+"""A person's whole visit, in a real browser (headless Chromium): upload page (portraits ticked)
+-> the code from the email in the outbox proves the address -> S3 through the front door's POST
+policies -> the manifest the front door writes asks for portraits -> a worker process delivers
+-> the status page says delivered -> the email's links still work once the worker and its
+credentials are gone -> a gallery of one tile per image, both crops downloadable -> a rating
+that ``headshots metrics`` counts. Also: HEIC
 photos the browser gives no type are judged by their names, and the status page keeps polling
 through errors. Under ``CI=true`` a missing browser fails these tests instead of skipping them.
 
@@ -88,10 +90,17 @@ def test_upload_in_a_browser_then_download_and_rate_after_the_worker_is_gone(
         assert chromium.find_elements(By.CSS_SELECTOR, "#problems li") == []
         chromium.find_element(By.ID, "name").send_keys("Ada")
         chromium.find_element(By.ID, "email").send_keys("ada@example.com")
+        portraits = chromium.find_element(By.ID, "portraits")
+        assert not portraits.is_selected()  # squares only unless asked
+        chromium.find_element(By.CSS_SELECTOR, "label[for=portraits]").click()  # the label works the box
+        assert portraits.is_selected()
         chromium.find_element(By.ID, "submit").click()
         # --- the proof step: the code from the email in the outbox --------------------------
         WebDriverWait(chromium, 30).until(lambda d: d.find_element(By.ID, "proof").is_displayed())
         pending = json.loads(chromium.execute_script("return sessionStorage.getItem('job')"))
+        sent = json.loads(chromium.execute_script("return sessionStorage.getItem('request')"))
+        assert sent["formats"] == ["square", "portrait"]
+        assert not portraits.is_enabled()  # fixed, like the photos, once a code was sent for them
         assert "uploads" not in pending  # nothing can be uploaded before the address is proven
         assert local_stack.client("s3", settings).list_objects_v2(
             Bucket=settings.input_bucket, Prefix=f"uploads/{pending['job_id']}/").get("KeyCount") == 0
@@ -107,6 +116,9 @@ def test_upload_in_a_browser_then_download_and_rate_after_the_worker_is_gone(
         job_id = urlsplit(chromium.current_url).path.rsplit("/", 1)[1]
         job = json.loads(chromium.execute_script("return sessionStorage.getItem('proven')"))
         assert job["job_id"] == job_id == pending["job_id"] and urlsplit(chromium.current_url).fragment == job["token"]
+        manifest = json.loads(local_stack.client("s3", settings).get_object(
+            Bucket=settings.input_bucket, Key=f"uploads/{job_id}/manifest.json")["Body"].read())
+        assert manifest["formats"] == ["square", "portrait"] and manifest["proof"]  # written by the front door
 
         # --- the policies the page uploaded with ------------------------------------------
         issued = time.time()
@@ -138,6 +150,7 @@ def test_upload_in_a_browser_then_download_and_rate_after_the_worker_is_gone(
 
     [mail] = emails_for(local_stack.outbox, job_id)
     body = text_body(mail)
+    assert "Each image also comes as a 4:5 portrait crop" in body
     links = {u.split("?", 1)[0].rsplit("/", 1)[-1]: u for u in URL.findall(body)}
     assert {"headshots.zip", "contact-sheet.jpg", job_id} <= set(links)
     for url in links.values():
@@ -166,15 +179,30 @@ def test_upload_in_a_browser_then_download_and_rate_after_the_worker_is_gone(
 
     # --- the gallery: a real browser download, then a rating ---------------------------------
     chromium.get(links[job_id])
-    images = chromium.find_elements(By.CSS_SELECTOR, "#headshots img")
-    assert len(images) == 4
+    assert chromium.find_element(By.TAG_NAME, "h1").text == "Your 4 headshots"  # images, not files
+    tiles = chromium.find_elements(By.CSS_SELECTOR, "#headshots > li")
+    assert len(tiles) == 4
+    for tile in tiles:
+        assert [a.get_attribute("data-format") for a in tile.find_elements(By.CSS_SELECTOR, "a.download")] == [
+            "square", "portrait"]
     WebDriverWait(chromium, 30).until(lambda d: d.execute_script(
         "return [...document.querySelectorAll('#headshots img')].every(i => i.complete && i.naturalWidth > 0)"))
+    drawn = chromium.execute_script("""return [...document.querySelectorAll('#headshots > li')].map(li =>
+        [...li.querySelectorAll('img')].map(i => [i.naturalWidth, i.naturalHeight, i.clientWidth, i.clientHeight]))""")
+    for (square, portrait) in drawn:  # each drawn at its own shape, side by side at one height
+        assert square[0] == square[1] and portrait[0] * 5 == portrait[1] * 4
+        assert abs(portrait[3] / portrait[2] - 1.25) < 0.03 and abs(square[3] / square[2] - 1) < 0.03
+        assert abs(portrait[3] - square[3]) <= 2
     chromium.find_element(By.CSS_SELECTOR, "#headshots li a.download").click()
     target = chromium.downloads / "headshot-001.jpg"
     WebDriverWait(chromium, 30).until(lambda d: target.exists() and target.stat().st_size > 0)
     with Image.open(target) as img:
         assert img.format == "JPEG" and img.size == (settings.resolution, settings.resolution)
+    chromium.find_element(By.CSS_SELECTOR, "#headshots li a.download[data-format=portrait]").click()
+    target = chromium.downloads / "headshot-001-portrait.jpg"
+    WebDriverWait(chromium, 30).until(lambda d: target.exists() and target.stat().st_size > 0)
+    with Image.open(target) as img:
+        assert img.format == "JPEG" and img.size[0] * 5 == img.size[1] * 4
     chromium.find_element(By.CSS_SELECTOR, "input[name=stars][value='4']").click()
     chromium.find_element(By.CSS_SELECTOR, "input[name=favourite][value='headshot-002.jpg']").click()
     chromium.find_element(By.ID, "send-rating").click()
@@ -190,7 +218,7 @@ def test_upload_in_a_browser_then_download_and_rate_after_the_worker_is_gone(
     metrics = json.loads(out.stdout)
     assert metrics["delivered_jobs"] == 1 and metrics["ratings"] == 1 and metrics["distribution"]["4"] == 1
     assert metrics["mean_stars"] == 4.0 and metrics["favourites"] == 1
-    assert metrics["clicks"] == 2  # the contact sheet above and the browser's download; views not counted
+    assert metrics["clicks"] == 3  # the contact sheet above and the browser's two downloads; views not counted
     [group] = metrics["groups"]
     assert (group["model"], group["method"], group["jobs"], group["ratings"]) == (
         settings.base_model, settings.train_method, 1, 1)
@@ -235,6 +263,7 @@ document.addEventListener('change', e => sessionStorage.setItem('types',
     given = json.loads(chromium.execute_script("return sessionStorage.getItem('types')"))
     assert given["IMG_4101.HEIC"] == "" and given[photos[0].name] == "image/jpeg"  # the browser gave no type
     assert sent["IMG_4101.HEIC"] == "image/heic" and sent["IMG_4102.heif"] in ("image/heif", "image/heic")
+    assert json.loads(chromium.execute_script("return sessionStorage.getItem('request')"))["formats"] == ["square"]
     job = json.loads(chromium.execute_script("return sessionStorage.getItem('job')"))
     chromium.find_element(By.ID, "code").send_keys(emailed_code(local_stack, job["job_id"]))
     chromium.find_element(By.ID, "submit").click()

@@ -74,6 +74,37 @@ def test_a_bad_request_is_a_400_naming_the_problem(doc: object, code: str) -> No
     assert "ada@example.com" not in err.value.message
 
 
+def test_the_portrait_choice_becomes_the_manifests_formats_as_the_workers_schema_reads_it() -> None:
+    from processor.manifest import parse_manifest
+
+    both = parse_job_request(request_doc(formats=["portrait", "square"])).manifest()
+    assert both["formats"] == ["square", "portrait"]  # the schema's own order
+    assert parse_manifest(json.dumps(both)).formats == ["square", "portrait"]
+    assert parse_job_request(request_doc(formats=["square"])).manifest()["formats"] == ["square"]
+    for unchosen in (request_doc(), request_doc(formats=None)):  # the worker's default then decides
+        assert "formats" not in parse_job_request(unchosen).manifest()
+    # a choice is the only manifest field a client may send: the rest is the front door's to write
+    for smuggled in ({"proof": "p" * 43}, {"version": 1}, {"manifest": {"formats": ["square"]}}):
+        with pytest.raises(HttpError) as err:
+            parse_job_request(request_doc(formats=["square", "portrait"], **smuggled))
+        assert err.value.status == 400 and err.value.code == "bad_request"
+
+
+@pytest.mark.parametrize("formats,words", [
+    (["portrait"], 'must include "square"'),
+    (["square", "panorama"], "'square' or 'portrait'"),
+    (["square", "square"], "named once"),
+    ([], 'must include "square"'),
+    ("square,portrait", "valid list"),
+    (True, "valid list"),
+])
+def test_a_bad_formats_choice_is_a_400_in_the_worker_schemas_words(formats: object, words: str) -> None:
+    with pytest.raises(HttpError) as err:
+        parse_job_request(request_doc(formats=formats))
+    assert err.value.status == 400 and err.value.code == "bad_formats"
+    assert words in err.value.message and err.value.message.startswith("That choice of formats is not valid")
+
+
 def test_the_photo_cap_is_the_workers() -> None:
     from handlers.images import ImageLimits
 

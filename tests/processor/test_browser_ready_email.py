@@ -20,7 +20,8 @@ from processor.email import InlineImage, Link, ReadyContext, build_message, rend
 from processor.stages import email_preview
 
 
-def ready_message(n: int = 50) -> email.message.EmailMessage:
+def ready_message(n: int = 50, portraits: bool = True) -> email.message.EmailMessage:
+    """The longest ready email above the preview: with the portrait sentence (and a note)."""
     from handlers.deliver import render_contact_sheet
 
     tiles = [Image.new("RGB", (256, 256), (5 * i % 256, 120, 255 - 5 * i % 256)) for i in range(n)]
@@ -33,7 +34,8 @@ def ready_message(n: int = 50) -> email.message.EmailMessage:
         rating_urls=[Link(label=f"{k} stars", url=f"https://fd.example/g/job-render?stars={k}#rate") for k in range(1, 6)],
         link_ttl_s=30 * 86400, expires_at=1_784_021_400,
         preview=InlineImage(cid="preview.render@headshots", data=email_preview(sheet.getvalue(), n)),
-        selection_note="Identity selection ran in report mode: every generated image is included.")
+        selection_note="Identity selection ran in report mode: every generated image is included.",
+        portraits=portraits)
     raw = build_message(render_email("ready", ctx), "headshots@example.com", "ada@example.com").as_bytes()
     return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
 

@@ -348,3 +348,12 @@ def test_ready_email_says_in_one_plain_sentence_that_the_images_are_ai_made_and_
     sentence = ("These headshots were made by AI from your photos, and every image is marked as AI-made, "
                 "in its metadata and with an invisible watermark.")
     assert sentence in out.text and sentence in out.html
+
+
+def test_ready_email_mentions_the_portrait_crops_in_one_sentence_only_when_the_job_has_them() -> None:
+    sentence = "Each image also comes as a 4:5 portrait crop, for CVs, speaker pages and team pages."
+    with_crops = render_email("ready", ready().model_copy(update={"portraits": True}))
+    assert with_crops.text.count(sentence) == 1 and with_crops.html.count(sentence) == 1
+    squares = render_email("ready", ready())
+    assert "portrait" not in squares.text and "portrait" not in squares.html
+    assert with_crops.subject == squares.subject  # the subject still counts images

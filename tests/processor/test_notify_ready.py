@@ -71,6 +71,25 @@ async def test_a_missing_contact_sheet_costs_the_preview_not_the_email(aws_setti
     assert links.preview_jpeg is None and len(links.headshots) == 2
 
 
+async def test_the_ready_email_mentions_portrait_crops_when_the_job_delivered_them(
+        local_stack: LocalStack, aws_settings: Settings, job_id: str) -> None:
+    from processor.job.fence import Fence
+    from processor.manifest import Manifest
+    from processor.notify import Notifier
+    from tests.integration.harness import emails_for, text_body
+
+    settings = aws_settings.model_copy(update={"email_backend": "smtp"})
+    async with ObjectStore(settings) as store:
+        for job, formats in ((job_id, ["square", "portrait"]), (job_id + "-sq", ["square"])):
+            record = {**delivered(job, 2, time.time()), "summary": {"formats": formats}}
+            links = await ready_links(store, settings, record)
+            assert links.formats == tuple(formats)
+            manifest = Manifest(version=1, email="ada@example.com", name="Ada")  # formats: the worker's default
+            assert await Notifier(settings, store).ready(job, manifest, links, Fence(job), note=None) == "sent"
+    [with_crops], [squares] = emails_for(local_stack.outbox, job_id), emails_for(local_stack.outbox, job_id + "-sq")
+    assert "4:5 portrait crop" in text_body(with_crops) and "portrait" not in text_body(squares)
+
+
 async def test_without_a_front_door_the_ready_email_is_refused_with_the_setting_named(
         aws_settings: Settings, job_id: str) -> None:
     settings = Settings(**{**aws_settings.model_dump(), "frontdoor_url": None})
