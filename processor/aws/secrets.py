@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from processor.aws.clients import AsyncAwsClient
+from processor.aws.retry import describe
 from processor.errors import SettingsError
 from processor.settings import Settings
 
@@ -52,3 +53,15 @@ async def link_signing_key(settings: Settings, now: float | None = None) -> byte
         raise SettingsError(f"the link-signing secret must hold at least 32 bytes, it holds {len(key)}")
     _cache[secret_id] = _Cached(key, clock)
     return key
+
+
+async def check_link_key(settings: Settings) -> None:
+    """Read the link key once, as a worker starting up must: :class:`SettingsError` naming the
+    reason when it cannot be read (missing secret, no grant, too short)."""
+    try:
+        await link_signing_key(settings)
+    except SettingsError:
+        raise
+    except Exception as exc:
+        raise SettingsError(f"the link-signing key {settings.link_secret_id!r} (HEADSHOTS_LINK_SECRET_ID) cannot be "
+                            f"read: {describe(exc)}") from exc

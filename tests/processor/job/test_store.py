@@ -20,14 +20,23 @@ def jobs(store: ObjectStore, settings: Settings) -> JobStore:
 
 # --- the pure decision -----------------------------------------------------------------
 def test_decide_claim_covers_new_finished_busy_stale_and_own_jobs() -> None:
+    """The lease's age is read on S3's clock (whole seconds, so one more is waited for)."""
     running = JobStatus.new("j", 0).with_owner("w1", 100)
-    assert decide_claim(None, "w2", 100, STALE) is ClaimOutcome.OWNED
-    assert decide_claim(running, "w2", 130, STALE) is ClaimOutcome.BUSY
-    assert decide_claim(running, "w2", 161, STALE) is ClaimOutcome.TAKEN_OVER
+    assert decide_claim(None, "w2", None, STALE) is ClaimOutcome.OWNED
+    assert decide_claim(running, "w2", 30, STALE) is ClaimOutcome.BUSY
+    assert decide_claim(running, "w2", STALE + 1, STALE) is ClaimOutcome.BUSY
+    assert decide_claim(running, "w2", STALE + 1.5, STALE) is ClaimOutcome.TAKEN_OVER
+    assert decide_claim(running, "w2", None, STALE) is ClaimOutcome.BUSY  # an unknown age is never stale
     assert decide_claim(running, "w1", 500, STALE) is ClaimOutcome.OWNED
-    assert decide_claim(running.with_owner(None, 120), "w2", 121, STALE) is ClaimOutcome.OWNED
+    assert decide_claim(running.with_owner(None, 120), "w2", 0, STALE) is ClaimOutcome.OWNED
     done = running.transition(JobState.VALIDATING, 1).transition(JobState.REJECTED, 2)
     assert decide_claim(done, "w2", 1000, STALE) is ClaimOutcome.FINISHED
+
+
+def test_staleness_never_reads_the_owners_wall_clock() -> None:
+    """An owner whose clock runs 30 s behind writes an old-looking heartbeat time: irrelevant."""
+    skewed = JobStatus.new("j", 0).with_owner("w1", now=-30.0)
+    assert decide_claim(skewed, "w2", age_s=2.0, stale_after_s=6.0) is ClaimOutcome.BUSY
 
 
 # --- against S3 --------------------------------------------------------------------------
@@ -53,14 +62,18 @@ async def test_two_concurrent_claimers_exactly_one_wins(aws_settings: Settings, 
 
 
 async def test_busy_job_is_left_and_stale_owner_is_taken_over(aws_settings: Settings, job_id: str) -> None:
+    """Stale = status.json unchanged for the staleness on S3's clock; the wall times the workers
+    pass (here absurd ones) are only recorded."""
     async with ObjectStore(aws_settings) as store:
-        js = jobs(store, aws_settings)
+        js = JobStore(store, aws_settings.output_bucket, owner_stale_after_s=1.0)
         await js.claim(job_id, "w1", now=100)
-        await js.heartbeat(job_id, "w1", now=150)
-        assert (await js.claim(job_id, "w2", now=200)).outcome is ClaimOutcome.BUSY
-        taken = await js.claim(job_id, "w2", now=211)
+        await js.heartbeat(job_id, "w1", now=10_000)
+        busy = await js.claim(job_id, "w2", now=-10_000)
+        assert busy.outcome is ClaimOutcome.BUSY and busy.age_s is not None and busy.age_s <= 1
+        await asyncio.sleep(3.1)
+        taken = await js.claim(job_id, "w2", now=0)
         assert taken.outcome is ClaimOutcome.TAKEN_OVER
-        assert taken.status.owner == "w2" and taken.status.attempts == 2
+        assert taken.status.owner == "w2" and taken.status.attempts == 2 and taken.status.crashes == 1
         with pytest.raises(LostOwnership):
             await js.heartbeat(job_id, "w1", now=212)
 
