@@ -308,7 +308,7 @@ class Worker:
             crashes += 1
             log.error("job_crashed", job_id=job.job_id, error=describe(exc), crashes=crashes, exc_info=exc)
             if over_budget(crashes, self.settings.max_receive_count):
-                return await self._fail(message, job, lease, crashes, _crashed_reason(crashes))
+                return await self._fail(message, job, lease, crashes, _crashed_reason(crashes), crashed=True)
             await lease.release(crashed=True)
             await self._release(message, backoff_s(crashes, self.settings))
             return Settled.RELEASED
@@ -331,8 +331,9 @@ class Worker:
         await self._requeue(message)
 
     async def _fail(self, message: QueueMessage, job: JobRun, held: LeaseKeeper, crashes: int,
-                    reason: str) -> Settled:
-        """End the job as failed (one email). If even that fails, the message comes back later."""
+                    reason: str, crashed: bool = False) -> Settled:
+        """End the job as failed (one email). If even that fails, the message comes back later
+        (``crashed``: the crash that spent the budget is counted, so the sweeper sees it spent)."""
         lease = LeaseKeeper(self.jobs, self.settings, job.job_id, self.worker_id, held.epoch)
         run = JobRun(job.job_id, job.worker_id, job.attempt, True, lambda: lease.fence.lost,
                      lease.fence, job.deadline)
@@ -346,7 +347,7 @@ class Worker:
                 await self.runner.fail(run, reason)
         except Exception as exc:
             log.error("job_fail_failed", job_id=job.job_id, error=describe(exc), exc_info=exc)
-            await lease.release()
+            await lease.release(crashed=crashed)
             await self._release(message, backoff_s(crashes, self.settings))
             return Settled.RELEASED
         self.jobs_finished += 1

@@ -54,7 +54,8 @@ _SES_INTERNAL = (
     b"<RequestId>FAULT</RequestId></ErrorResponse>"
 )
 
-FaultKind = Literal["throttle", "server_error", "reset_before", "reset_after", "drop_after", "delay", "hang"]
+FaultKind = Literal["throttle", "server_error", "reset_before", "reset_after", "drop_after", "delay", "hang",
+                    "stall"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,9 @@ class Fault:
       cannot know;
     - ``drop_after``: forwarded, then closed cleanly without the answer;
     - ``delay``: forwarded, answered ``seconds`` late (a slow request, e.g. a slow claim);
-    - ``hang``: forwarded, then held ``seconds`` and reset (a timeout after the request landed).
+    - ``hang``: forwarded, then held ``seconds`` and reset (a timeout after the request landed);
+    - ``stall``: held ``seconds`` before it is forwarded, then reset without forwarding it: a
+      request stuck on the way (the fault suite kills its worker meanwhile).
 
     ``until``: monotonic time after which the fault stops (an outage window).
     """
@@ -118,6 +121,16 @@ def operation_of(service: str, method: str, path: str, headers: dict[str, str], 
     form = parse_qs(body.decode("utf-8", "replace")) if body else {}
     query = parse_qs(urlsplit(path).query)
     return (form.get("Action") or query.get("Action") or [method])[0]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A peer that hung up on a reset, a stall or a late answer is the point, not an error."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -166,7 +179,7 @@ class FaultProxy:
         self.counts = FaultCounts()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy",
                                         daemon=True)
@@ -329,7 +342,8 @@ class FaultProxy:
                 if fault is not None and fault.kind in ("throttle", "server_error"):
                     self._error(service or "unsigned", fault.kind)
                     return
-                if fault is not None and fault.kind == "reset_before":
+                if fault is not None and fault.kind in ("reset_before", "stall"):
+                    time.sleep(fault.seconds if fault.kind == "stall" else 0)
                     self._reset()
                     return
                 if proxy._decide(service):

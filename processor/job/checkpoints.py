@@ -97,7 +97,9 @@ class JobCheckpoints:
     bucket: str
     job_id: str
     fence: Fence
-    hit: Hit = _no_hit  # failpoints: "checkpoint.fenced" (a file checked, not yet sent), "checkpoint.file"
+    #: failpoints: ``checkpoint.<stage>.fenced`` (a file's fence checked, its request not yet
+    #: sent) and ``checkpoint.<stage>.file`` (a file uploaded, the marker not yet written)
+    hit: Hit = _no_hit
 
     @property
     def epoch(self) -> int:
@@ -120,14 +122,14 @@ class JobCheckpoints:
 
         async def put(file: str, body: Path | bytes) -> int:
             self.fence.ensure()  # fail fast; the storage edge checks again as the request leaves
-            self.hit("checkpoint.fenced")
+            self.hit(f"checkpoint.{stage}.fenced")
             if isinstance(body, bytes):
                 await self.store.put_bytes(self.bucket, folder + file, body, guard=self.fence)
                 size = len(body)
             else:
                 await self.store.upload_file(self.bucket, folder + file, body, guard=self.fence)
                 size = body.stat().st_size
-            self.hit("checkpoint.file")
+            self.hit(f"checkpoint.{stage}.file")
             return size
         sizes = await bounded([lambda f=f, b=b: put(f, b) for f, b in files.items()])
         marker = {"stage": stage, "name": name, "epoch": self.epoch, "meta": meta or {},

@@ -130,6 +130,7 @@ class DeadLetterSweeper:
             return False
         if SweepDecision.HAND_BACK in outcomes:
             await self._hand_back(message)
+            self.failpoints.hit("dlq.handed_back")  # a copy sent, this message not yet deleted
         return True
 
     async def _hand_back(self, message: QueueMessage) -> None:

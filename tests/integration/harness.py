@@ -3,7 +3,10 @@ read-only looks at S3, SQS and the outbox.
 
 Used by the end-to-end and fault suites and by ``bench/faults.py`` / ``bench/throughput.py``.
 Workers are real processes (``python -m processor.cli worker``) pointed at the local stack
-through their environment only, so ``kill -9`` and SIGTERM are the real thing.
+through their environment only, so ``kill -9`` and SIGTERM are the real thing. A fleet may run
+behind a fault proxy (every worker's AWS calls through it, each job write audited against the
+job's lease) and may skew a worker's wall clock (``processor.devkit.skewed_clock``). A worker
+that ends without being asked (not killed, stopped or told to by a failpoint) is counted.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from processor.devkit.fault_proxy import FaultProxy
 from processor.devkit.local_stack import LocalStack
 from processor.settings import Settings
 
@@ -29,14 +33,27 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class WorkerProcess:
-    """``python -m processor.cli worker`` with its own environment and log file."""
+    """``python -m processor.cli worker`` with its own environment and log file.
 
-    def __init__(self, env: dict[str, str], log_path: Path, args: Iterable[str] = ()) -> None:
+    ``clock_offset_s``: run it through ``processor.devkit.skewed_clock`` (its wall clock off by
+    that much). ``asked`` turns true once anything here stops it (or its failpoints may kill it):
+    an exit before that is a worker that died on its own."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, args: Iterable[str] = (),
+                 clock_offset_s: float | None = None) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
+        points = env.get("HEADSHOTS_FAILPOINTS", "")
+        self.asked = "=kill" in points or "=exit" in points
+        entry = ["processor.cli"] if clock_offset_s is None else ["processor.devkit.skewed_clock", str(clock_offset_s)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "processor.cli", "worker", *args],
+            [sys.executable, "-m", *entry, "worker", *args],
             cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def exited_unasked(self) -> bool:
+        """It ended while nobody had asked it to (killed, stopped, or a kill failpoint)."""
+        return not self.alive and not self.asked
 
     @property
     def pid(self) -> int:
@@ -48,6 +65,7 @@ class WorkerProcess:
 
     def kill9(self) -> None:
         """SIGKILL: no handler runs, no checkpoint is written, the message is not released."""
+        self.asked = True
         if self.alive:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
@@ -71,6 +89,7 @@ class WorkerProcess:
         os.kill(self.proc.pid, signal.SIGCONT)
 
     def terminate(self) -> None:
+        self.asked = True
         if self.alive:
             os.kill(self.proc.pid, signal.SIGTERM)
 
@@ -79,6 +98,7 @@ class WorkerProcess:
 
     def stop(self) -> None:
         """Test teardown: SIGTERM, then SIGKILL if it lingers."""
+        self.asked = True
         if self.alive:
             self.terminate()
             try:
@@ -126,21 +146,30 @@ def worker_env(stack: LocalStack, settings: Settings, work_dir: Path, **extra: s
 
 @dataclass
 class Fleet:
-    """Worker processes of one test; all stopped at teardown."""
+    """Worker processes of one test; all stopped at teardown. With ``proxy``, every worker's
+    AWS calls go through it (unless a worker is given its own endpoint)."""
 
     stack: LocalStack
     settings: Settings
     root: Path
     workers: list[WorkerProcess]
+    proxy: FaultProxy | None = None
 
-    def start(self, name: str | None = None, args: Iterable[str] = (), **extra_env: str) -> WorkerProcess:
+    def start(self, name: str | None = None, args: Iterable[str] = (), clock_offset_s: float | None = None,
+              **extra_env: str) -> WorkerProcess:
         name = name or f"w{len(self.workers) + 1}"
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
+        if self.proxy is not None:
+            extra_env.setdefault("HEADSHOTS_AWS_ENDPOINT_URL", self.proxy.url)
         worker = WorkerProcess(worker_env(self.stack, self.settings, folder, **extra_env),
-                               folder / "worker.log", args)
+                               folder / "worker.log", args, clock_offset_s)
         self.workers.append(worker)
         return worker
+
+    def unasked_exits(self) -> int:
+        """Worker processes that ended without being asked to (an SQS outage must not do it)."""
+        return sum(1 for w in self.workers if w.exited_unasked)
 
     def stop_all(self) -> None:
         for w in self.workers:
@@ -155,9 +184,10 @@ class Fleet:
         return sorted(d for w in self.root.glob("*/work") for d in w.iterdir()) if self.root.exists() else []
 
     def all_events(self) -> list[dict[str, Any]]:
-        """Every worker's log lines once (a worker restarted under a name shares its log file)."""
+        """Every worker's log lines once (a worker restarted under a name shares its log file),
+        each tagged ``_worker`` with the name it was started under."""
         seen = {w.log_path: w for w in self.workers}
-        return [e for w in seen.values() for e in w.events()]
+        return [{**e, "_worker": path.parent.name} for path, w in seen.items() for e in w.events()]
 
 
 # --- looking at the stack (blocking boto3: tests are the operator here) ---------------------
@@ -296,6 +326,42 @@ def s3_event_body(bucket: str, key: str) -> str:
 
 def send_raw(stack: LocalStack, settings: Settings, body: str) -> str:
     return stack.client("sqs", settings).send_message(QueueUrl=settings.queue_url, MessageBody=body)["MessageId"]
+
+
+def leftover_objects(stack: LocalStack, settings: Settings, job_id: str) -> list[str]:
+    """What S3 still holds of an ended job's data: its uploads and its work folder."""
+    return (keys(stack, settings.input_bucket, f"uploads/{job_id}/", settings)
+            + keys(stack, settings.output_bucket, f"jobs/{job_id}/work/", settings))
+
+
+def owner_overlaps(events: list[dict[str, Any]], job_id: str) -> int:
+    """Times two workers were both *live* owners of ``job_id``: their attempts' spans (from
+    ``job_claimed`` to the event that ends the attempt, in each worker's own log) overlap and both
+    logged work inside the overlap. A paused owner logs nothing, so a takeover of a frozen worker
+    is not counted; two workers both running the job are."""
+    ends = {"job_ended", "job_lost_to_other_worker", "job_interrupted_requeued", "job_crashed",
+            "ownership_lost", "worker_stopped", "job_fail_failed", "job_lost_while_claiming"}
+    spans: list[tuple[str, str, str]] = []
+    open_at: dict[str, str] = {}
+    for e in events:
+        who, ts, name = str(e.get("_worker", "")), str(e.get("timestamp", "")), e.get("event")
+        if name == "job_claimed" and e.get("job_id") == job_id:
+            open_at[who] = ts
+        elif name in ends and who in open_at and e.get("job_id") in (job_id, None):
+            spans.append((who, open_at.pop(who), ts))
+    spans += [(who, start, "~") for who, start in open_at.items()]
+
+    def busy(who: str, lo: str, hi: str) -> bool:
+        return any(str(e.get("_worker")) == who and lo < str(e.get("timestamp", "")) < hi
+                   and e.get("event") not in ends and e.get("event") != "job_claimed"
+                   and e.get("job_id") in (job_id, None) for e in events)
+    count = 0
+    for i, (w1, s1, e1) in enumerate(spans):
+        for w2, s2, e2 in spans[i + 1:]:
+            lo, hi = max(s1, s2), min(e1, e2)
+            if w1 != w2 and lo < hi and busy(w1, lo, hi) and busy(w2, lo, hi):
+                count += 1
+    return count
 
 
 def stage_runs(status: dict[str, Any]) -> dict[str, int]:

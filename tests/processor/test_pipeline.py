@@ -243,3 +243,24 @@ async def test_a_failure_email_that_cannot_go_out_is_retried_for_the_window_then
     assert events.count("email_missing") == 1 and "email_retry_scheduled" in events
     assert time.monotonic() - started <= 12 + 15  # bounded: the window, plus at most one more try
     assert keys(local_stack, settings.input_bucket, f"uploads/{job_id}/", settings) == []
+
+
+async def test_a_changed_training_config_restarts_training_from_the_prepared_data_with_a_reason(
+        make_job_settings, local_stack: LocalStack, job_photos: Path, job_id: str) -> None:  # noqa: ANN001
+    """A deploy changed the training config while the job was in flight: its checkpoint cannot
+    resume the new run. It used to raise on every attempt until the job failed."""
+    settings = make_job_settings(train_steps=8, num_images=2)  # a checkpoint every 2 steps
+    submit(settings, job_photos, "joy@example.com", job_id)
+    interrupted = settings.model_copy(update={"failpoints": "train.checkpointed=raise@1"})
+    with pytest.raises(FailpointError):
+        await _attempt(interrupted, job_id, "w1")
+    assert any(k.endswith("/_complete.json") for k in
+               keys(local_stack, settings.output_bucket, f"jobs/{job_id}/work/train/step-", settings))
+    deployed = settings.model_copy(update={"prior_loss_weight": 0.5})
+    with structlog.testing.capture_logs() as logs:
+        assert await _attempt(deployed, job_id, "w2") is JobResult.TERMINAL
+    [restarted] = [e for e in logs if e["event"] == "train_restarted"]
+    assert "prior_loss_weight" in restarted["reason"]
+    status = job_status(local_stack, settings, job_id)
+    assert status is not None and status["state"] == "delivered"
+    assert stage_runs(status)["prepare"] == 1 and stage_runs(status)["train"] == 2  # prepared data reused

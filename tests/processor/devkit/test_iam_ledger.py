@@ -91,3 +91,21 @@ def test_an_operator_beyond_the_evaluator_is_refused_not_guessed() -> None:
                           "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}]}
     with pytest.raises(ValueError):
         evaluate(odd, Call("s3:GetObject", "*", (("aws:SourceIp", "10.1.2.3"),)))
+
+
+def test_set_form_operators_on_an_absent_key_follow_aws() -> None:
+    """AWS reads an absent key as the empty set: ForAllValues is vacuously true, ForAnyValue
+    false, negated or not (it was the other way round for both)."""
+    def allowed(operator: str) -> bool:
+        policy = {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+                                 "Condition": {operator: {"aws:TagKeys": ["team"]}}}]}
+        return evaluate(policy, Call("s3:GetObject", "arn:aws:s3:::b/k")).allowed
+    assert allowed("ForAllValues:StringEquals") and allowed("ForAllValues:StringNotEquals")
+    assert allowed("ForAllValues:StringLike")
+    assert not allowed("ForAnyValue:StringEquals") and not allowed("ForAnyValue:StringNotEquals")
+    assert not allowed("ForAnyValue:StringNotLike")
+    assert allowed("ForAnyValue:StringEqualsIfExists")
+    present = Call("s3:GetObject", "arn:aws:s3:::b/k", (("aws:TagKeys", "team"), ("aws:TagKeys", "x")))
+    policy = {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+                             "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": ["team"]}}}]}
+    assert not evaluate(policy, present).allowed  # "x" is not in the set: the key's values decide

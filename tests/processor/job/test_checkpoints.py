@@ -78,7 +78,7 @@ async def test_a_writer_whose_fence_closes_between_its_check_and_its_write_lands
     fence = Fence(job_id, epoch=1)
 
     def lose_the_lease(point: str) -> None:
-        if point == "checkpoint.fenced":
+        if point == "checkpoint.train.fenced":
             fence.close()
     async with ObjectStore(aws_settings) as store:
         ck = JobCheckpoints(store, aws_settings.output_bucket, job_id, fence, hit=lose_the_lease)

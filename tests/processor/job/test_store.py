@@ -126,3 +126,35 @@ def test_job_keys_refuse_bad_job_ids() -> None:
 
     with pytest.raises(InvalidJobId):
         JobStore.prefix("../x")
+
+
+async def test_a_status_write_that_landed_but_lost_its_answer_is_not_applied_twice(
+        aws_settings: Settings, local_stack, job_id: str) -> None:  # noqa: ANN001
+    """S3 reset the connection after it stored the write: the retry gets 412 and must recognise
+    its own landing (its revision token), not apply the change again (a stage run counted twice)."""
+    from processor.devkit.fault_proxy import Fault, FaultProxy
+
+    async with ObjectStore(aws_settings) as store:
+        await jobs(store, aws_settings).claim(job_id, "w1", now=0)
+    reset = Fault("s3", "reset_after", operation="PutObject", first=1, match=lambda r: "status.json" in r.path)
+    with FaultProxy(local_stack.endpoint_url, faults=[reset]) as proxy:
+        async with ObjectStore(aws_settings.model_copy(update={"aws_endpoint_url": proxy.url})) as store:
+            status, _ = await jobs(store, aws_settings).update(job_id, lambda s: s.start_stage("train", 1))
+        assert reset.fired == 1
+    assert status.stages["train"].runs == 1
+    async with ObjectStore(aws_settings) as store:
+        stored, _ = await jobs(store, aws_settings).get(job_id)  # type: ignore[misc]
+    assert stored.stages["train"].runs == 1
+
+
+async def test_a_read_reports_how_long_the_status_has_been_unchanged_on_s3s_clock(
+        aws_settings: Settings, job_id: str) -> None:
+    async with ObjectStore(aws_settings) as store:
+        js = jobs(store, aws_settings)
+        await js.claim(job_id, "w1", now=0)
+        fresh = await js.read(job_id)
+        await asyncio.sleep(2.2)
+        older = await js.read(job_id)
+    assert fresh is not None and older is not None
+    assert fresh.age_s is not None and fresh.age_s <= 1
+    assert older.age_s is not None and 1 <= older.age_s <= 4
