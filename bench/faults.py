@@ -79,6 +79,7 @@ class Tally:
     resumable_jobs_failed: int = 0
     worker_exits: int = 0
     two_live_owners: int = 0
+    phantom_crashes: int = 0
     details: list[str] = field(default_factory=list)
     rework: dict[str, float] = field(default_factory=dict)
     takeover_s: list[float] = field(default_factory=list)
@@ -86,9 +87,19 @@ class Tally:
     cases: dict[str, Any] = field(default_factory=dict)
 
     def count(self, outcome: Outcome, expected: dict[str, str], reruns: dict[str, int] | None = None,
-              unknown_allowed: bool = False) -> None:
-        """One scenario's jobs: terminal state, emails, work done twice, what was left behind."""
+              unknown_allowed: bool = False, crashes: int | None = None) -> None:
+        """One scenario's jobs: terminal state, emails, work done twice, what was left behind.
+
+        ``crashes``: the crashes the scenario really caused (kills of an owner mid-attempt); any
+        more charged to the job's budget (hand-backs, duplicates, a lapsed message) are phantom."""
         for job_id, state in expected.items():
+            if crashes is not None:
+                charged = max([int(outcome.jobs.get(job_id, {}).get("crashes", 0))] +
+                              [int(e.get("crashes", 0)) for e in outcome.events
+                               if e.get("event") == "job_claimed" and e.get("job_id") == job_id])
+                if charged > crashes:
+                    self.phantom_crashes += charged - crashes
+                    self.details.append(f"{job_id}: {charged} crashes charged, {crashes} caused")
             self.submitted += 1
             status = outcome.jobs.get(job_id, {})
             self.ended_as_expected += status.get("state") == state
@@ -137,18 +148,18 @@ def run_cases(scenarios: RudeScenarios, tally: Tally, quick: bool, only: set[str
         if outcome.extra.get("takeover_s") is not None:
             tally.takeover_s.append(outcome.extra["takeover_s"])
         tally.naive_rework[stage] = outcome.extra["naive_rework_s"]
-        tally.count(outcome, {f"kill-{stage}": "delivered"}, reruns={stage: 1})
+        tally.count(outcome, {f"kill-{stage}": "delivered"}, reruns={stage: 1}, crashes=1)
 
     def sigterms(n: int) -> None:
         outcome = scenarios.sigterms("spot", times=n)
         tally.cases[f"sigterm_x{n}_exits"] = outcome.extra["exits"]
-        tally.count(outcome, {"spot": "delivered"}, reruns={"train": n})
+        tally.count(outcome, {"spot": "delivered"}, reruns={"train": n}, crashes=0)
 
     def faults() -> None:
         outcome = scenarios.injected_faults("faulty")
         tally.cases["faults_injected"] = sum(outcome.extra["injected"].values())
         tally.cases["retries_logged"] = outcome.event_count("aws_retry")
-        tally.count(outcome, {"faulty": "delivered"}, reruns={s: 9 for s in STAGES + ("prepare",)})
+        tally.count(outcome, {"faulty": "delivered"}, reruns={s: 9 for s in STAGES + ("prepare",)}, crashes=0)
 
     # --quick: one case of each kind of trouble (a kill, an interruption, duplicates, poison,
     # and each of AWS's rude modes).
@@ -156,47 +167,52 @@ def run_cases(scenarios: RudeScenarios, tally: Tally, quick: bool, only: set[str
         case(f"kill9_{stage}", lambda s=stage: kill(s))
     n_terms = 1 if quick else 4
     case(f"sigterm_x{n_terms}", lambda: sigterms(n_terms))
-    case("duplicates_x5", lambda: tally.count(scenarios.duplicates("dup5"), {"dup5": "delivered"}))
+    case("duplicates_x5", lambda: tally.count(scenarios.duplicates("dup5"), {"dup5": "delivered"}, crashes=0))
     case("poison", lambda: tally.count(scenarios.poison("after-poison", "no-manifest"),
-                                       {"after-poison": "delivered", "no-manifest": "failed"}))
+                                       {"after-poison": "delivered", "no-manifest": "failed"}, crashes=0))
     # The rude ones: each stage may run again where a kill, an interruption or a takeover hit it.
     any_stage = {s: 3 for s in STAGES + ("prepare",)}
     case("aws_rude_sqs_s3_ses", lambda: tally.count(scenarios.aws_rude("aws-rude"), {"aws-rude": "delivered"},
-                                                    reruns=any_stage, unknown_allowed=True))
+                                                    reruns=any_stage, unknown_allowed=True, crashes=0))
     case("smtp_quit_fails_after_250", lambda: tally.count(scenarios.smtp_rude("smtp-quit"),
-                                                          {"smtp-quit": "delivered"}))
+                                                          {"smtp-quit": "delivered"}, crashes=0))
     case("kill9_mid_checkpoint_upload", lambda: tally.count(scenarios.kill9_mid_checkpoint("half-ckpt"),
-                                                            {"half-ckpt": "delivered"}, reruns={"train": 1}))
+                                                            {"half-ckpt": "delivered"}, reruns={"train": 1}, crashes=1))
     case("sigstop_between_check_and_write", lambda: tally.count(
         scenarios.paused_between_check_and_write("stopped-write"), {"stopped-write": "delivered"},
-        reruns={"generate": 1}))
+        reruns={"generate": 1}, crashes=1))
     case("kill9_mid_handbacks", lambda: tally.count(scenarios.handback_kills("handback"),
-                                                    {"handback": "delivered"}, reruns={"train": 2}))
+                                                    {"handback": "delivered"}, reruns={"train": 2}, crashes=0))
     case("stray_dlq_copy_sweeper_killed", lambda: tally.count(scenarios.stray_dlq_copy("stray"),
-                                                              {"stray": "delivered"}, reruns={"train": 1}))
-    case("clock_skew_60s", lambda: tally.count(scenarios.clock_skew("skewed"), {"skewed": "delivered"}))
-    case("slow_claim", lambda: tally.count(scenarios.slow_claim("slow-claim"), {"slow-claim": "delivered"}))
+                                                              {"stray": "delivered"}, reruns={"train": 1}, crashes=0))
+    case("clock_skew_60s", lambda: tally.count(scenarios.clock_skew("skewed"), {"skewed": "delivered"}, crashes=0))
+    # The slow claimer's silent lease is taken over: its attempt counts as the one crash.
+    case("slow_claim", lambda: tally.count(scenarios.slow_claim("slow-claim"), {"slow-claim": "delivered"},
+                                           crashes=1))
     if not quick:
         jobs = [f"pair-{i}" for i in range(6)]
-        case("two_workers_x6", lambda: tally.count(scenarios.two_workers(jobs), {j: "delivered" for j in jobs}))
+        case("two_workers_x6", lambda: tally.count(scenarios.two_workers(jobs), {j: "delivered" for j in jobs},
+                                                   crashes=0))
         case("s3_ses_faults_30pct", faults)
         case("ses_answer_lost", lambda: tally.count(scenarios.ses_answer_lost("ses-lost"),
-                                                    {"ses-lost": "delivered"}, unknown_allowed=True))
+                                                    {"ses-lost": "delivered"}, unknown_allowed=True, crashes=0))
         case("paused_past_staleness", lambda: tally.count(scenarios.paused_past_staleness("paused"),
-                                                          {"paused": "delivered"}, reruns={"generate": 1}))
+                                                          {"paused": "delivered"}, reruns={"generate": 1},
+                                                          crashes=1))
         # The kill lands inside notify, so notify starts again once, as in kill9_notify.
         case("kill9_marker_send", lambda: tally.count(scenarios.kill_between_marker_and_send("marker"),
                                                       {"marker": "delivered"}, reruns={"notify": 1},
-                                                      unknown_allowed=True))
+                                                      unknown_allowed=True, crashes=1))
         case("dead_lettered", lambda: tally.count(scenarios.dead_lettered("dlq-job"), {"dlq-job": "failed"},
-                                                  reruns={"validate": 3, "prepare": 3, "train": 3}))
+                                                  reruns={"validate": 3, "prepare": 3, "train": 3}, crashes=3))
         case("visibility_2s", lambda: tally.count(scenarios.long_job_short_visibility("long-job"),
-                                                  {"long-job": "delivered"}))
+                                                  {"long-job": "delivered"}, crashes=0))
         case("smtp_reset_after_data", lambda: tally.count(scenarios.smtp_rude("smtp-reset", "reset_after_data"),
-                                                          {"smtp-reset": "delivered"}, unknown_allowed=True))
+                                                          {"smtp-reset": "delivered"}, unknown_allowed=True,
+                                                          crashes=0))
         case("kill9_between_check_and_write", lambda: tally.count(
             scenarios.paused_between_check_and_write("killed-write", kill=True), {"killed-write": "delivered"},
-            reruns={"generate": 1}))
+            reruns={"generate": 1}, crashes=1))
 
 
 def measure_write_window(settings: Settings, writes: int = 200) -> dict[str, float]:
@@ -276,7 +292,8 @@ def main() -> None:
         "unexpected_queue_messages": tally.unexpected_queue_messages,
         "leftover_objects": tally.leftover_objects, "stale_writes": tally.stale_writes,
         "unfenced_writes": tally.unfenced_writes, "resumable_jobs_failed": tally.resumable_jobs_failed,
-        "worker_exits": tally.worker_exits, "two_live_owners": tally.two_live_owners, "details": tally.details,
+        "worker_exits": tally.worker_exits, "two_live_owners": tally.two_live_owners,
+        "phantom_crashes": tally.phantom_crashes, "details": tally.details,
         "residual_windows": {
             "fenced_write_check_to_answer": window,
             "fence_margin_s": round(Settings(**{k: v for k, v in timing.items()}).heartbeat_interval_s / 6, 2),

@@ -253,7 +253,7 @@ async def send_once(marker: EmailMarker, sender: EmailSender, message: EmailMess
     epoch = fence.epoch if fence is not None else 0
     etag = await marker.claim(kind, token, epoch, guard=fence)
     if etag is None:
-        return await _earlier(marker, kind, fence)
+        return await earlier_outcome(marker, kind, fence)
     mine = MarkerRecord(kind, token, epoch, MarkerState.SENDING)
     hit("notify.marked")
     started = time.monotonic()
@@ -305,8 +305,9 @@ async def send_patiently(send: Callable[[], Awaitable[EmailOutcome]], job_id: st
             delay = min(2 * delay, max_delay_s)
 
 
-async def _earlier(marker: EmailMarker, kind: str, fence: Fence | None = None) -> EmailOutcome:
-    """What an earlier attempt's marker says about the job's email."""
+async def earlier_outcome(marker: EmailMarker, kind: str, fence: Fence | None = None) -> EmailOutcome:
+    """What an earlier attempt's marker says about the job's email (a ``sending`` one is judged
+    ``unknown`` here, logged ``email_unknown`` and recorded so)."""
     found = await marker.read()
     record = found[0] if found else None
     if record is not None and record.state is MarkerState.SENT:

@@ -44,7 +44,14 @@ from processor.manifest import (
     job_prefix,
     parse_manifest,
 )
-from processor.notify import EmailOutcome, MarkerState, Notifier, ready_links, selection_note
+from processor.notify import (
+    EmailOutcome,
+    MarkerState,
+    Notifier,
+    earlier_outcome,
+    ready_links,
+    selection_note,
+)
 from processor.send_rule import SendFailed
 from processor.settings import Settings
 from processor.stages import Interrupted, StageError
@@ -130,10 +137,11 @@ class Pipeline:
         delivered: a kill between the email and the terminal write must not turn a delivered
         job into a failed one."""
         done = await job.ckpt.done("deliver")
-        found = await self.notifier.marker(job.job_id).read() if done is not None else None
+        marker = self.notifier.marker(job.job_id)
+        found = await marker.read() if done is not None else None
         if done is None or found is None or found[0].kind != "ready" or found[0].state is MarkerState.FAILED:
             return False
-        email = EmailState.SENT if found[0].state is MarkerState.SENT else EmailState.UNKNOWN
+        email = await earlier_outcome(marker, "ready", job.fence)  # sent; or unknown, alarmed
         job.log.warning("job_delivered_before_its_last_attempt_died", email=email.value)
         await self._end(job, JobState.DELIVERED, result=done.meta, email=email)
         return True

@@ -14,11 +14,11 @@ epoch is counted as **unfenced**.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 _JOB_KEY = re.compile(r"^/(?P<bucket>[^/]+)/(?P<area>jobs|results)/(?P<job>[A-Za-z0-9._-]{1,128})/(?P<rest>.*)$")
@@ -36,11 +36,9 @@ class AuditedWrite:
 
     @property
     def stale(self) -> bool:
-        if self.epoch is None or self.lease_epoch is None:
-            return False
-        if self.lease_epoch > self.epoch:
-            return True
-        return self.state in _TERMINAL and not self.key.endswith("/status.json")
+        if self.state in _TERMINAL and not self.key.endswith("/status.json"):
+            return True  # the job had ended: nothing of it may be written any more
+        return self.epoch is not None and self.lease_epoch is not None and self.lease_epoch > self.epoch
 
 
 @dataclass
@@ -52,6 +50,7 @@ class WriteAudit:
     unfenced: list[AuditedWrite] = field(default_factory=list)
     landed: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _s3: Any = None
 
     def before(self, method: str, path: str, headers: dict[str, str]) -> AuditedWrite | None:
         """A job write about to go upstream, with the lease as S3 holds it now (None: not one)."""
@@ -72,22 +71,26 @@ class WriteAudit:
             return
         with self._lock:
             self.landed += 1
-            if write.epoch is None:
-                self.unfenced.append(write)
-            elif write.stale:
+            if write.stale:
                 self.stale.append(write)
+            elif write.epoch is None:
+                self.unfenced.append(write)
 
     def _lease(self, bucket: str, job_id: str) -> tuple[int | None, str | None]:
-        conn = http.client.HTTPConnection(*self.upstream, timeout=30)
+        """The job's lease epoch and state as S3 holds them now (a signed GET, as S3 wants)."""
+        with self._lock:
+            if self._s3 is None:
+                import boto3
+                from botocore.config import Config
+
+                self._s3 = boto3.client("s3", endpoint_url=f"http://{self.upstream[0]}:{self.upstream[1]}",
+                                        region_name="us-east-1",
+                                        config=Config(retries={"total_max_attempts": 3, "mode": "standard"},
+                                                      s3={"addressing_style": "path"}))
+            s3 = self._s3
         try:
-            conn.request("GET", f"/{bucket}/jobs/{job_id}/status.json")
-            resp = conn.getresponse()
-            body = resp.read()
-            if resp.status != 200:
-                return None, None
+            body = s3.get_object(Bucket=bucket, Key=f"jobs/{job_id}/status.json")["Body"].read()
             data = json.loads(body)
             return int(data.get("lease_epoch", 0)), str(data.get("state"))
-        except (OSError, ValueError):
+        except Exception:  # noqa: BLE001 - no status yet (a first claim), or unreadable: not judged
             return None, None
-        finally:
-            conn.close()

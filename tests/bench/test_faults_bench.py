@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 ZERO = ("jobs_lost", "duplicate_emails", "missing_emails", "duplicate_runs", "dlq_without_email",
         "orphaned_local_dirs", "unexpected_queue_messages", "leftover_objects", "stale_writes", "unfenced_writes",
-        "resumable_jobs_failed", "worker_exits", "two_live_owners")
+        "resumable_jobs_failed", "worker_exits", "two_live_owners", "phantom_crashes")
 RUDE = ("aws_rude_sqs_s3_ses", "smtp_quit_fails_after_250", "kill9_mid_checkpoint_upload",
         "sigstop_between_check_and_write", "kill9_mid_handbacks", "stray_dlq_copy_sweeper_killed", "clock_skew_60s",
         "slow_claim")

@@ -45,6 +45,8 @@ class WorkerProcess:
         self._log = log_path.open("ab")
         points = env.get("HEADSHOTS_FAILPOINTS", "")
         self.asked = "=kill" in points or "=exit" in points
+        #: (frozen, resumed) wall times of its SIGSTOPs: a frozen owner is not a live one
+        self.pauses: list[list[float]] = []
         entry = ["processor.cli"] if clock_offset_s is None else ["processor.devkit.skewed_clock", str(clock_offset_s)]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", *entry, "worker", *args],
@@ -84,8 +86,11 @@ class WorkerProcess:
                  what=f"worker {self.pid} to pause", on_timeout=self.logs)
         if not self.alive:
             raise RuntimeError(f"worker exited ({self.proc.returncode}) instead of pausing:\n{self.logs()[-4000:]}")
+        self.pauses.append([time.time(), float("inf")])
 
     def resume(self) -> None:
+        if self.pauses and self.pauses[-1][1] == float("inf"):
+            self.pauses[-1][1] = time.time()
         os.kill(self.proc.pid, signal.SIGCONT)
 
     def terminate(self) -> None:
@@ -166,6 +171,13 @@ class Fleet:
                                folder / "worker.log", args, clock_offset_s)
         self.workers.append(worker)
         return worker
+
+    def pauses(self) -> dict[str, list[list[float]]]:
+        """Each worker name's SIGSTOP intervals (wall time)."""
+        found: dict[str, list[list[float]]] = {}
+        for w in self.workers:
+            found.setdefault(w.log_path.parent.name, []).extend(w.pauses)
+        return found
 
     def unasked_exits(self) -> int:
         """Worker processes that ended without being asked to (an SQS outage must not do it)."""
@@ -334,33 +346,42 @@ def leftover_objects(stack: LocalStack, settings: Settings, job_id: str) -> list
             + keys(stack, settings.output_bucket, f"jobs/{job_id}/work/", settings))
 
 
-def owner_overlaps(events: list[dict[str, Any]], job_id: str) -> int:
-    """Times two workers were both *live* owners of ``job_id``: their attempts' spans (from
-    ``job_claimed`` to the event that ends the attempt, in each worker's own log) overlap and both
-    logged work inside the overlap. A paused owner logs nothing, so a takeover of a frozen worker
-    is not counted; two workers both running the job are."""
+def _wall(ts: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() if ts else float("inf")
+
+
+def owner_overlaps(events: list[dict[str, Any]], job_id: str,
+                   pauses: dict[str, list[list[float]]] | None = None) -> int:
+    """Times two workers were both *live* owners of ``job_id``: their attempts (from
+    ``job_claimed`` to the event that ends the attempt, in each worker's own log) ran at the same
+    time, not counting the time a worker was frozen by SIGSTOP (a frozen owner writes nothing;
+    taking its job over is the point). Log timestamps are the host's real clock."""
     ends = {"job_ended", "job_lost_to_other_worker", "job_interrupted_requeued", "job_crashed",
             "ownership_lost", "worker_stopped", "job_fail_failed", "job_lost_while_claiming"}
-    spans: list[tuple[str, str, str]] = []
-    open_at: dict[str, str] = {}
+    spans: list[tuple[str, float, float]] = []
+    open_at: dict[str, float] = {}
     for e in events:
-        who, ts, name = str(e.get("_worker", "")), str(e.get("timestamp", "")), e.get("event")
+        who, name = str(e.get("_worker", "")), e.get("event")
         if name == "job_claimed" and e.get("job_id") == job_id:
-            open_at[who] = ts
+            open_at[who] = _wall(str(e.get("timestamp", "")))
         elif name in ends and who in open_at and e.get("job_id") in (job_id, None):
-            spans.append((who, open_at.pop(who), ts))
-    spans += [(who, start, "~") for who, start in open_at.items()]
+            spans.append((who, open_at.pop(who), _wall(str(e.get("timestamp", "")))))
+    spans += [(who, start, float("inf")) for who, start in open_at.items()]
 
-    def busy(who: str, lo: str, hi: str) -> bool:
-        return any(str(e.get("_worker")) == who and lo < str(e.get("timestamp", "")) < hi
-                   and e.get("event") not in ends and e.get("event") != "job_claimed"
-                   and e.get("job_id") in (job_id, None) for e in events)
+    def live(who: str, lo: float, hi: float) -> float:
+        """Seconds of [lo, hi) in which ``who`` was not frozen."""
+        frozen = sum(max(0.0, min(hi, b) - max(lo, a)) for a, b in (pauses or {}).get(who, []))
+        return (hi - lo) - frozen
     count = 0
     for i, (w1, s1, e1) in enumerate(spans):
         for w2, s2, e2 in spans[i + 1:]:
             lo, hi = max(s1, s2), min(e1, e2)
-            if w1 != w2 and lo < hi and busy(w1, lo, hi) and busy(w2, lo, hi):
+            if w1 != w2 and lo < hi and hi != float("inf") and min(live(w1, lo, hi), live(w2, lo, hi)) > 0.05:
                 count += 1
+            elif w1 != w2 and lo < hi and hi == float("inf"):
+                count += 1  # two attempts still open at the end: both believe they own it
     return count
 
 

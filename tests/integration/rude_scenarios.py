@@ -53,11 +53,11 @@ class RudeScenarios(Scenarios):
 
     # --- SQS, S3 and SES, all rude at once ---------------------------------------------------
     def aws_rude(self, job_id: str) -> Outcome:
-        """SQS throttles and fails receives, deletes and visibility changes, then goes down for
-        8 s; S3 resets a tenth of PUTs after storing them (status.json's compare-and-swap among
-        them) and some GETs before; SES resets the email's connection after taking it; a SIGTERM
-        hands the job back while the send of its copy lands twice and the old message's delete
-        fails every try."""
+        """SQS throttles and fails receives, deletes and visibility changes, goes down for 8 s,
+        and fails the job's final delete (and its hand-back) every try; S3 resets a tenth of PUTs
+        after storing them (status.json's compare-and-swap among them) and some GETs before; SES
+        resets the email's connection after taking it; a SIGTERM hands the job back while the send
+        of its copy lands twice and the old message's delete fails every try."""
         settings = self.job_settings(num_images=2, train_steps=12, email_backend="ses")
         submit(settings, self.photos, f"{job_id}@example.com", job_id)
         faults = (Fault("sqs", "throttle", operation="ReceiveMessage", rate=0.2),
@@ -75,6 +75,10 @@ class RudeScenarios(Scenarios):
             spot_exit = self._spot_interrupt(spot, settings.shutdown_grace_s)
             fleet.proxy.outage("sqs", 8.0)
             fleet.start("rest")
+            wait_for_stage(self.stack, settings, job_id, "generate", JOB_TIMEOUT, fleet=fleet)
+            # the job's own end: its delete fails every try, and so does handing it back
+            fleet.proxy.add(Fault("sqs", "server_error", operation="DeleteMessage", first=6))
+            fleet.proxy.add(Fault("sqs", "throttle", operation="ChangeMessageVisibility", first=12))
             wait_for_state(self.stack, settings, job_id, ["delivered"], JOB_TIMEOUT, fleet=fleet)
             self.drained(settings, fleet)
             injected = dict(fleet.proxy.counts.injected)

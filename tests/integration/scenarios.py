@@ -126,7 +126,8 @@ class Scenarios:
                        stale_writes=[f"{w.key} (epoch {w.epoch}, lease {w.lease_epoch}, {w.state})"
                                      for w in (audit.stale if audit else [])],
                        unfenced_writes=[w.key for w in (audit.unfenced if audit else [])],
-                       worker_exits=exits, owner_overlaps=sum(owner_overlaps(events, j) for j in job_ids))
+                       worker_exits=exits,
+                       owner_overlaps=sum(owner_overlaps(events, j, fleet.pauses()) for j in job_ids))
 
     def drained(self, settings: Settings, fleet: Fleet) -> None:
         wait_for(lambda: queue_counts(self.stack, settings) == (0, 0), 60, what="an empty queue",
