@@ -88,7 +88,8 @@ def run_profile(name: str, photos: list[np.ndarray], ckpt: Any, loop: asyncio.Ab
 
     def on_image(record: Any) -> None:  # what processor.pipeline does per kept image
         t0 = time.perf_counter()
-        asyncio.run_coroutine_threadsafe(ckpt.save_image(record.file, record.to_dict(), image_dir), loop).result()
+        asyncio.run_coroutine_threadsafe(ckpt.save("generate", f"image-{record.file}", {record.file: image_dir / record.file},
+                                                   record.to_dict()), loop).result()
         if optimized:
             encode_headshot(image_dir / record.file, encoded_dir)
         with lock:

@@ -3,8 +3,9 @@
 The worker (``processor/worker.py``) carries these out against SQS and status.json. Keeping
 them as functions of values makes every delivery rule testable without a queue: a malformed
 body is never deleted (redrive moves it to the DLQ), a bad job id is refused before it can
-reach a path, a running job's duplicate goes back with a delay, a crash backs off until the
-last attempt.
+reach a path, a running job's duplicate is deleted once seen while the owner's own message is
+kept hidden, a crash backs off until the last attempt, the receive loop backs off through an
+SQS outage.
 """
 
 from __future__ import annotations
@@ -56,13 +57,6 @@ def plan_message(body: str, input_bucket: str) -> MessagePlan:
     return MessagePlan(MessageAction.RUN, job_ids=tuple(job_ids))
 
 
-def crashes_before(receive_count: int, carried_crashes: int = 0) -> int:
-    """Crashed attempts before this receive: the copies' carried count plus this message's earlier
-    receives (a hand-back on SIGTERM or a wait for a live owner re-enqueues a fresh copy, so a
-    message's own earlier receives are crashes: a kill, an exception, a lost worker)."""
-    return max(0, carried_crashes) + max(0, receive_count - 1)
-
-
 def is_final_attempt(crashes: int, max_receive_count: int) -> bool:
     """True when one more crash spends the job's budget (maxReceiveCount crashed attempts)."""
     return crashes + 1 >= max_receive_count
@@ -83,18 +77,20 @@ class QueueAction:
     delay_s: int = 0
 
 
-def busy_action(owner_message: str | None, origin: str, lease_left_s: float) -> QueueAction:
+def busy_action(owner_message: str | None, message_id: str, lease_left_s: float) -> QueueAction:
     """The job's lease is alive and held by another worker: is this message its own?
 
-    A different message is a duplicate (the owner's own message carries the job, and comes
-    back if the owner dies): delete it. The owner's own message back in the queue means its
-    visibility lapsed: the owner is dead (its lease will go stale) or cut off. It is never
-    deleted: a fresh copy waits until the lease would be stale, so a dead owner's job is taken
-    over then, without spending the crash budget.
+    Any other message is a duplicate (a repeated S3 event, a copy whose old message outlived
+    its delete, a stray from the DLQ): the owner's own message carries the job and comes back if
+    the owner dies, so the duplicate is deleted once seen. The owner's own message back in the
+    queue means its visibility lapsed while its lease lives (its SQS heartbeats fail, or it is
+    dying): it is never deleted; it is hidden again, the same message, until the lease would be
+    stale (``lease_left_s``, on S3's clock), when the next receiver takes the job over. Crashes
+    are counted in status.json, so the receive this costs spends no crash budget.
     """
-    if owner_message is not None and owner_message != origin:
+    if owner_message is not None and owner_message != message_id:
         return QueueAction(delete=True)
-    return QueueAction(requeue=True, delay_s=max(1, min(900, int(lease_left_s) + 1)))
+    return QueueAction(delay_s=max(1, min(43200, int(lease_left_s) + 1)))
 
 
 def backoff_s(crashes: int, settings: Settings) -> int:
@@ -108,6 +104,13 @@ def crash_action(crashes: int, settings: Settings) -> QueueAction:
     if crashes >= settings.max_receive_count:
         return QueueAction(delete=True)
     return QueueAction(delay_s=backoff_s(crashes, settings))
+
+
+def receive_backoff_s(failures: int, cap_s: float = 30.0) -> float:
+    """How long the receive loop waits after ``failures`` failed receives in a row (an SQS
+    outage): 1, 2, 4, ... capped, so the worker rides out an outage without hammering SQS and
+    without ever leaving its loop."""
+    return min(cap_s, float(2 ** max(0, failures - 1)))
 
 
 def overdue_reason(settings: Settings) -> str:

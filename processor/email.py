@@ -3,51 +3,28 @@
 Templates are Jinja2 files found with ``importlib.resources`` (checkout, wheel or image alike):
 ``<kind>.txt`` (first line ``Subject: ...``) and ``<kind>.html`` (autoescaped: a user's name
 is data, never markup). Each kind's context is a pydantic model, so a missing field fails at
-render time instead of mailing a blank. Sending goes through SES or SMTP; the one-email rule
-(the send-once marker) is :mod:`processor.notify`'s. The recipient address is never logged.
+render time instead of mailing a blank. Sending is :mod:`processor.senders`' (SES or SMTP, under
+:mod:`processor.send_rule`); the one-email rule (the send-once marker) is :mod:`processor.notify`'s.
+The recipient address is never logged.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-import smtplib
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, getaddresses, make_msgid, parseaddr
+from email.utils import formatdate, make_msgid
 from importlib.resources import files
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-import aioboto3
 import jinja2
-import structlog
-from botocore.exceptions import (
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-)
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from processor.aws.clients import client_kwargs, new_session
-from processor.aws.retry import (
-    DEFAULT_POLICY,
-    THROTTLING_CODES,
-    RetryPolicy,
-    aws_retrying,
-    describe,
-    error_code,
-    http_status,
-    is_transient,
-)
-from processor.errors import EmailOutcomeUnknown
-from processor.settings import Settings
 from processor.stages import GATE_ADVICE
-
-log = structlog.get_logger(__name__)
 
 EmailKind = Literal["ready", "rejected", "failed", "bad_manifest", "no_likeness"]
 KINDS: tuple[str, ...] = ("ready", "rejected", "failed", "bad_manifest", "no_likeness")
@@ -323,121 +300,3 @@ def build_message(rendered: RenderedEmail, sender: str, recipient: str, *, job_i
             html_part.add_related(image.data, "image", image.subtype, cid=f"<{image.cid}>",
                                   disposition="inline", filename=f"preview.{image.subtype.replace('jpeg', 'jpg')}")
     return msg
-
-
-# --- backends ---------------------------------------------------------------------------
-class EmailSender(Protocol):
-    """Sends one MIME message; returns the provider's message id."""
-
-    backend: str
-
-    async def send(self, message: EmailMessage) -> str: ...
-
-
-def ses_retryable(exc: BaseException) -> bool:
-    """SES failures that prove the message was not accepted: throttling, or no connection made."""
-    if isinstance(exc, ClientError):
-        return error_code(exc) in THROTTLING_CODES or http_status(exc) == 429
-    return isinstance(exc, (EndpointConnectionError, ConnectTimeoutError))
-
-
-def ses_ambiguous(exc: BaseException) -> bool:
-    """SES failures after the request went out with no answer to trust: SES may have sent it."""
-    if isinstance(exc, ClientError):
-        return http_status(exc) >= 500
-    return is_transient(exc) and not ses_retryable(exc)
-
-
-class SesSender:
-    """Amazon SES ``SendRawEmail`` (the sender identity must be verified).
-
-    Retried only when SES certainly did not take the message; an ambiguous failure raises
-    :class:`EmailOutcomeUnknown` instead, because a retry could mail the person twice.
-    """
-
-    backend = "ses"
-
-    def __init__(self, settings: Settings, session: aioboto3.Session | None = None,
-                 policy: RetryPolicy = DEFAULT_POLICY) -> None:
-        self.settings = settings
-        self._session = session or new_session()
-        self._policy = policy
-
-    async def send(self, message: EmailMessage) -> str:
-        raw = message.as_bytes()
-        async with self._session.client("ses", **client_kwargs(self.settings, "ses")) as ses:
-            try:
-                async for attempt in aws_retrying(self._policy, transient=ses_retryable):
-                    with attempt:
-                        resp = await ses.send_raw_email(Source=str(message["From"]),
-                                                        Destinations=[a.addr_spec for a in message["To"].addresses],
-                                                        RawMessage={"Data": raw})
-            except Exception as exc:
-                if ses_ambiguous(exc):
-                    raise EmailOutcomeUnknown(describe(exc)) from exc
-                raise
-        return str(resp["MessageId"])
-
-
-def smtp_transient(exc: BaseException) -> bool:
-    """SMTP failures worth retrying: no connection, or a 4xx (temporary) refusal before the data."""
-    if isinstance(exc, EmailOutcomeUnknown):
-        return False
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return 400 <= exc.smtp_code < 500
-    if isinstance(exc, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError)):
-        return True
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return all(400 <= code < 500 for code, _ in exc.recipients.values())
-    return isinstance(exc, (ConnectionError, TimeoutError)) or is_transient(exc)
-
-
-class SmtpSender:
-    """Plain SMTP (the local sink, or a relay); blocking smtplib runs in a thread.
-
-    The conversation is driven step by step so a failure is placed: before the message data
-    went out, nothing was sent and a retry is safe; once the data went out, only the server's
-    final reply says whether it took the message, and losing that reply raises
-    :class:`EmailOutcomeUnknown`.
-    """
-
-    backend = "smtp"
-
-    def __init__(self, host: str, port: int, timeout_s: float = 30.0,
-                 policy: RetryPolicy = DEFAULT_POLICY) -> None:
-        self.host, self.port, self.timeout_s = host, port, timeout_s
-        self._policy = policy
-
-    def _send_blocking(self, message: EmailMessage) -> None:
-        sender = parseaddr(str(message["From"]))[1]
-        recipients = [addr for _, addr in getaddresses([str(message["To"])])]
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-            smtp.ehlo_or_helo_if_needed()
-            code, reply = smtp.mail(sender)
-            if code != 250:
-                raise smtplib.SMTPSenderRefused(code, reply, sender)
-            for rcpt in recipients:
-                code, reply = smtp.rcpt(rcpt)
-                if code not in (250, 251):
-                    raise smtplib.SMTPRecipientsRefused({rcpt: (code, reply)})
-            try:
-                code, reply = smtp.data(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
-            except smtplib.SMTPDataError:
-                raise  # DATA itself refused: nothing was delivered
-            except (OSError, smtplib.SMTPServerDisconnected) as exc:
-                raise EmailOutcomeUnknown(type(exc).__name__) from exc
-            if code != 250:
-                raise smtplib.SMTPDataError(code, reply)  # the server refused the message
-
-    async def send(self, message: EmailMessage) -> str:
-        async for attempt in aws_retrying(self._policy, transient=smtp_transient):
-            with attempt:
-                await asyncio.to_thread(self._send_blocking, message)
-        return str(message["Message-ID"])
-
-
-def make_sender(settings: Settings) -> EmailSender:
-    """The backend ``HEADSHOTS_EMAIL_BACKEND`` names."""
-    if settings.email_backend == "ses":
-        return SesSender(settings)
-    return SmtpSender(settings.smtp_host, settings.smtp_port)

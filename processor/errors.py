@@ -85,9 +85,10 @@ class MessageLost(HeadshotsError, RuntimeError):
     """The receipt handle is no longer valid: the message was deleted or redelivered."""
 
 
-class EmailOutcomeUnknown(HeadshotsError):
-    """A send failed in a way that does not say whether the message went out (a timeout or a
-    dropped connection after the request was sent). Never retried: it could mail twice."""
+class EmailSendError(HeadshotsError):
+    """A send attempt that did not end with the provider taking the message. Its subclass
+    :class:`processor.send_rule.SendFailed` says how far the request got and what that means
+    (retry, failed for good, or unknown: never retried, it could mail twice)."""
 
 
 class ProtectionError(HeadshotsError):

@@ -12,19 +12,19 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
+from processor import clock
 from processor.aws.secrets import link_keys, link_signing_key
 from processor.aws.storage import ObjectStore
 from processor.email import (
     BadManifestContext,
-    EmailSender,
     FailedContext,
     InlineImage,
     Link,
@@ -34,19 +34,21 @@ from processor.email import (
     RejectedPhoto,
     advice_for,
     build_message,
-    make_sender,
     render_email,
 )
 from processor.errors import (
-    EmailOutcomeUnknown,
+    LostOwnership,
     NotFound,
     PreconditionFailed,
     SettingsError,
 )
 from processor.job.fence import Fence
+from processor.job.state import EmailState
 from processor.job.validation import ValidationSummary
 from processor.links import LinkSigner, check_address_proof
 from processor.manifest import Manifest, job_prefix
+from processor.send_rule import SendFailed, Verdict
+from processor.senders import EmailSender, make_sender
 from processor.settings import Settings
 from processor.stages import REASON_LABELS, email_preview
 
@@ -99,7 +101,7 @@ def link_expiry(settings: Settings, delivered: dict[str, Any], now: float | None
     is at least that old, so the results/ lifecycle (the same number of days, rounded up to
     midnight by S3) cannot delete a file while its link still works.
     """
-    published = delivered.get("published_at") or (time.time() if now is None else now)
+    published = delivered.get("published_at") or (clock.now() if now is None else now)
     return int(published) + settings.link_ttl_s
 
 
@@ -188,7 +190,9 @@ class EmailMarker:
     ``failed`` when the send certainly did not go out (the next attempt may take it over), or
     ``unknown`` when nobody can tell. A marker left in ``sending`` by an attempt that died is
     read as ``unknown``: the email may or may not have gone, and a second one must never be
-    risked. A retried PUT that did land the first time is recognised by its token.
+    risked. A retried PUT that did land the first time is recognised by its token. Every write
+    after the claim is conditional on the ETag the claim wrote (If-Match), and every write is
+    fenced: a stale attempt can neither take the marker nor overwrite what the current one wrote.
     """
 
     def __init__(self, store: ObjectStore, bucket: str, job_id: str) -> None:
@@ -204,41 +208,46 @@ class EmailMarker:
             return None
         return MarkerRecord.from_json(obj.body), obj.etag
 
-    async def claim(self, kind: str, token: str | None = None, epoch: int = 0) -> bool:
-        """Take the marker (absent, or left ``failed``); True means this caller may send."""
+    async def claim(self, kind: str, token: str | None = None, epoch: int = 0,
+                    guard: Fence | None = None) -> str | None:
+        """Take the marker (absent, or left ``failed``); its ETag means this caller may send, None not."""
         token = token or uuid.uuid4().hex
         mine = MarkerRecord(kind, token, epoch, MarkerState.SENDING)
         for _ in range(5):
             try:
-                await self.store.put_bytes(self.bucket, self.key, mine.to_json(),
-                                           content_type="application/json", if_none_match=True)
-                return True
+                return await self.store.put_bytes(self.bucket, self.key, mine.to_json(),
+                                                  content_type="application/json", if_none_match=True,
+                                                  guard=guard, epoch=epoch)
             except PreconditionFailed:
                 found = await self.read()
                 if found is None:
                     continue
                 record, etag = found
                 if record.token == token:
-                    return True
+                    return etag
                 if record.state is not MarkerState.FAILED:
-                    return False
+                    return None
                 try:
-                    await self.store.put_bytes(self.bucket, self.key, mine.to_json(),
-                                               content_type="application/json", if_match=etag)
-                    return True
+                    return await self.store.put_bytes(self.bucket, self.key, mine.to_json(),
+                                                      content_type="application/json", if_match=etag,
+                                                      guard=guard, epoch=epoch)
                 except PreconditionFailed:
                     continue
-        return False
+        return None
 
-    async def set(self, record: MarkerRecord, state: MarkerState, message_id: str | None = None) -> None:
-        await self.store.put_bytes(self.bucket, self.key, replace(record, state=state, message_id=message_id)
-                                   .to_json(), content_type="application/json")
+    async def set(self, record: MarkerRecord, state: MarkerState, message_id: str | None = None, *,
+                  etag: str, guard: Fence | None = None) -> str:
+        """Record the outcome over the marker as it was read or claimed (``etag``), never another's."""
+        return await self.store.put_bytes(self.bucket, self.key,
+                                          replace(record, state=state, message_id=message_id).to_json(),
+                                          content_type="application/json", if_match=etag, guard=guard,
+                                          epoch=record.epoch)
 
     async def exists(self) -> bool:
         return await self.store.exists(self.bucket, self.key)
 
 
-EmailOutcome = Literal["sent", "unknown"]
+EmailOutcome = EmailState
 
 
 async def send_once(marker: EmailMarker, sender: EmailSender, message: EmailMessage, kind: str,
@@ -246,51 +255,83 @@ async def send_once(marker: EmailMarker, sender: EmailSender, message: EmailMess
     """Send ``message`` unless this job's email went out (or may have) already.
 
     Returns ``sent`` (now or earlier) or ``unknown`` (logged as ``email_unknown``, which raises
-    an alarm). A send that certainly failed marks the marker ``failed`` and raises, so a later
-    attempt can still notify.
+    an alarm). A send that certainly failed (:mod:`processor.send_rule`) marks the marker
+    ``failed`` and raises :class:`SendFailed`, so a later try can still notify.
     """
     job_id = marker.job_id
     if fence is not None:
-        await fence.check()
+        fence.ensure()
     token = uuid.uuid4().hex
     epoch = fence.epoch if fence is not None else 0
-    if not await marker.claim(kind, token, epoch):
-        return await _earlier(marker, kind)
+    etag = await marker.claim(kind, token, epoch, guard=fence)
+    if etag is None:
+        return await earlier_outcome(marker, kind, fence)
     mine = MarkerRecord(kind, token, epoch, MarkerState.SENDING)
     hit("notify.marked")
     started = time.monotonic()
     try:
         if fence is not None:
-            await fence.check()
+            fence.ensure()
         message_id = await sender.send(message)
-    except EmailOutcomeUnknown as exc:
-        log.error("email_unknown", job_id=job_id, kind=kind, backend=sender.backend, error=str(exc))
-        await _best_effort(marker.set(mine, MarkerState.UNKNOWN), job_id)
-        return "unknown"
-    except Exception:
-        log.exception("email_send_failed", job_id=job_id, kind=kind, backend=sender.backend)
-        await _best_effort(marker.set(mine, MarkerState.FAILED), job_id)
+    except SendFailed as exc:
+        if exc.verdict is Verdict.UNKNOWN:
+            log.error("email_unknown", job_id=job_id, kind=kind, backend=sender.backend, error=exc.detail)
+            await _best_effort(marker.set(mine, MarkerState.UNKNOWN, etag=etag, guard=fence), job_id)
+            return EmailState.UNKNOWN
+        log.warning("email_send_failed", job_id=job_id, kind=kind, backend=sender.backend,
+                    verdict=exc.verdict.value, error=exc.detail)
+        await _best_effort(marker.set(mine, MarkerState.FAILED, etag=etag, guard=fence), job_id)
         raise
-    await _best_effort(marker.set(mine, MarkerState.SENT, message_id), job_id)
+    except LostOwnership:
+        raise  # checked before the send: nothing went out; the marker says "sending" (unknown to others)
+    except Exception as exc:  # a sender bug: nobody can say how far it got
+        log.error("email_unknown", job_id=job_id, kind=kind, backend=sender.backend, error=type(exc).__name__,
+                  exc_info=exc)
+        await _best_effort(marker.set(mine, MarkerState.UNKNOWN, etag=etag, guard=fence), job_id)
+        return EmailState.UNKNOWN
+    await _best_effort(marker.set(mine, MarkerState.SENT, message_id, etag=etag, guard=fence), job_id)
     log.info("email_sent", job_id=job_id, kind=kind, backend=sender.backend, message_id=message_id,
              seconds=round(time.monotonic() - started, 3))
-    return "sent"
+    return EmailState.SENT
 
 
-async def _earlier(marker: EmailMarker, kind: str) -> EmailOutcome:
-    """What an earlier attempt's marker says about the job's email."""
+async def send_patiently(send: Callable[[], Awaitable[EmailOutcome]], job_id: str, window_s: float,
+                         first_delay_s: float = 5.0, max_delay_s: float = 60.0) -> EmailOutcome:
+    """``send()`` (a :func:`send_once`), tried again while it certainly fails for now (no
+    connection, throttled, 4xx: the ``RETRY`` verdict), for up to ``window_s``.
+
+    Why: an email that must not be skipped (the last word on a failed job) should outlast a
+    provider's bad minute; the send-once marker keeps every try to one email. A permanent
+    refusal, or the window's end, raises :class:`SendFailed`: the caller records ``failed``
+    (``email_missing``)."""
+    deadline = time.monotonic() + window_s
+    delay = first_delay_s
+    while True:
+        try:
+            return await send()
+        except SendFailed as exc:
+            if exc.verdict is not Verdict.RETRY or time.monotonic() + delay > deadline:
+                raise  # refused for good, or out of time
+            log.warning("email_retry_scheduled", job_id=job_id, delay_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, max_delay_s)
+
+
+async def earlier_outcome(marker: EmailMarker, kind: str, fence: Fence | None = None) -> EmailOutcome:
+    """What an earlier attempt's marker says about the job's email (a ``sending`` one is judged
+    ``unknown`` here, logged ``email_unknown`` and recorded so)."""
     found = await marker.read()
     record = found[0] if found else None
     if record is not None and record.state is MarkerState.SENT:
         log.info("email_already_sent", job_id=marker.job_id, kind=record.kind)
-        return "sent"
-    if record is not None and record.state is MarkerState.SENDING:
+        return EmailState.SENT
+    if found is not None and record is not None and record.state is MarkerState.SENDING:
         # Its attempt died between claiming and recording the outcome: it may have sent.
         log.error("email_unknown", job_id=marker.job_id, kind=record.kind, reason="sender died mid-send")
-        await _best_effort(marker.set(record, MarkerState.UNKNOWN), marker.job_id)
-        return "unknown"
+        await _best_effort(marker.set(record, MarkerState.UNKNOWN, etag=found[1], guard=fence), marker.job_id)
+        return EmailState.UNKNOWN
     log.info("email_outcome_unknown_earlier", job_id=marker.job_id, kind=kind)
-    return "unknown"
+    return EmailState.UNKNOWN
 
 
 async def _best_effort(write: Any, job_id: str) -> None:
@@ -312,11 +353,14 @@ class Notifier:
         return EmailMarker(self.store, self.settings.output_bucket, job_id)
 
     async def _send(self, job_id: str, kind: str, to: str, name: str | None, ctx: Any, fence: Fence,
-                    hit: Hit) -> EmailOutcome:
+                    hit: Hit, patience_s: float = 0.0) -> EmailOutcome:
         message = build_message(render_email(kind, ctx), self.settings.email_sender, to,
                                 job_id=job_id, recipient_name=name)
         hit("notify.start")
-        outcome = await send_once(self.marker(job_id), self.sender, message, kind, fence, hit)
+
+        def once() -> Awaitable[EmailOutcome]:
+            return send_once(self.marker(job_id), self.sender, message, kind, fence, hit)
+        outcome = await send_patiently(once, job_id, patience_s) if patience_s > 0 else await once()
         hit("notify.sent")
         return outcome
 
@@ -333,27 +377,27 @@ class Notifier:
         return await self._send(job_id, "ready", str(manifest.email), manifest.name, ctx, fence, hit)
 
     async def rejected(self, job_id: str, manifest: Manifest, summary: ValidationSummary, fence: Fence,
-                       hit: Hit = _no_hit) -> EmailOutcome:
+                       hit: Hit = _no_hit, patience_s: float = 0.0) -> EmailOutcome:
         bad = [RejectedPhoto(name=p.file, reason=REASON_LABELS.get(p.reason or "", "Not usable."),
                              advice=p.message or advice_for(p.reason), code=p.reason)
                for p in summary.photos if not p.ok]
         ctx = RejectedContext(job_id=job_id, name=manifest.name, bad_photos=bad, usable=summary.usable,
                               required=summary.required, problem=summary.problem)
-        return await self._send(job_id, "rejected", str(manifest.email), manifest.name, ctx, fence, hit)
+        return await self._send(job_id, "rejected", str(manifest.email), manifest.name, ctx, fence, hit, patience_s)
 
     async def no_likeness(self, job_id: str, to: str, name: str | None, generated: int, photos_used: int,
-                          fence: Fence, hit: Hit = _no_hit) -> EmailOutcome:
+                          fence: Fence, hit: Hit = _no_hit, patience_s: float = 0.0) -> EmailOutcome:
         """Photos accepted, training done, but no generated image looked enough like the person."""
         ctx = NoLikenessContext(job_id=job_id, name=name, generated=max(1, generated), photos_used=photos_used)
-        return await self._send(job_id, "no_likeness", to, name, ctx, fence, hit)
+        return await self._send(job_id, "no_likeness", to, name, ctx, fence, hit, patience_s)
 
     async def bad_manifest(self, job_id: str, to: str, problems: Sequence[str], fence: Fence,
-                           hit: Hit = _no_hit) -> EmailOutcome:
+                           hit: Hit = _no_hit, patience_s: float = 0.0) -> EmailOutcome:
         """The upload's manifest.json was wrong: what to fix (the person's to fix, not ours)."""
         ctx = BadManifestContext(job_id=job_id, problems=list(problems))
-        return await self._send(job_id, "bad_manifest", to, None, ctx, fence, hit)
+        return await self._send(job_id, "bad_manifest", to, None, ctx, fence, hit, patience_s)
 
     async def failed(self, job_id: str, to: str, name: str | None, reason: str, attempts: int,
-                     fence: Fence, hit: Hit = _no_hit) -> EmailOutcome:
+                     fence: Fence, hit: Hit = _no_hit, patience_s: float = 0.0) -> EmailOutcome:
         ctx = FailedContext(job_id=job_id, name=name, reason=reason, attempts=max(1, attempts))
-        return await self._send(job_id, "failed", to, name, ctx, fence, hit)
+        return await self._send(job_id, "failed", to, name, ctx, fence, hit, patience_s)

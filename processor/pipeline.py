@@ -12,20 +12,19 @@ generation, at most one checkpoint interval or one image).
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from processor import stages
+from processor import clock, stages
 from processor.aws.storage import NotFound, ObjectStore
 from processor.dispatch import overdue_reason
 from processor.errors import LostOwnership, ManifestError
 from processor.failpoints import Failpoints
 from processor.job.attempt import Attempt, JobResult, JobRun
 from processor.job.stage import Stage, drive, enter
-from processor.job.state import TERMINAL, JobState
+from processor.job.state import TERMINAL, EmailState, JobState, email_missing
 from processor.job.steps import (
     DELIVER,
     GENERATE,
@@ -46,7 +45,16 @@ from processor.manifest import (
     job_prefix,
     parse_manifest,
 )
-from processor.notify import EmailOutcome, Notifier, address_proven, ready_links, selection_note
+from processor.notify import (
+    EmailOutcome,
+    MarkerState,
+    Notifier,
+    address_proven,
+    earlier_outcome,
+    ready_links,
+    selection_note,
+)
+from processor.send_rule import SendFailed
 from processor.settings import Settings
 from processor.stages import Interrupted, StageError
 
@@ -80,7 +88,7 @@ class Pipeline:
         stages.quiet_library_progress()
 
     def _begin(self, run: JobRun) -> Attempt:
-        return Attempt.begin(run, self.settings.work_dir, self.store, self.jobs, log)
+        return Attempt.begin(run, self.settings.work_dir, self.store, self.jobs, log, self.env.hit)
 
     async def _drive(self, stage: Stage[Env, Any, Any], job: Attempt, inputs: Any) -> Any:
         return await drive(stage, self._job_env(job), job, inputs, self.env.hit)
@@ -115,23 +123,42 @@ class Pipeline:
     async def fail(self, run: JobRun, reason: str) -> None:
         """The last word on a job that kept crashing: failed, and one email if it can go out.
 
-        Every step that can be skipped is (an unreadable manifest, an email that cannot be
-        sent); only the terminal status write must succeed, or this raises and the message
-        comes back to try again.
+        A job whose ready email went out before its last attempt died has been delivered: it
+        ends so. Otherwise it ends failed; a manifest that is missing or invalid leaves no
+        address (``email: none``), an email that certainly cannot go out is retried for
+        ``email_retry_window_s`` and then recorded ``failed`` (``email_missing``). Anything
+        else (S3 trouble reading the manifest) raises: the message comes back to try again,
+        rather than end the job with a silence it does not owe the person.
         """
         job = self._begin(run)
         try:
             self.env.hit("fail.start")
+            if await self._ended_delivered(job):
+                return
+            email_to = None
             try:
                 job.manifest = await self._load_manifest(job)
-            except LostOwnership:
-                raise
-            except Exception as exc:  # missing, invalid, or S3 trouble: fail without an address
+            except (NotFound, ManifestError) as exc:
                 job.log.warning("fail_without_manifest", error=type(exc).__name__)
                 job.manifest = None
-            await self._end(job, JobState.FAILED, error=reason, best_effort_email=True)
+                email_to = exc.email if isinstance(exc, ManifestError) else None
+            await self._end(job, JobState.FAILED, error=reason, email_to=email_to, best_effort_email=True)
         finally:
             shutil.rmtree(job.root, ignore_errors=True)
+
+    async def _ended_delivered(self, job: Attempt) -> bool:
+        """If the results were published and the ready email went (or may have), end the job
+        delivered: a kill between the email and the terminal write must not turn a delivered
+        job into a failed one."""
+        done = await job.ckpt.done("deliver")
+        marker = self.notifier.marker(job.job_id)
+        found = await marker.read() if done is not None else None
+        if done is None or found is None or found[0].kind != "ready" or found[0].state is MarkerState.FAILED:
+            return False
+        email = await earlier_outcome(marker, "ready", job.fence)  # sent; or unknown, alarmed
+        job.log.warning("job_delivered_before_its_last_attempt_died", email=email.value)
+        await self._end(job, JobState.DELIVERED, result=done.meta, email=email)
+        return True
 
     async def cleanup(self, job_id: str) -> None:
         """Remove what a finished job may still have in S3 (late uploads, a duplicate's leftovers)."""
@@ -181,12 +208,12 @@ class Pipeline:
 
     async def _load_manifest(self, job: Attempt) -> Manifest:
         """The job's manifest: from its checkpoint (uploads may be gone), else from the upload."""
-        saved = await job.ckpt.get_bytes("manifest", MANIFEST_NAME)
+        saved = await job.ckpt.latest("manifest", "upload")
         if saved is not None:
-            return parse_manifest(saved)
+            return parse_manifest(await job.ckpt.read(saved, MANIFEST_NAME))
         body = await read_manifest(self.store, self.settings.input_bucket, job.job_id)  # bounded read
         manifest = parse_manifest(body)
-        await job.ckpt.put_bytes("manifest", MANIFEST_NAME, body)
+        await job.ckpt.save("manifest", "upload", {MANIFEST_NAME: body})
         return manifest
 
     async def _withheld(self, job: Attempt, to: str, proof: str | None) -> bool:
@@ -196,12 +223,12 @@ class Pipeline:
         job.log.warning("email_withheld", reason="the address is not proven")
         return True
 
-    async def _notify_ready(self, job: Attempt, delivered: dict[str, Any]) -> EmailOutcome | str:
+    async def _notify_ready(self, job: Attempt, delivered: dict[str, Any]) -> EmailOutcome:
         await enter(job, "notify", JobState.DELIVERING, self.env.hit)
         assert job.manifest is not None
         if await self._withheld(job, str(job.manifest.email), job.manifest.proof):
             await job.status.leave("notify", None)
-            return "withheld"
+            return EmailState.WITHHELD
         links = await ready_links(self.store, self.settings, delivered)
         outcome = await self.notifier.ready(job.job_id, job.manifest, links, job.fence,
                                             note=selection_note(delivered["summary"], self.settings),
@@ -212,51 +239,58 @@ class Pipeline:
     async def _end(self, job: Attempt, state: JobState, *, error: str | None = None,
                    validation: ValidationSummary | None = None, result: dict[str, Any] | None = None,
                    email_to: str | None = None, kind: str | None = None, details: dict[str, Any] | None = None,
-                   email: str | None = None, best_effort_email: bool = False) -> None:
-        """Terminal state: one email (send-once, fenced), the status, then the person's data goes."""
+                   email: EmailState | None = None, best_effort_email: bool = False) -> None:
+        """Terminal state: one email (send-once, fenced), the status, then the person's data goes.
+
+        ``best_effort_email``: the job ends whatever happens to its email (the failure path): an
+        email that certainly cannot go out is retried for ``email_retry_window_s``, then the
+        status records ``failed`` and ``email_missing`` raises the alarm."""
         assert state in TERMINAL
+        patience = self.settings.email_retry_window_s if best_effort_email else 0.0
         try:
             if email is None:
-                email = await self._terminal_email(job, state, error, validation, email_to, kind, details or {})
-        except LostOwnership:
-            raise
-        except Exception as exc:
+                email = await self._terminal_email(job, state, error, validation, email_to, kind, details or {},
+                                                   patience)
+        except SendFailed as exc:
             if not best_effort_email:
                 raise
-            job.log.error("terminal_email_failed", error=type(exc).__name__)
-            email = "failed"
-        now = time.time()
+            job.log.error("terminal_email_failed", error=exc.detail)
+            email = EmailState.FAILED
+        now = clock.now()
         public_validation = validation.public_dict() if validation is not None else None
         await job.status.update(lambda s: s.end(state, now, error=error, validation=public_validation,
-                                                result=result, email=email))  # type: ignore[arg-type]
-        job.log.info("job_ended", state=state.value, error=error, email=email)
+                                                result=result, email=email))
+        if email_missing(email):
+            job.log.error("email_missing", state=state.value, kind=kind or state.value, error=error)
+        job.log.info("job_ended", state=state.value, error=error, email=email.value)
         await self._cleanup(job)
 
     async def _terminal_email(self, job: Attempt, state: JobState, error: str | None,
                               validation: ValidationSummary | None, email_to: str | None,
-                              kind: str | None, details: dict[str, Any]) -> str:
+                              kind: str | None, details: dict[str, Any], patience: float) -> EmailState:
+        hit = self.env.hit
         if state is JobState.REJECTED and job.manifest is not None and validation is not None:
             if await self._withheld(job, str(job.manifest.email), job.manifest.proof):
-                return "withheld"
-            return await self.notifier.rejected(job.job_id, job.manifest, validation, job.fence, hit=self.env.hit)
+                return EmailState.WITHHELD
+            return await self.notifier.rejected(job.job_id, job.manifest, validation, job.fence, hit, patience)
         if state is not JobState.FAILED:
-            return "none"
+            return EmailState.NONE
         to = job.manifest.email if job.manifest is not None else email_to
         if not to:
-            return "none"
+            return EmailState.NONE
         if await self._withheld(job, str(to), job.manifest.proof if job.manifest else details.get("proof")):
-            return "withheld"
+            return EmailState.WITHHELD
         name = job.manifest.name if job.manifest else None
         if kind == "no_likeness":
             return await self.notifier.no_likeness(job.job_id, str(to), name, details["generated"],
-                                                   details["photos_used"], job.fence, hit=self.env.hit)
+                                                   details["photos_used"], job.fence, hit, patience)
         if kind == "bad_manifest":
             return await self.notifier.bad_manifest(job.job_id, str(to), details["problems"], job.fence,
-                                                    hit=self.env.hit)
+                                                    hit, patience)
         current = await self.jobs.get(job.job_id)
         attempts = current[0].attempts if current else job.run.attempt
         return await self.notifier.failed(job.job_id, str(to), name, error or "unknown error", attempts,
-                                          job.fence, hit=self.env.hit)
+                                          job.fence, hit, patience)
 
     async def _cleanup(self, job: Attempt) -> None:
         """Privacy: uploads and work files go once the job has ended (a lifecycle rule is the backstop)."""

@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     email_sender: str = Field("headshots@example.com", pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(25, ge=1, le=65535)
+    email_retry_window_s: float = Field(120.0, ge=0, le=900,
+                                        description="how long the last email of a failing job is retried while it "
+                                                    "certainly fails (provider down, throttled) before the job ends "
+                                                    "email: failed with the email_missing alarm")
     link_ttl_s: int = Field(7 * 24 * 3600, ge=60, le=366 * 24 * 3600,
                             description="lifetime of the emailed links, counted from delivery; results/ are "
                                         "kept at least as long (Terraform: results retention days)")
@@ -295,6 +299,21 @@ def lease_problems(visibility_s: float, heartbeat_s: float, stale_s: float | Non
                                                  if stale_s is None else ""))
     if max_job_s <= visibility_s:
         problems.append(f"max_job_duration_s ({max_job_s:g}) must exceed visibility_timeout_s ({visibility_s:g})")
+    return problems
+
+
+def worker_problems(settings: Settings) -> list[str]:
+    """What a worker cannot end a job without, that settings alone can tell (empty: fine).
+
+    Why checked at start-up: without the front door's URL or the link key no ready email can be
+    written, and a worker that found out at notify would have spent each job's GPU time first."""
+    problems = []
+    if not settings.queue_url:
+        problems.append("HEADSHOTS_QUEUE_URL is not set: there is no queue to serve")
+    if not settings.frontdoor_url:
+        problems.append("HEADSHOTS_FRONTDOOR_URL is not set: the ready email has nowhere to link to")
+    if not settings.link_secret_id:
+        problems.append("HEADSHOTS_LINK_SECRET_ID is not set: the ready email's links cannot be signed")
     return problems
 
 

@@ -7,7 +7,13 @@ runtime to upload under ``jobs/<job>/work/train/``; a full fine-tune's checkpoin
 Adam moments, ~30 GB for SDXL) stays on local disk.
 
 A checkpoint is written into a temporary folder and renamed into place, so a worker killed
-mid-write leaves either the previous checkpoint or the new one, never half of one.
+mid-write leaves either the previous checkpoint or the new one, never half of one. (In S3 the
+runtime's checkpoint protocol gives the same guarantee: ``processor/job/checkpoints.py``.)
+
+A checkpoint resumes only the run that wrote it: its fingerprint (the knobs that shape the
+trajectory) must match. One that does not (a deploy changed the training config while the job
+was in flight) is not an error: training starts again from step 0 on the same prepared data,
+and :func:`resume_refusal` says why, for the log.
 """
 
 from __future__ import annotations
@@ -79,3 +85,12 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> Che
     return Checkpoint(step=int(state["step"]), weights=load_file(str(path / _WEIGHTS)),
                       optimizer=blob["optimizer"], scaler=blob["scaler"],
                       fingerprint=state["fingerprint"], losses=list(state.get("losses", [])))
+
+
+def resume_refusal(checkpoint: Checkpoint, fingerprint: dict[str, Any]) -> str | None:
+    """Why ``checkpoint`` cannot resume a run with ``fingerprint`` (None: it can)."""
+    if checkpoint.fingerprint == fingerprint:
+        return None
+    changed = sorted(k for k in set(checkpoint.fingerprint) | set(fingerprint)
+                     if checkpoint.fingerprint.get(k) != fingerprint.get(k))
+    return f"the training setup changed since step {checkpoint.step} ({', '.join(changed)})"

@@ -25,7 +25,7 @@ from handlers.prepare import PreparedDataset
 from handlers.progress import Progress, ProgressFn, StopFn, report
 from handlers.sdxl.configs import SDXLComponents
 from handlers.sdxl.loading import torch_dtype
-from handlers.train.checkpoint import load_checkpoint, save_checkpoint
+from handlers.train.checkpoint import load_checkpoint, resume_refusal, save_checkpoint
 from handlers.train.config import TrainConfig
 from handlers.train.data import step_generator, time_ids
 from handlers.train.models import make_optimizer, trainable_state
@@ -129,10 +129,13 @@ def train_dreambooth(dataset: PreparedDataset, class_dir: Path | None, out_dir: 
     optimizer = models[-1]
     fingerprint = config.fingerprint() | {"total_steps": total}
     start, losses = 0, []
-    if resume_from is not None:
-        ckpt = load_checkpoint(Path(resume_from), map_location=device)
-        if ckpt.fingerprint != fingerprint:
-            raise ValueError(f"checkpoint {resume_from} was written by a different training setup")
+    ckpt = load_checkpoint(Path(resume_from), map_location=device) if resume_from is not None else None
+    refusal = resume_refusal(ckpt, fingerprint) if ckpt is not None else None
+    if ckpt is not None and refusal is not None:
+        # Not a crash: the same prepared data, trained again from the start (no crash loop).
+        log.warning("train_restarted", reason=refusal, checkpoint=Path(str(resume_from)).name)
+        ckpt = None
+    if ckpt is not None:
         with torch.no_grad():
             for name, p in trainable.named.items():
                 p.copy_(ckpt.weights[name].to(p.device, p.dtype))

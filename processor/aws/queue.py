@@ -8,6 +8,7 @@ runs in a thread or a child process, so a busy stage cannot starve it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -28,18 +29,16 @@ _LOST_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue", "Mes
                          "AWS.SimpleQueueService.NonExistentQueue"})
 
 
-#: Message attributes the worker adds when it puts a job's message back as a fresh one.
-ORIGIN_ATTRIBUTE = "headshots-origin"    # the first message's id, kept across re-enqueues
-CRASHES_ATTRIBUTE = "headshots-crashes"  # crashed receives of earlier copies of this message
+#: The message attribute the worker adds when it puts a job's message back as a fresh one.
+ORIGIN_ATTRIBUTE = "headshots-origin"    # the first message's id, kept across re-enqueues (for logs)
 
 
 @dataclass(frozen=True)
 class QueueMessage:
     """One received SQS message.
 
-    ``origin``: the id of the message this one continues (itself unless re-enqueued);
-    ``carried_crashes``: crashed receives of the copies before it. With ``receive_count``
-    they tell how much of the job's crash budget is spent (:func:`processor.dispatch.crashes_before`).
+    ``origin``: the id of the message this one continues (itself unless re-enqueued), for logs;
+    which message carries a job is its exact ``message_id`` (status.json's ``owner_message``).
     """
 
     message_id: str
@@ -48,7 +47,6 @@ class QueueMessage:
     receive_count: int
     sent_at_ms: int | None = None
     origin: str = ""
-    carried_crashes: int = 0
 
     def __post_init__(self) -> None:
         if not self.origin:
@@ -82,7 +80,7 @@ class JobQueue(AsyncAwsClient):
             "VisibilityTimeout": (self.settings.visibility_timeout_s if visibility_timeout_s is None
                                   else visibility_timeout_s),
             "MessageSystemAttributeNames": ["ApproximateReceiveCount", "SentTimestamp"],
-            "MessageAttributeNames": [ORIGIN_ATTRIBUTE, CRASHES_ATTRIBUTE],
+            "MessageAttributeNames": [ORIGIN_ATTRIBUTE],
         }
 
         async def op() -> list[QueueMessage]:
@@ -101,21 +99,28 @@ class JobQueue(AsyncAwsClient):
             return (await self.client.send_message(**params))["MessageId"]
         return await self._call(op)
 
-    async def requeue(self, message: QueueMessage, delay_s: int, crashes: int) -> str:
+    async def requeue(self, message: QueueMessage, delay_s: int = 0,
+                      between: Callable[[], None] | None = None) -> str:
         """Put ``message`` back as a fresh copy (receive count 1), then delete the old one.
 
         Why not ``ChangeMessageVisibility``: every receive of the same message counts toward the
-        queue's maxReceiveCount, so handing a healthy job back on SIGTERM would spend its crash
-        budget and three spot interruptions would dead-letter it. The copy carries the origin id
-        and the crashes spent so far. If the delete fails after the send, the job has two
-        messages for a moment; the second is a duplicate, which the worker acknowledges.
+        queue's maxReceiveCount, so handing a healthy job back on SIGTERM would dead-letter it
+        after three spot interruptions. If the old message outlives its delete (the delete
+        failed, or the worker died in ``between``), it comes back after its visibility timeout
+        as a duplicate of the copy's job and is deleted once seen; it is never released early,
+        so the copy is received first. Raises when the copy could not be sent (the caller then
+        hands the old message back instead).
         """
-        new_id = await self.send(message.body, delay_s=max(0, min(900, int(delay_s))), attributes={
-            ORIGIN_ATTRIBUTE: message.origin, CRASHES_ATTRIBUTE: str(max(0, crashes))})
+        new_id = await self.send(message.body, delay_s=max(0, min(900, int(delay_s))),
+                                 attributes={ORIGIN_ATTRIBUTE: message.origin})
+        if between is not None:
+            between()
         try:
             await self.delete(message)
         except MessageLost:
             log.warning("requeue_old_message_gone", message_id=message.message_id)
+        except Exception as exc:  # it comes back as a duplicate, deleted then
+            log.warning("requeue_old_message_kept", message_id=message.message_id, error=describe(exc))
         return new_id
 
     async def delete(self, message: QueueMessage) -> None:
@@ -163,7 +168,6 @@ def _to_message(raw: dict[str, Any]) -> QueueMessage:
     attrs = raw.get("Attributes", {})
     sent = attrs.get("SentTimestamp")
     custom = {k: v.get("StringValue", "") for k, v in (raw.get("MessageAttributes") or {}).items()}
-    crashes = custom.get(CRASHES_ATTRIBUTE, "0")
     return QueueMessage(
         message_id=raw["MessageId"],
         receipt_handle=raw["ReceiptHandle"],
@@ -171,7 +175,6 @@ def _to_message(raw: dict[str, Any]) -> QueueMessage:
         receive_count=int(attrs.get("ApproximateReceiveCount", "1")),
         sent_at_ms=int(sent) if sent is not None else None,
         origin=custom.get(ORIGIN_ATTRIBUTE, "")[:128],
-        carried_crashes=int(crashes) if crashes.isdigit() else 0,
     )
 
 

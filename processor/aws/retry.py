@@ -33,6 +33,8 @@ from tenacity import (
     wait_random,
 )
 
+from processor.errors import EmailSendError
+
 log = structlog.get_logger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,9 +99,11 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    """A short label for logs: the AWS error code, else the exception type."""
+    """A short label for logs: the AWS error code, a send failure's own detail, else the type."""
     if isinstance(exc, ClientError):
         return f"{error_code(exc) or 'ClientError'} ({http_status(exc)})"
+    if isinstance(exc, EmailSendError):
+        return str(getattr(exc, "detail", None) or type(exc).__name__)
     return type(exc).__name__
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 from processor.aws.clients import AsyncAwsClient
+from processor.aws.retry import describe
 from processor.errors import SettingsError
 from processor.links import settled_key
 from processor.settings import Settings
@@ -105,3 +106,15 @@ async def _previous_or_none(client: SecretsClient, secret_id: str) -> bytes | No
         if exc.response.get("Error", {}).get("Code") not in ("ResourceNotFoundException", "InvalidRequestException"):
             raise
         return None
+
+
+async def check_link_key(settings: Settings) -> None:
+    """Read the link key once, as a worker starting up must: :class:`SettingsError` naming the
+    reason when it cannot be read (missing secret, no grant, too short)."""
+    try:
+        await link_signing_key(settings)
+    except SettingsError:
+        raise
+    except Exception as exc:
+        raise SettingsError(f"the link-signing key {settings.link_secret_id!r} (HEADSHOTS_LINK_SECRET_ID) cannot be "
+                            f"read: {describe(exc)}") from exc

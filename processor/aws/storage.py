@@ -1,5 +1,15 @@
 """The S3 edge: bytes, JSON and files in and out, with ETags and conditional writes.
 
+Fenced writes: a write made for a job's attempt passes a :class:`WriteGuard` (the attempt's
+fence). The guard is checked just before each HTTP attempt leaves (botocore's ``before-send``,
+so every retry too), and the write carries the writer's lease epoch as object metadata
+(``x-amz-meta-headshots-epoch``), so an auditor at the HTTP edge can tell a write made under a
+lease that was already lost (``processor.devkit.fault_proxy``).
+
+Reads report the object's age on S3's own clock (the response's ``Date`` less its
+``Last-Modified``): the one clock every worker shares, so a lease's staleness is judged without
+comparing two hosts' wall clocks.
+
 Conditional PUTs (``If-Match: <etag>`` / ``If-None-Match: *``) are what let two workers
 share ``status.json`` safely; a lost race surfaces as :class:`PreconditionFailed`. Every call
 goes through the retry policy. Note for callers: a conditional PUT that is retried after a
@@ -13,10 +23,16 @@ there too). ``If-Match`` on a missing key answers 404 ``NoSuchKey`` (-> :class:`
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Self
 
 from botocore.exceptions import ClientError
 
@@ -24,6 +40,48 @@ from processor.aws.clients import AsyncAwsClient
 from processor.errors import NotFound, ObjectTooLarge, PreconditionFailed, StorageError
 
 _CHUNK = 1024 * 1024
+#: The metadata key every fenced write carries (``x-amz-meta-headshots-epoch``).
+EPOCH_METADATA = "headshots-epoch"
+
+
+class WriteGuard(Protocol):
+    """What a fenced write is checked against (the attempt's :class:`processor.job.fence.Fence`)."""
+
+    epoch: int
+
+    def ensure(self) -> None:
+        """Raise (LostOwnership) when the writer may no longer write."""
+
+
+_GUARD: contextvars.ContextVar[WriteGuard | None] = contextvars.ContextVar("headshots_write_guard", default=None)
+
+
+@contextlib.contextmanager
+def _guarded(guard: WriteGuard | None) -> Iterator[None]:
+    token = _GUARD.set(guard)
+    try:
+        yield
+    finally:
+        _GUARD.reset(token)
+
+
+def _check_guard_before_send(request: Any = None, **_: Any) -> None:
+    """botocore ``before-send``: the last moment before an attempt's bytes leave this process."""
+    guard = _GUARD.get()
+    if guard is not None and getattr(request, "method", "GET") not in ("GET", "HEAD"):
+        guard.ensure()
+
+
+def _epoch_metadata(guard: WriteGuard | None, epoch: int | None) -> dict[str, str]:
+    value = epoch if epoch is not None else (guard.epoch if guard is not None else None)
+    return {EPOCH_METADATA: str(value)} if value is not None else {}
+
+
+def _http_date(value: str | None) -> float | None:
+    try:
+        return parsedate_to_datetime(value).timestamp() if value else None
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -31,16 +89,26 @@ class StoredObject:
     """An object's bytes and the ETag they were read at.
 
     ``size`` is the whole object's size; after a bounded read (``max_bytes``) ``body`` may
-    be shorter: :attr:`truncated` says so."""
+    be shorter: :attr:`truncated` says so. ``last_modified`` and ``server_date`` are S3's
+    clock (seconds since the epoch, whole seconds as HTTP dates carry them)."""
 
     body: bytes
     etag: str
     content_type: str | None = None
     size: int | None = None
+    last_modified: float | None = None
+    server_date: float | None = None
 
     @property
     def truncated(self) -> bool:
         return self.size is not None and self.size > len(self.body)
+
+    @property
+    def age_s(self) -> float | None:
+        """How long the object had been unchanged when S3 answered, on S3's clock (±1 s)."""
+        if self.last_modified is None or self.server_date is None:
+            return None
+        return max(0.0, self.server_date - self.last_modified)
 
 
 @dataclass(frozen=True)
@@ -58,6 +126,15 @@ class StoredJson:
 
     data: Any
     etag: str
+
+
+_XML_CHAR = re.compile("[\t\n\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+
+
+def xml_safe_key(key: str) -> bool:
+    """True when an XML 1.0 body carries ``key`` unchanged (no control characters, no CR,
+    no U+FFFE/U+FFFF): only then may a bulk delete name it."""
+    return _XML_CHAR.fullmatch(key) is not None
 
 
 def _code(exc: ClientError) -> str:
@@ -90,9 +167,13 @@ class ObjectStore(AsyncAwsClient):
 
     service = "s3"
 
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.client.meta.events.register("before-send.s3", _check_guard_before_send)
+        return self
+
     def _translate(self, exc: ClientError) -> Exception:
         return _translate(exc)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     # --- reads -----------------------------------------------------------------------
     async def get_bytes(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject:
@@ -118,8 +199,12 @@ class ObjectStore(AsyncAwsClient):
                 body = await stream.read()
             finally:
                 stream.close()
+            modified = resp.get("LastModified")
             return StoredObject(body=body, etag=resp["ETag"], content_type=resp.get("ContentType"),
-                                size=_total_size(resp, len(body)))
+                                size=_total_size(resp, len(body)),
+                                last_modified=modified.timestamp() if isinstance(modified, datetime) else None,
+                                server_date=_http_date(resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+                                                       .get("date")))
         return await self._call(op)
 
     async def get_json(self, bucket: str, key: str) -> StoredJson:
@@ -186,8 +271,12 @@ class ObjectStore(AsyncAwsClient):
 
     # --- writes ----------------------------------------------------------------------
     async def put_bytes(self, bucket: str, key: str, body: bytes, *, content_type: str | None = None,
-                        if_match: str | None = None, if_none_match: bool = False) -> str:
-        """Write ``body``; returns the new ETag. Conditional forms raise PreconditionFailed."""
+                        if_match: str | None = None, if_none_match: bool = False,
+                        guard: WriteGuard | None = None, epoch: int | None = None) -> str:
+        """Write ``body``; returns the new ETag. Conditional forms raise PreconditionFailed.
+
+        ``guard``: checked before every HTTP attempt; ``epoch`` (default: the guard's) is
+        recorded as the writer's lease epoch in the object's metadata."""
         params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body}
         if content_type:
             params["ContentType"] = content_type
@@ -195,28 +284,34 @@ class ObjectStore(AsyncAwsClient):
             params["IfMatch"] = if_match
         if if_none_match:
             params["IfNoneMatch"] = "*"
+        if metadata := _epoch_metadata(guard, epoch):
+            params["Metadata"] = metadata
 
         async def op() -> str:
             return (await self.client.put_object(**params))["ETag"]
-        return await self._call(op)
+        with _guarded(guard):
+            return await self._call(op)
 
     async def put_json(self, bucket: str, key: str, data: Any, *, if_match: str | None = None,
-                       if_none_match: bool = False) -> str:
+                       if_none_match: bool = False, guard: WriteGuard | None = None) -> str:
         body = json.dumps(data, indent=2, sort_keys=True).encode()
         return await self.put_bytes(bucket, key, body, content_type="application/json",
-                                    if_match=if_match, if_none_match=if_none_match)
+                                    if_match=if_match, if_none_match=if_none_match, guard=guard)
 
     async def upload_file(self, bucket: str, key: str, path: Path, *,
-                          content_type: str | None = None) -> str:
+                          content_type: str | None = None, guard: WriteGuard | None = None) -> str:
         """Upload a local file in one PUT (files here are at most tens of MB); returns the ETag."""
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if content_type:
             params["ContentType"] = content_type
+        if metadata := _epoch_metadata(guard, None):
+            params["Metadata"] = metadata
 
         async def op() -> str:
             with path.open("rb") as fh:
                 return (await self.client.put_object(Body=fh, **params))["ETag"]
-        return await self._call(op)
+        with _guarded(guard):
+            return await self._call(op)
 
     async def delete(self, bucket: str, key: str) -> None:
         async def op() -> None:
@@ -224,12 +319,20 @@ class ObjectStore(AsyncAwsClient):
         await self._call(op)
 
     async def delete_prefix(self, bucket: str, prefix: str) -> int:
-        """Delete every key under ``prefix`` (which must be non-empty); returns how many."""
+        """Delete every key under ``prefix`` (which must be non-empty); returns how many.
+
+        Keys go in bulk (DeleteObjects, 1,000 a request) when its XML body can carry them, one by
+        one (DeleteObject, the key in the URL) when it cannot: S3 accepts any UTF-8 key, XML 1.0
+        neither control characters nor a carriage return that survives parsing. One such key in
+        a batch would otherwise fail the whole batch, and a stranger's upload keep every file."""
         if not prefix:
             raise ValueError("refusing to delete a whole bucket: prefix is empty")
         keys = await self.list_keys(bucket, prefix)
-        for start in range(0, len(keys), 1000):
-            batch = [{"Key": k} for k in keys[start:start + 1000]]
+        for key in (k for k in keys if not xml_safe_key(k)):
+            await self.delete(bucket, key)
+        bulk = [k for k in keys if xml_safe_key(k)]
+        for start in range(0, len(bulk), 1000):
+            batch = [{"Key": k} for k in bulk[start:start + 1000]]
 
             async def op(batch: list[dict[str, str]] = batch) -> None:
                 resp = await self.client.delete_objects(Bucket=bucket,

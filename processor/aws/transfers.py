@@ -21,13 +21,33 @@ CONCURRENCY = 8
 
 
 async def bounded(calls: Sequence[Callable[[], Awaitable[T]]], limit: int = CONCURRENCY) -> list[T]:
-    """Run the calls with at most ``limit`` in flight; results in input order, first error raised."""
+    """Run the calls with at most ``limit`` in flight; results in input order.
+
+    The first error cancels the calls still running or waiting, and is raised once they have
+    stopped: a failed upload (a lost lease, an outage) must not leave its siblings writing on."""
     gate = asyncio.Semaphore(limit)
 
     async def one(call: Callable[[], Awaitable[T]]) -> T:
         async with gate:
             return await call()
-    return list(await asyncio.gather(*(one(c) for c in calls)))
+    tasks = [asyncio.ensure_future(one(c)) for c in calls]
+    if not tasks:
+        return []
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:  # cancelled from outside: take the siblings down with us
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    if pending:
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None), None)
+    if failed is not None:
+        raise failed.exception()  # type: ignore[misc]
+    return [t.result() for t in tasks]
 
 
 async def download_many(store: ObjectStore, bucket: str, items: Sequence[tuple[str, Path]],

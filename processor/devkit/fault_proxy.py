@@ -2,9 +2,15 @@
 
 Why a proxy and not botocore hooks: the fault suite runs workers as real child processes, and
 a proxy reaches them through the one setting they already have (``HEADSHOTS_AWS_ENDPOINT_URL``)
-without any test code inside the worker. It answers a chosen share of S3 calls with
-``503 SlowDown`` and of SES calls with ``Throttling``, exactly as AWS words them, and forwards
-everything else (SQS, presigned GETs, the other calls) untouched.
+without any test code inside the worker. It is as rude as AWS (:class:`Fault`): per service and
+operation (S3 ``PutObject``, SQS ``ReceiveMessage``/``DeleteMessage``/``ChangeMessageVisibility``/
+``SendMessage``, SES ``SendRawEmail``), a chosen share or the first N calls are throttled
+(``503 SlowDown``, ``ThrottlingException``, ``Throttling``, as AWS words them), answered with a
+5xx, reset before the request reaches the service, **reset after it landed** (the caller sees
+an error for a request that took effect), answered late, or held until the caller's timeout;
+:meth:`FaultProxy.outage` makes a whole service fail for a while. With ``audit=True`` it judges
+every job write against the job's lease (:mod:`processor.devkit.write_audit`). Everything else
+is forwarded untouched.
 """
 
 from __future__ import annotations
@@ -12,13 +18,18 @@ from __future__ import annotations
 import http.client
 import random
 import re
+import socket
+import struct
 import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from processor.devkit.iam_ledger import Call, access_denied_body, calls_from_request, missing_key_status
+from processor.devkit.write_audit import WriteAudit
 
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
@@ -33,6 +44,93 @@ _SES_THROTTLING = (
     b"<RequestId>FAULT</RequestId></ErrorResponse>"
 )
 _SESV2_THROTTLING = b'{"message": "Maximum sending rate exceeded."}'
+_S3_INTERNAL = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error. Please try again.</Message><RequestId>FAULT</RequestId></Error>"
+)
+_SES_INTERNAL = (
+    b'<ErrorResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><Error><Type>Receiver</Type>'
+    b"<Code>InternalFailure</Code><Message>Internal failure.</Message></Error>"
+    b"<RequestId>FAULT</RequestId></ErrorResponse>"
+)
+
+FaultKind = Literal["throttle", "server_error", "reset_before", "reset_after", "drop_after", "delay", "hang",
+                    "stall"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a fault's ``match`` sees of a request."""
+
+    service: str
+    operation: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Fault:
+    """One rude behaviour: on ``service`` (and ``operation``, if given: ``PutObject``,
+    ``ReceiveMessage``, ``SendRawEmail``...; and ``match``, if given), the ``first`` N matching
+    calls and a ``rate`` share of the rest get ``kind``:
+
+    - ``throttle`` / ``server_error``: AWS's own error answer, the request never reaches it;
+    - ``reset_before``: the connection is reset (RST) once the whole request was received,
+      without forwarding it: it did not take effect;
+    - ``reset_after``: forwarded, then reset instead of the answer: it took effect, the caller
+      cannot know;
+    - ``drop_after``: forwarded, then closed cleanly without the answer;
+    - ``delay``: forwarded, answered ``seconds`` late (a slow request, e.g. a slow claim);
+    - ``hang``: forwarded, then held ``seconds`` and reset (a timeout after the request landed);
+    - ``stall``: held ``seconds`` before it is forwarded, then reset without forwarding it: a
+      request stuck on the way (the fault suite kills its worker meanwhile).
+
+    ``until``: monotonic time after which the fault stops (an outage window).
+    """
+
+    service: str
+    kind: FaultKind
+    operation: str | None = None
+    rate: float = 0.0
+    first: int = 0
+    seconds: float = 0.0
+    match: Callable[[Request], bool] | None = None
+    until: float | None = None
+    seen: int = 0
+    fired: int = 0
+    fired_at: list[float] = field(default_factory=list)
+
+    def applies(self, req: Request) -> bool:
+        if self.until is not None and time.monotonic() > self.until:
+            return False
+        if req.service != self.service or (self.operation and req.operation != self.operation):
+            return False
+        return self.match is None or self.match(req)
+
+
+def operation_of(service: str, method: str, path: str, headers: dict[str, str], body: bytes) -> str:
+    """The API operation a request calls: ``PutObject``, ``ReceiveMessage``, ``SendRawEmail``..."""
+    if service == "s3":
+        found = calls_from_request("s3", method, path, headers, body, "us-east-1", "0")
+        return found[0].action.split(":", 1)[1] if found else method
+    target = next((v for k, v in headers.items() if k.lower() == "x-amz-target"), "")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    form = parse_qs(body.decode("utf-8", "replace")) if body else {}
+    query = parse_qs(urlsplit(path).query)
+    return (form.get("Action") or query.get("Action") or [method])[0]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A peer that hung up on a reset, a stall or a late answer is the point, not an error."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -64,13 +162,17 @@ class FaultProxy:
     def __init__(self, upstream: str, rates: dict[str, float] | None = None, seed: int = 0,
                  signed_only: bool = True, fail_first: dict[str, int] | None = None,
                  drop_after_forward: dict[str, int] | None = None, ledger: bool = False,
-                 account: str = "123456789012", policy: dict[str, Any] | None = None) -> None:
+                 account: str = "123456789012", faults: Sequence[Fault] = (), audit: bool = False,
+                 policy: dict[str, Any] | None = None) -> None:
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rates = dict(rates or {})
         self.fail_first = dict(fail_first or {})  # the first N calls of a service always fail
         self.drop_after_forward = dict(drop_after_forward or {})
         self.dropped: dict[str, int] = {}
+        self.faults: list[Fault] = list(faults)
+        #: With ``audit=True``: stale and unfenced job writes (processor.devkit.write_audit).
+        self.audit: WriteAudit | None = WriteAudit(self._upstream) if audit else None
         #: With ``ledger=True``: every forwarded call as IAM sees it (processor.devkit.iam_ledger).
         self.calls: list[Call] | None = [] if ledger else None
         #: The caller's identity policy: S3 reads of missing keys get AWS's answer for it (403
@@ -81,7 +183,7 @@ class FaultProxy:
         self.counts = FaultCounts()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy",
                                         daemon=True)
@@ -101,6 +203,31 @@ class FaultProxy:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def add(self, fault: Fault) -> Fault:
+        """Arm another fault now (e.g. once a job reached a given stage)."""
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def outage(self, service: str, seconds: float, kind: FaultKind = "server_error",
+               operation: str | None = None) -> Fault:
+        """Every call of ``service`` (or one operation) fails as ``kind`` for ``seconds`` from now."""
+        return self.add(Fault(service, kind, operation=operation, rate=1.0, until=time.monotonic() + seconds))
+
+    def _planned(self, req: Request) -> Fault | None:
+        """The first armed fault that fires on this request (counts kept per fault)."""
+        with self._lock:
+            for fault in self.faults:
+                if not fault.applies(req):
+                    continue
+                fault.seen += 1
+                if fault.seen <= fault.first or (fault.rate > 0 and self._rng.random() < fault.rate):
+                    fault.fired += 1
+                    fault.fired_at.append(time.monotonic())
+                    self.counts.injected[req.service] = self.counts.injected.get(req.service, 0) + 1
+                    return fault
+        return None
 
     def _decide(self, service: str | None) -> bool:
         """True when this request gets a fault instead of an answer."""
@@ -163,13 +290,43 @@ class FaultProxy:
 
             def _reply(self, status: int, headers: dict[str, str], body: bytes,
                        length: str | None = None) -> None:
-                self.send_response(status)
+                # The service's own Date passes through (S3's clock dates a lease's age).
+                self.send_response_only(status)
+                if not any(k.lower() == "date" for k in headers):
+                    self.send_header("Date", self.date_time_string())
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", length or str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
+
+            def _reset(self) -> None:
+                """Close with RST (SO_LINGER 0): the peer's next read fails with ECONNRESET."""
+                self.close_connection = True
+                try:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                except OSError:
+                    pass
+
+            def _error(self, service: str, kind: str) -> None:
+                """AWS's own words for a throttle or a 5xx, per service and protocol."""
+                if kind == "throttle":
+                    if service == "sqs":
+                        self._reply(400, {"Content-Type": "application/x-amz-json-1.0",
+                                          "x-amzn-query-error": "ThrottlingException;Sender"},
+                                    b'{"__type": "com.amazonaws.sqs#ThrottlingException", "message": "Rate exceeded"}')
+                    else:
+                        self._fault(service)
+                    return
+                if service == "s3":
+                    self._reply(500, {"Content-Type": "application/xml"}, _S3_INTERNAL)
+                elif service == "ses":
+                    self._reply(500, {"Content-Type": "text/xml"}, _SES_INTERNAL)
+                else:
+                    self._reply(500, {"Content-Type": "application/x-amz-json-1.0"},
+                                b'{"__type": "com.amazonaws.sqs#InternalError", "message": "injected"}')
 
             def _fault(self, service: str) -> None:
                 if service == "s3":
@@ -187,11 +344,26 @@ class FaultProxy:
             def _handle(self) -> None:
                 body = self._body()
                 service = signing_service(self.headers.get("Authorization"), urlsplit(self.path).query)
+                raw_headers = dict(self.headers.items())
+                fault = None
+                if service is not None and proxy.faults:
+                    fault = proxy._planned(Request(service, operation_of(service, self.command, self.path,
+                                                                         raw_headers, body),
+                                                   self.command, self.path, raw_headers, body))
+                if fault is not None and fault.kind in ("throttle", "server_error"):
+                    self._error(service or "unsigned", fault.kind)
+                    return
+                if fault is not None and fault.kind in ("reset_before", "stall"):
+                    time.sleep(fault.seconds if fault.kind == "stall" else 0)
+                    self._reset()
+                    return
                 if proxy._decide(service):
                     self._fault(service or "unsigned")
                     return
-                drop = proxy._drop(service)
-                proxy._record(service, self.command, self.path, dict(self.headers.items()), body)
+                drop = proxy._drop(service) or (fault is not None and fault.kind == "drop_after")
+                proxy._record(service, self.command, self.path, raw_headers, body)
+                audited = proxy.audit.before(self.command, self.path, raw_headers) \
+                    if proxy.audit is not None and service == "s3" else None
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 if body or "Content-Length" in self.headers or "Transfer-Encoding" in self.headers:
                     headers["Content-Length"] = str(len(body))
@@ -200,6 +372,14 @@ class FaultProxy:
                     conn.request(self.command, self.path, body=body, headers=headers)
                     resp = conn.getresponse()
                     data = resp.read()
+                    if proxy.audit is not None:
+                        proxy.audit.after(audited, resp.status)
+                    if fault is not None and fault.kind in ("reset_after", "hang"):
+                        time.sleep(fault.seconds if fault.kind == "hang" else 0)
+                        self._reset()  # it took effect; the caller sees a reset instead of the answer
+                        return
+                    if fault is not None and fault.kind == "delay":
+                        time.sleep(fault.seconds)
                     if drop:  # the upstream acted on it; the caller never hears back
                         self.close_connection = True
                         self.connection.shutdown(2)

@@ -159,9 +159,15 @@ def _condition(operator: str, key: str, expected: list[Any], context: dict[str, 
         want_null = str(expected[0]).lower() == "true"
         return (values is None) == want_null
     if values is None:
-        # An absent key: only IfExists and the negated operators match (moto lets any pass).
-        return if_exists or op in ("StringNotEquals", "StringNotLike", "ArnNotEquals", "ArnNotLike",
-                                   "StringNotEqualsIgnoreCase")
+        # An absent key (moto lets any condition pass). AWS: IfExists matches; a set form reads
+        # the absent key as the empty set, so ForAllValues is vacuously true and ForAnyValue
+        # false, negated or not; a single-valued negated operator matches, any other does not.
+        if if_exists or set_form == "ForAllValues":
+            return True
+        if set_form == "ForAnyValue":
+            return False
+        return op in ("StringNotEquals", "StringNotLike", "ArnNotEquals", "ArnNotLike",
+                      "StringNotEqualsIgnoreCase")
     if op in _STRING:
         negated, wildcard, case = _STRING[op]
 

@@ -95,6 +95,27 @@ class _SerialisedConditionalWrites:
         return self.app(environ, start_response)
 
 
+class _ConsistentKeys:
+    """WSGI middleware: a read of a key never overlaps a write of the same key.
+
+    Real S3 is strongly consistent: a GET sees the old object or the new one. moto disposes an
+    overwritten object's buffer while a GET of it may still be streaming, and the reader gets an
+    empty body (a checksum mismatch). Requests on one key are serialised (striped locks, the
+    answer read whole inside the lock); different keys run in parallel as before."""
+
+    def __init__(self, app: Callable[..., Any], stripes: int = 256) -> None:
+        self.app = app
+        self.locks = [threading.Lock() for _ in range(stripes)]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD", "PUT", "DELETE") or path.count("/") < 2 \
+                or environ.get("QUERY_STRING", "").startswith(("list-type", "uploads", "delete")):
+            return self.app(environ, start_response)
+        with self.locks[hash(path) % len(self.locks)]:
+            return list(self.app(environ, start_response))
+
+
 class _BucketPostCors:
     """WSGI middleware: a browser's form POST to a bucket gets the bucket's CORS answer.
 
@@ -171,7 +192,8 @@ class _MotoServer:
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass  # one line per request drowns the worker's own logs
 
-        app = _BucketPostCors(_SerialisedConditionalWrites(DomainDispatcherApplication(create_backend_app)))
+        app = _BucketPostCors(_ConsistentKeys(_SerialisedConditionalWrites(
+            DomainDispatcherApplication(create_backend_app))))
         self.server = make_server(host, 0, app, threaded=True, request_handler=QuietHandler)
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, name="moto-server", daemon=True)

@@ -7,13 +7,13 @@ from the checkpoints in S3, never from what a dead attempt left on local disk.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from processor import clock
 from processor.aws.storage import ObjectStore
 from processor.job.checkpoints import JobCheckpoints
 from processor.job.fence import Fence
@@ -45,7 +45,7 @@ class JobRun:
 
     @property
     def overdue(self) -> bool:
-        return self.deadline is not None and time.time() > self.deadline
+        return self.deadline is not None and clock.now() > self.deadline
 
 
 @dataclass
@@ -61,12 +61,15 @@ class Attempt:
     manifest: Manifest | None = None
 
     @classmethod
-    def begin(cls, run: JobRun, work_dir: Path, store: ObjectStore, jobs: JobStore, logger: Any) -> Attempt:
-        """``logger``: the caller's, so the job's log lines keep naming the module that wrote them."""
+    def begin(cls, run: JobRun, work_dir: Path, store: ObjectStore, jobs: JobStore, logger: Any,
+              hit: Callable[[str], None] | None = None) -> Attempt:
+        """``logger``: the caller's, so the job's log lines keep naming the module that wrote them;
+        ``hit``: the failpoint hook (the checkpoint protocol's points)."""
         jlog = logger.bind(job_id=run.job_id, attempt=run.attempt)
         fence = run.fence or Fence(run.job_id)
-        return cls(run=run, root=work_dir / run.job_id, fence=fence,
-                   ckpt=JobCheckpoints(store, jobs.bucket, run.job_id, fence),
+        ckpt = JobCheckpoints(store, jobs.bucket, run.job_id, fence, hit) if hit else \
+            JobCheckpoints(store, jobs.bucket, run.job_id, fence)
+        return cls(run=run, root=work_dir / run.job_id, fence=fence, ckpt=ckpt,
                    status=StatusWriter(jobs, run.job_id, run.worker_id, jlog, fence), log=jlog)
 
     @property

@@ -8,6 +8,12 @@ longer than ``valid_for_s`` after its last successful renewal. The second half i
 paused or cut-off worker stop on its own: a rival takes over only once the lease has gone
 unrenewed for the staleness, and this worker's own deadline falls a margin before that (see
 :func:`processor.settings.owner_validity`).
+
+The deadline counts from the moment the lease's write was *sent* (``started_at``: before the
+claim's request, before each renewal's), never from its answer: a claim or renewal that took
+long to answer has used up its own validity, so a slow answer can never leave this worker
+believing in a lease a rival already sees as stale. The storage edge checks the fence before
+every HTTP attempt of every fenced write (:mod:`processor.aws.storage`), retries included.
 """
 
 from __future__ import annotations
@@ -23,12 +29,12 @@ class Fence:
     """Open while this attempt holds its job's lease; closed for good once it does not."""
 
     def __init__(self, job_id: str, epoch: int = 0, valid_for_s: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, started_at: float | None = None) -> None:
         self.job_id = job_id
         self.epoch = epoch
         self.valid_for_s = valid_for_s
         self._clock = clock
-        self._renewed = clock()
+        self._renewed = clock() if started_at is None else started_at
         self._closed = threading.Event()  # set from the event loop, read from stage threads too
 
     def renewed(self, started_at: float) -> None:
@@ -36,7 +42,8 @@ class Fence:
         self._renewed = max(self._renewed, started_at)
 
     def close(self) -> None:
-        """Another lease holds the job now (the ownership heartbeat found out)."""
+        """No more writes: another lease holds the job (the renewal found out), or this worker
+        is giving the lease up (closed before the release, so nothing lands after it)."""
         self._closed.set()
 
     @property
@@ -53,9 +60,13 @@ class Fence:
             return None
         return self.valid_for_s - (self._clock() - self._renewed)
 
-    async def check(self) -> None:
-        """Raise :class:`LostOwnership` when this attempt may no longer write."""
+    def ensure(self) -> None:
+        """Raise :class:`LostOwnership` when this attempt may no longer write (any thread)."""
         if self._closed.is_set():
-            raise LostOwnership(f"job {self.job_id}: another worker holds the lease")
+            raise LostOwnership(f"job {self.job_id}: the lease is gone (released, or another worker holds it)")
         if self.expired:
             raise LostOwnership(f"job {self.job_id}: lease not renewed for {self.valid_for_s:g} s")
+
+    async def check(self) -> None:
+        """:meth:`ensure`, for async callers."""
+        self.ensure()

@@ -18,6 +18,7 @@ from types import TracebackType
 
 import structlog
 
+from processor import clock
 from processor.aws.retry import describe
 from processor.errors import LostOwnership
 from processor.job.fence import Fence
@@ -35,13 +36,15 @@ class LeaseKeeper:
     """
 
     def __init__(self, jobs: JobStore, settings: Settings, job_id: str, worker_id: str, epoch: int,
-                 on_beat: object = None) -> None:
+                 on_beat: object = None, started_at: float | None = None) -> None:
+        """``started_at``: when the claim's request was sent (monotonic); the fence counts from it."""
         self.jobs = jobs
         self.job_id = job_id
         self.worker_id = worker_id
         self.epoch = epoch
         self.interval_s = settings.heartbeat_interval_s / 2  # two renewals per heartbeat: slack
-        self.fence = Fence(job_id, epoch, owner_validity(settings.stale_after_s, settings.heartbeat_interval_s))
+        self.fence = Fence(job_id, epoch, owner_validity(settings.stale_after_s, settings.heartbeat_interval_s),
+                           started_at=started_at)
         self._on_beat = on_beat
         self._task: asyncio.Task[None] | None = None
 
@@ -66,7 +69,7 @@ class LeaseKeeper:
                 self._on_beat()
             started = time.monotonic()
             try:
-                await self.jobs.heartbeat(self.job_id, self.worker_id, time.time(), epoch=self.epoch)
+                await self.jobs.heartbeat(self.job_id, self.worker_id, clock.now(), epoch=self.epoch)
                 self.fence.renewed(started)
             except LostOwnership:
                 log.warning("ownership_lost", job_id=self.job_id, epoch=self.epoch)
@@ -77,18 +80,22 @@ class LeaseKeeper:
                             lease_left_s=round(self.fence.remaining_s() or 0.0, 1))
 
     async def renew_now(self) -> None:
-        """Renew at once (before a last write after a pause): raises LostOwnership if it is gone."""
+        """Renew at once (after a slow claim, before a last write after a pause): raises
+        LostOwnership if the lease is gone."""
         started = time.monotonic()
         try:
-            await self.jobs.heartbeat(self.job_id, self.worker_id, time.time(), epoch=self.epoch)
+            await self.jobs.heartbeat(self.job_id, self.worker_id, clock.now(), epoch=self.epoch)
         except LostOwnership:
             self.fence.close()
             raise
         self.fence.renewed(started)
 
-    async def release(self) -> None:
-        """Give the lease up now (hand-back), so the next worker need not wait for staleness."""
+    async def release(self, crashed: bool = False) -> None:
+        """Give the lease up now (hand-back; ``crashed``: after an exception), so the next worker
+        need not wait for staleness. The fence closes first: nothing of this attempt's (a stage
+        thread still finishing a step) can land after the next owner took the job."""
+        self.fence.close()
         try:
-            await self.jobs.release(self.job_id, self.worker_id, time.time(), epoch=self.epoch)
+            await self.jobs.release(self.job_id, self.worker_id, clock.now(), epoch=self.epoch, crashed=crashed)
         except Exception as exc:  # best effort: staleness takes over otherwise
             log.warning("release_job_failed", job_id=self.job_id, error=describe(exc))

@@ -3,17 +3,18 @@
 Fixed names, so a repeated delivery overwrites and never duplicates. Headshots go first and
 concurrently; the files that describe them (contact sheet, archive, summary) after, so a
 reader that sees the summary can trust the headshots it lists are there. Each upload passes
-the attempt's fence first.
+the attempt's fence before every HTTP attempt and carries its lease epoch; one failed upload
+cancels the others (:func:`processor.aws.transfers.bounded`).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from processor import clock
 from processor.aws.storage import ObjectStore
 from processor.aws.transfers import bounded
 from processor.job.fence import Fence
@@ -30,7 +31,7 @@ def delivery_record(prefix: str, deliverables: Deliverables, published_at: float
     old, so links that expire ``link_ttl_s`` after it never outlive the results/ lifecycle.
     """
     return {"prefix": prefix, "files": [p.name for p in deliverables.files()],
-            "published_at": published_at if published_at is not None else time.time(),
+            "published_at": published_at if published_at is not None else clock.now(),
             "headshots": [p.name for p in deliverables.headshots],
             "contact_sheet": deliverables.contact_sheet.name if deliverables.contact_sheet else None,
             "archive": deliverables.archive.name if deliverables.archive else None,
@@ -41,12 +42,12 @@ async def publish_results(store: ObjectStore, bucket: str, job_id: str, delivera
                           fence: Fence, hit: Callable[[str], None]) -> dict[str, Any]:
     """Upload every deliverable; ``hit`` is the failpoint hook after each upload group."""
     prefix = results_prefix(job_id)
-    published_at = time.time()
+    published_at = clock.now()
 
     async def upload(path: Path) -> str:
-        await fence.check()
+        fence.ensure()  # fail fast; the storage edge checks again before each attempt leaves
         return await store.upload_file(bucket, prefix + path.name, path,
-                                       content_type=CONTENT_TYPES.get(path.suffix))
+                                       content_type=CONTENT_TYPES.get(path.suffix), guard=fence)
     paths = list(deliverables.files())
     await bounded([lambda p=p: upload(p) for p in paths if p.suffix == ".jpg"])
     hit("deliver.uploaded")

@@ -10,11 +10,13 @@ done record. :func:`drive` does the rest, the same way for every stage.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from processor.job.attempt import Attempt
+from processor.job.checkpoints import Checkpoint
 from processor.job.state import JobState
 
 E = TypeVar("E")  # what the stages share (the pipeline's Env)
@@ -28,22 +30,29 @@ def _no_fields(value: Any) -> dict[str, Any] | None:
     return None
 
 
+def _no_files(value: Any) -> Mapping[str, Path]:
+    return {}
+
+
 @dataclass(frozen=True)
 class Stage(Generic[E, In, Out]):
     """One pipeline stage, declared once.
 
     ``run(env, job, inputs)`` does the work and writes its partial checkpoints; ``record(out)``
-    is the done record (JSON); ``restore(env, job, record, inputs)`` rebuilds the result on a
-    later attempt, or returns None when the stage must run again (e.g. its output lived on a
-    disk that is gone); ``status_fields(out)`` are set on status.json as the stage finishes.
+    is the done record's meta (JSON) and ``files(out)`` its files (the stage's outputs), both
+    written as the stage's ``done`` checkpoint (:mod:`processor.job.checkpoints`);
+    ``restore(env, job, done, inputs)`` rebuilds the result from that checkpoint on a later
+    attempt, or returns None when the stage must run again (e.g. its output lived on a disk
+    that is gone); ``status_fields(out)`` are set on status.json as the stage finishes.
     """
 
     name: str
     state: JobState
     run: Callable[[E, Attempt, In], Awaitable[Out]]
     record: Callable[[Out], dict[str, Any]]
-    restore: Callable[[E, Attempt, dict[str, Any], In], Awaitable[Out | None]]
+    restore: Callable[[E, Attempt, Checkpoint, In], Awaitable[Out | None]]
     status_fields: Callable[[Out], dict[str, Any] | None] = _no_fields
+    files: Callable[[Out], Mapping[str, Path]] = _no_files
 
 
 async def enter(job: Attempt, stage: str, state: JobState, hit: Hit) -> None:
@@ -59,10 +68,10 @@ async def drive(stage: Stage[E, In, Out], env: E, job: Attempt, inputs: In, hit:
     if done is not None:
         restored = await stage.restore(env, job, done, inputs)
         if restored is not None:
-            job.log.info("stage_skipped", stage=stage.name)
+            job.log.info("stage_skipped", stage=stage.name, epoch=done.epoch)
             return restored
     await enter(job, stage.name, stage.state, hit)
     value = await stage.run(env, job, inputs)
-    await job.ckpt.mark_done(stage.name, stage.record(value))
+    await job.ckpt.mark_done(stage.name, stage.record(value), stage.files(value))
     await job.status.leave(stage.name, stage.status_fields(value))
     return value

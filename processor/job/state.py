@@ -7,8 +7,9 @@ Times are epoch seconds passed in by the caller (no clock in here).
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,7 +29,30 @@ class JobState(StrEnum):
 
 TERMINAL: frozenset[JobState] = frozenset({JobState.REJECTED, JobState.DELIVERED, JobState.FAILED})
 
-EmailState = Literal["sent", "unknown", "failed", "none", "withheld"]
+
+class EmailState(StrEnum):
+    """What became of a job's one email, as its terminal status names it (the ``email`` field)."""
+
+    SENT = "sent"        # the provider took it
+    UNKNOWN = "unknown"  # it may or may not have gone out: never resent; alarmed (email_unknown)
+    FAILED = "failed"    # there was an address and it certainly did not go out, even after the
+    #                      retry window: alarmed (email_missing)
+    NONE = "none"        # there was no address to write to (no readable manifest)
+    WITHHELD = "withheld"  # the manifest carries no valid proof that the address's owner asked
+    #                        for it (the front door's address proof): nothing is sent; never missing
+
+
+#: The terminal email states that mean "an address, and no email": each is logged as
+#: ``email_missing`` (a metric filter and an alarm in terraform/modules/compute/monitoring.tf).
+#: Every other state is accounted for: ``sent``; ``unknown`` has its own alarm; ``none`` had no
+#: address. ``withheld`` (an address not proven by its owner) is a decision, never a missing email.
+MISSING_EMAIL: frozenset[EmailState] = frozenset({EmailState.FAILED})
+
+
+def email_missing(state: EmailState | str | None) -> bool:
+    """True when a terminal status's email state means the person was due an email and got none."""
+    return state is not None and EmailState(state) in MISSING_EMAIL
+
 
 #: What status.json keeps of each photo's verdict once the job has ended: what the status page
 #: shows (the rejected page's photo names and reasons), not the face boxes and measures
@@ -43,6 +67,7 @@ def ended_validation(validation: dict[str, Any] | None) -> dict[str, Any] | None
     photos = [{k: p[k] for k in KEPT_PHOTO_FIELDS if k in p} for p in validation.get("photos") or []
               if isinstance(p, dict)]
     return {**validation, "photos": photos}
+
 
 #: Forward moves. Any non-terminal state may also fail, and may be re-entered (a resumed attempt).
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
@@ -108,12 +133,17 @@ class JobStatus(BaseModel):
     owner_heartbeat_at: float | None = None
     #: The lease: bumped by every claim, so a write can say which lease it was made under.
     lease_epoch: int = Field(0, ge=0)
-    #: The origin id of the queue message the owner holds (kept across re-enqueues).
+    #: The id of the exact queue message the owner holds: any other message for the job while
+    #: the lease is live is a duplicate (deleted once seen); this one coming back means the
+    #: owner's visibility lapsed.
     owner_message: str | None = None
-    #: What became of the job's one email: sent, unknown (outcome ambiguous: alarmed), failed
-    #: (it could not be delivered), none (no readable address), withheld (the manifest carries
-    #: no valid proof that the address's owner asked for it: nothing is sent; never "missing"),
-    #: or None while it is not due.
+    #: Attempts that ended without settling (killed, crashed): the crash budget spent. Counted
+    #: here, not from receive counts, so hand-backs and stray copies never spend it.
+    crashes: int = Field(0, ge=0)
+    #: Unique to each write: a conditional write retried after its answer was lost recognises
+    #: that its first try landed (processor.job.store).
+    revision: str = ""
+    #: What became of the job's one email (:class:`EmailState`), or None while it is not due.
     email: EmailState | None = None
     validation: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
@@ -147,7 +177,7 @@ class JobStatus(BaseModel):
 
     def end(self, target: JobState, now: float, *, error: str | None = None,
             validation: dict[str, Any] | None = None, result: dict[str, Any] | None = None,
-            email: EmailState | None = None) -> JobStatus:
+            email: EmailState | str | None = None) -> JobStatus:
         """The terminal update: idempotent for the same end, refused after a different one.
 
         A repeat (a redelivered message, a retried write) must not bump ``updated_at`` or
@@ -162,7 +192,7 @@ class JobStatus(BaseModel):
         updates: dict[str, Any] = {"validation": ended_validation(validation if validation is not None
                                                                   else self.validation)}
         if email is not None:
-            updates["email"] = email
+            updates["email"] = EmailState(email)
         if result is not None:
             updates["result"] = {k: result[k] for k in ("prefix", "files", "summary", "published_at")
                                  if k in result}
@@ -188,20 +218,27 @@ class JobStatus(BaseModel):
                                        "owner_message": self.owner_message if owner else None,
                                        "updated_at": now})
 
-    def claimed_by(self, owner: str, message: str | None, now: float, *, attempt: bool = True) -> JobStatus:
-        """A new lease for ``owner``: the next epoch, and one more attempt unless it only ends the job."""
+    def claimed_by(self, owner: str, message: str | None, now: float, *, attempt: bool = True,
+                   crashed: bool = False) -> JobStatus:
+        """A new lease for ``owner``: the next epoch, and one more attempt unless it only ends the job.
+
+        ``crashed``: the lease is taken over from an owner that went silent: its attempt counts
+        as a crash."""
         return self.model_copy(update={"owner": owner, "owner_heartbeat_at": now, "owner_message": message,
                                        "lease_epoch": self.lease_epoch + 1,
-                                       "attempts": self.attempts + (1 if attempt else 0), "updated_at": now})
+                                       "attempts": self.attempts + (1 if attempt else 0),
+                                       "crashes": self.crashes + (1 if crashed else 0), "updated_at": now})
+
+    def released(self, now: float, *, crashed: bool = False) -> JobStatus:
+        """The owner gives the lease up (a hand-back, or after ``crashed``: an exception)."""
+        return self.with_owner(None, now).model_copy(update={"crashes": self.crashes + (1 if crashed else 0)})
+
+    def revised(self) -> JobStatus:
+        """The same status with a new write token (:attr:`revision`)."""
+        return self.model_copy(update={"revision": uuid.uuid4().hex})
 
     def holds_lease(self, owner: str, epoch: int) -> bool:
         return self.owner == owner and self.lease_epoch == epoch
 
-    def with_email(self, outcome: EmailState, now: float) -> JobStatus:
-        return self.model_copy(update={"email": outcome, "updated_at": now})
-
-    def owner_is_stale(self, now: float, stale_after_s: float) -> bool:
-        """True when nobody owns the job or its owner has not checked in for ``stale_after_s``."""
-        if self.owner is None or self.owner_heartbeat_at is None:
-            return True
-        return now - self.owner_heartbeat_at > stale_after_s
+    def with_email(self, outcome: EmailState | str, now: float) -> JobStatus:
+        return self.model_copy(update={"email": EmailState(outcome), "updated_at": now})

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from processor import clock
 from processor.errors import LostOwnership
 from processor.job.fence import Fence
 from processor.job.state import JobState, JobStatus, ProgressInfo
@@ -58,14 +59,14 @@ class StatusWriter:
 
     async def enter(self, stage: str, state: JobState) -> None:
         """The stage starts: state, timing (``runs`` counts how often it was started)."""
-        now = time.time()
+        now = clock.now()
         self._started[stage] = time.perf_counter()
         self.log.info("stage_started", stage=stage, state=state.value)
         await self.update(lambda s: s.transition(state, now).start_stage(stage, now))
 
     async def leave(self, stage: str, extra: dict[str, Any] | None = None) -> None:
         """The stage finished; ``extra`` fields (e.g. ``validation``) are set on the status."""
-        now = time.time()
+        now = clock.now()
         seconds = time.perf_counter() - self._started.get(stage, time.perf_counter())
         self.log.info("stage_finished", stage=stage, seconds=round(seconds, 3))
 
@@ -86,7 +87,7 @@ class StatusWriter:
             last[0] = now
             info = ProgressInfo(stage=p.stage or stage, step=max(0, p.step), total=max(0, p.total),
                                 loss=p.loss)
-            wall = time.time()
+            wall = clock.now()
             fut = asyncio.run_coroutine_threadsafe(self.update(lambda s: s.with_progress(info, wall)), loop)
             fut.add_done_callback(_log_progress_error)
         return report

@@ -20,6 +20,7 @@ from processor import stages
 from processor.aws.storage import ObjectStore
 from processor.failpoints import Failpoints
 from processor.job.attempt import Attempt
+from processor.job.checkpoints import Checkpoint, files_under
 from processor.job.class_cache import ensure_class_images
 from processor.job.publish import publish_results
 from processor.job.stage import Stage
@@ -49,6 +50,7 @@ class Env:
 class Prepared:
     dataset: Any | None  # handlers.prepare.PreparedDataset; None: trained already, not needed
     identifier: str
+    folder: Path | None = None  # where the dataset's files are (the done checkpoint's files)
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,12 @@ async def _validate(env: Env, job: Attempt, _: None) -> ValidationSummary:
     env.hit("validate.running")
     report = await asyncio.to_thread(stages.run_validate, photos, env.settings, env.faces)
     summary = summarize(report, stages.validate_config(env.settings).min_usable)
-    await job.ckpt.put_json("validate", "report.json", summary.to_dict())
     env.hit("validate.checkpointed")
     return summary
 
 
-async def _restore_validate(env: Env, job: Attempt, done: dict[str, Any], _: None) -> ValidationSummary:
-    return ValidationSummary.from_dict(done["summary"])
+async def _restore_validate(env: Env, job: Attempt, done: Checkpoint, _: None) -> ValidationSummary:
+    return ValidationSummary.from_dict(done.meta["summary"])
 
 
 # --- prepare: crops, augmentation, captions -------------------------------------------------
@@ -86,17 +87,16 @@ async def _prepare(env: Env, job: Attempt, summary: ValidationSummary) -> Prepar
     identifier = await asyncio.to_thread(stages.choose_job_identifier, env.settings.base_model)
     dataset = await asyncio.to_thread(stages.run_prepare, photos, list(summary.boxes), folder,
                                       env.settings, identifier)
-    await job.ckpt.upload_tree("prepare", folder, "dataset")
-    return Prepared(dataset, identifier)
+    return Prepared(dataset, identifier, folder)
 
 
-async def _restore_prepare(env: Env, job: Attempt, done: dict[str, Any], _: ValidationSummary) -> Prepared:
-    identifier = str(done["identifier"])
-    if env.settings.train_method == "lora" and await job.ckpt.is_done("train"):
+async def _restore_prepare(env: Env, job: Attempt, done: Checkpoint, _: ValidationSummary) -> Prepared:
+    identifier = str(done.meta["identifier"])
+    if env.settings.train_method == "lora" and await job.ckpt.done("train") is not None:
         return Prepared(None, identifier)  # trained already: the images are not needed
     folder = job.dir("prepare")
-    await job.ckpt.download_tree("prepare", folder, "dataset")
-    return Prepared(stages.load_prepared(folder), identifier)
+    await job.ckpt.download(done, folder, "dataset")
+    return Prepared(stages.load_prepared(folder), identifier, folder)
 
 
 # --- train: class images, then DreamBooth ---------------------------------------------------
@@ -112,7 +112,7 @@ async def _train(env: Env, job: Attempt, prepared: Prepared) -> Trained:
     if full:  # a full fine-tune's checkpoints are gigabytes: local disk only
         resume = stages.latest_local_train_checkpoint(out_dir)
     else:
-        resume = await job.ckpt.latest_train_checkpoint(out_dir / "checkpoints")
+        resume = await _latest_train_step(job, out_dir / "checkpoints")
     if resume is not None:
         job.log.info("train_resuming", checkpoint=resume.name)
     loop = asyncio.get_running_loop()
@@ -120,9 +120,10 @@ async def _train(env: Env, job: Attempt, prepared: Prepared) -> Trained:
     def on_checkpoint(path: Path) -> None:
         if full:
             return
-        # Wait for the upload: a checkpoint counts only once it is in S3.
+        # Wait for the upload: a checkpoint counts only once it is in S3 (marker last).
+        step = int(path.name.removeprefix("step-"))
         asyncio.run_coroutine_threadsafe(
-            job.ckpt.upload_tree("train", path, f"checkpoints/{path.name}"), loop).result()
+            job.ckpt.save("train", f"step-{step:06d}", files_under(path), {"step": step}), loop).result()
         env.hit("train.checkpointed")
 
     def should_stop() -> bool:
@@ -132,19 +133,36 @@ async def _train(env: Env, job: Attempt, prepared: Prepared) -> Trained:
     result = await asyncio.to_thread(
         stages.run_train, prepared.dataset, class_dir, out_dir, env.settings,
         job.status.progress_fn("train"), should_stop, on_checkpoint, resume)
-    if not full:
-        await job.ckpt.upload_tree("train", result.weights_dir, "weights")
     return Trained(result.weights_dir, {"steps": result.steps, "final_loss": result.final_loss,
                                         "method": result.method, "local_only": full})
 
 
-async def _restore_train(env: Env, job: Attempt, done: dict[str, Any], _: Prepared) -> Trained | None:
+async def _latest_train_step(job: Attempt, dest: Path) -> Path | None:
+    """The newest complete ``step-<N>`` checkpoint in S3, downloaded into ``dest/step-<N>``.
+
+    Newest by epoch, then step: a run restarted under a changed training config writes under a
+    later epoch, so its checkpoints win over the old config's (which would be refused again)."""
+    steps = await job.ckpt.find("train", "step-")
+    if not steps:
+        return None
+    newest = max(steps.values(), key=lambda c: (c.epoch, int(c.meta.get("step", 0))))
+    folder = dest / f"step-{int(newest.meta.get('step', 0))}"
+    await job.ckpt.download(newest, folder)
+    return folder
+
+
+def _train_files(trained: Trained) -> dict[str, Path]:
+    """A LoRA's weights ride in the done checkpoint; a full fine-tune's stay on local disk."""
+    return {} if trained.record.get("local_only") else files_under(trained.weights_dir, "weights")
+
+
+async def _restore_train(env: Env, job: Attempt, done: Checkpoint, _: Prepared) -> Trained | None:
     weights_dir = _train_dir(env, job) / "weights"
-    if done.get("local_only"):
+    if done.meta.get("local_only"):
         # A full fine-tune's weights stay on the disk that trained them; elsewhere: train again.
-        return Trained(weights_dir, done) if (weights_dir / "train_result.json").exists() else None
-    await job.ckpt.download_tree("train", weights_dir, "weights")
-    return Trained(weights_dir, done)
+        return Trained(weights_dir, done.meta) if (weights_dir / "train_result.json").exists() else None
+    await job.ckpt.download(done, weights_dir, "weights")
+    return Trained(weights_dir, done.meta)
 
 
 # --- generate + select ----------------------------------------------------------------------
@@ -162,7 +180,8 @@ async def _generate(env: Env, job: Attempt, inputs: GenerateInputs) -> Selection
         # On generation's writer thread, while the GPU samples the next batch: the checkpoint
         # upload first (durability), then the delivery JPEG, so deliver only renames files.
         asyncio.run_coroutine_threadsafe(
-            job.ckpt.save_image(record.file, record.to_dict(), image_dir), loop).result()
+            job.ckpt.save("generate", f"image-{record.file}", {record.file: image_dir / record.file},
+                          record.to_dict()), loop).result()
         env.hit("generate.image")
         stages.encode_headshot(image_dir / record.file, encoded_dir)
 
@@ -184,14 +203,17 @@ async def _generate(env: Env, job: Attempt, inputs: GenerateInputs) -> Selection
 
 
 async def _load_images(job: Attempt, image_dir: Path) -> list[stages.ImageRecord]:
-    records = await job.ckpt.load_images(image_dir, file_of=lambda data: str(data["file"]))
-    return sorted((stages.ImageRecord.from_dict(r) for r in records), key=lambda r: r.prompt_index)
+    """The accepted headshots of earlier attempts (one complete checkpoint each), downloaded."""
+    found = await job.ckpt.find("generate", "image-")
+    for ckpt in found.values():
+        await job.ckpt.download(ckpt, image_dir)
+    return sorted((stages.ImageRecord.from_dict(c.meta) for c in found.values()), key=lambda r: r.prompt_index)
 
 
-async def _restore_generate(env: Env, job: Attempt, done: dict[str, Any], _: GenerateInputs) -> SelectionResult:
+async def _restore_generate(env: Env, job: Attempt, done: Checkpoint, _: GenerateInputs) -> SelectionResult:
     image_dir = job.dir("generated")
     await _load_images(job, image_dir)
-    return SelectionResult.from_dict(done["selection"], image_dir)
+    return SelectionResult.from_dict(done.meta["selection"], image_dir)
 
 
 # --- deliver: results/<job>/ ----------------------------------------------------------------
@@ -204,15 +226,16 @@ async def _deliver(env: Env, job: Attempt, selection: SelectionResult) -> dict[s
                                  job.fence, env.hit)
 
 
-async def _restore_deliver(env: Env, job: Attempt, done: dict[str, Any], _: SelectionResult) -> dict[str, Any]:
-    return done
+async def _restore_deliver(env: Env, job: Attempt, done: Checkpoint, _: SelectionResult) -> dict[str, Any]:
+    return done.meta
 
 
 VALIDATE = Stage("validate", JobState.VALIDATING, _validate, lambda s: {"summary": s.to_dict()},
                  _restore_validate, status_fields=lambda s: {"validation": s.public_dict()})
 PREPARE = Stage("prepare", JobState.TRAINING, _prepare,
-                lambda p: {"identifier": p.identifier, "images": len(p.dataset.images)}, _restore_prepare)
-TRAIN = Stage("train", JobState.TRAINING, _train, lambda t: t.record, _restore_train)
+                lambda p: {"identifier": p.identifier, "images": len(p.dataset.images)}, _restore_prepare,
+                files=lambda p: files_under(p.folder, "dataset") if p.folder else {})
+TRAIN = Stage("train", JobState.TRAINING, _train, lambda t: t.record, _restore_train, files=_train_files)
 GENERATE = Stage("generate", JobState.GENERATING, _generate, lambda s: {"selection": s.to_dict()},
                  _restore_generate)
 DELIVER = Stage("deliver", JobState.DELIVERING, _deliver, lambda meta: meta, _restore_deliver)

@@ -5,8 +5,14 @@ keep their own objects beside it.
 
 status.json is created with ``If-None-Match: *`` and changed only by read-modify-write on
 ``If-Match: <etag>``, so concurrent writers never lose each other's updates and two workers
-can never both believe they own a job. The decision of who may run a job is the pure
-function :func:`decide_claim`.
+can never both believe they own a job. Every write carries a fresh ``revision`` token, so a
+conditional write whose answer was lost (a reset after S3 had it) and that is retried into a
+412 recognises that its first try landed, instead of applying its change twice.
+
+Who may run a job is the pure function :func:`decide_claim`. A lease is stale when status.json
+has not changed for the staleness, as S3's own clock tells it (its ``Date`` less the object's
+``Last-Modified``): the owner renews every half heartbeat, so an unchanged object means a
+silent owner, and no two workers' wall clocks are ever compared (docs/delivery.md, "The lease").
 """
 
 from __future__ import annotations
@@ -24,11 +30,25 @@ from processor.manifest import job_prefix
 
 log = structlog.get_logger(__name__)
 
+#: HTTP dates carry whole seconds: an age read as N s may be up to 1 s short or long.
+CLOCK_RESOLUTION_S = 1.0
+
+
 class ClaimOutcome(StrEnum):
     OWNED = "owned"            # we own it now (new job, released job, or our own earlier claim)
-    TAKEN_OVER = "taken_over"  # the previous owner stopped heart-beating; we own it now
+    TAKEN_OVER = "taken_over"  # the previous owner went silent for the staleness; we own it now
     BUSY = "busy"              # another live worker owns it: leave the message for later
     FINISHED = "finished"      # terminal already: acknowledge the message, do nothing
+
+
+@dataclass(frozen=True)
+class StatusRead:
+    """status.json as read: the value, its ETag, and how long it had been unchanged (S3's clock;
+    None when S3 did not say)."""
+
+    status: JobStatus
+    etag: str
+    age_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -36,22 +56,30 @@ class Claim:
     outcome: ClaimOutcome
     status: JobStatus
     etag: str
+    age_s: float | None = None  # for BUSY: how long the live lease had been unchanged
 
     @property
     def runnable(self) -> bool:
         return self.outcome in (ClaimOutcome.OWNED, ClaimOutcome.TAKEN_OVER)
 
 
-def decide_claim(current: JobStatus | None, worker_id: str, now: float,
+def lease_is_stale(age_s: float | None, stale_after_s: float) -> bool:
+    """True when a held lease has been unchanged for longer than ``stale_after_s`` (S3's clock).
+
+    An unknown age is never stale: taking a job over on a guess is how two owners happen."""
+    return age_s is not None and age_s - CLOCK_RESOLUTION_S > stale_after_s
+
+
+def decide_claim(current: JobStatus | None, worker_id: str, age_s: float | None,
                  stale_after_s: float) -> ClaimOutcome:
-    """Who may run the job, given its current status (None: no status yet)."""
+    """Who may run the job, given its current status (None: no status yet) and its age."""
     if current is None:
         return ClaimOutcome.OWNED
     if current.is_terminal:
         return ClaimOutcome.FINISHED
     if current.owner in (None, worker_id):
         return ClaimOutcome.OWNED
-    if current.owner_is_stale(now, stale_after_s):
+    if lease_is_stale(age_s, stale_after_s):
         return ClaimOutcome.TAKEN_OVER
     return ClaimOutcome.BUSY
 
@@ -75,18 +103,36 @@ class JobStore:
         return job_prefix(job_id) + "status.json"
 
     # --- status.json -----------------------------------------------------------------
-    async def get(self, job_id: str) -> tuple[JobStatus, str] | None:
-        """The status and its ETag, or None when the job has no status yet."""
+    async def read(self, job_id: str) -> StatusRead | None:
+        """The status, its ETag and age, or None when the job has no status yet."""
         try:
             obj = await self.store.get_bytes(self.bucket, self.status_key(job_id))
         except NotFound:
             return None
-        return JobStatus.from_json(obj.body), obj.etag
+        return StatusRead(JobStatus.from_json(obj.body), obj.etag, obj.age_s)
+
+    async def get(self, job_id: str) -> tuple[JobStatus, str] | None:
+        """The status and its ETag, or None when the job has no status yet."""
+        found = await self.read(job_id)
+        return (found.status, found.etag) if found else None
+
+    async def _put(self, status: JobStatus, *, if_match: str | None = None) -> tuple[JobStatus, str]:
+        """One conditional write (``If-Match``, else ``If-None-Match: *``) that knows its own landing."""
+        new = status.revised()
+        try:
+            etag = await self.store.put_bytes(self.bucket, self.status_key(new.job_id), new.to_json(),
+                                              content_type="application/json", if_match=if_match,
+                                              if_none_match=if_match is None, epoch=new.lease_epoch)
+        except PreconditionFailed:
+            found = await self.read(new.job_id)
+            if found is not None and found.status.revision == new.revision:
+                return found.status, found.etag  # our first try landed; its answer was lost
+            raise
+        return new, etag
 
     async def create(self, status: JobStatus) -> str:
         """Write a first status; raises PreconditionFailed when one exists already."""
-        return await self.store.put_bytes(self.bucket, self.status_key(status.job_id), status.to_json(),
-                                          content_type="application/json", if_none_match=True)
+        return (await self._put(status))[1]
 
     async def update(self, job_id: str, change: Callable[[JobStatus], JobStatus]) -> tuple[JobStatus, str]:
         """Apply ``change`` to the latest status with compare-and-swap; retried on conflicts.
@@ -99,49 +145,45 @@ class JobStore:
             if current is None:
                 raise NotFound(f"no status for job {job_id}")
             status, etag = current
-            new = change(status)
             try:
-                new_etag = await self.store.put_bytes(
-                    self.bucket, self.status_key(job_id), new.to_json(),
-                    content_type="application/json", if_match=etag)
+                return await self._put(change(status), if_match=etag)
             except PreconditionFailed:
                 log.info("status_conflict", job_id=job_id)
-                continue
-            return new, new_etag
         raise ConflictError(f"status of job {job_id} changed on every one of {self.max_conflicts} tries")
 
     async def claim(self, job_id: str, worker_id: str, now: float, message: str | None = None, *,
                     attempt: bool = True) -> Claim:
         """Try to take the job's lease; a new lease bumps the epoch and counts an attempt.
 
-        ``message``: the origin id of the queue message that carries the job for this worker,
-        recorded so a later receiver can tell the owner's own message from a duplicate.
-        ``attempt=False``: the lease is taken only to end the job (the dead-letter sweeper).
+        ``message``: the id of the queue message that carries the job for this worker, recorded
+        so a later receiver can tell the owner's own message from a duplicate. Taking over a
+        silent owner's lease counts that owner's attempt as a crash. ``attempt=False``: the lease
+        is taken only to end the job (the dead-letter sweeper). ``now`` (a wall clock) is only
+        recorded, never compared.
         """
         for _ in range(self.max_conflicts):
-            current = await self.get(job_id)
+            current = await self.read(job_id)
             if current is None:
                 status = JobStatus.new(job_id, now).claimed_by(worker_id, message, now, attempt=attempt)
                 try:
-                    etag = await self.create(status)
+                    written, etag = await self._put(status)
                 except PreconditionFailed:
                     continue  # someone created it first: decide again on what they wrote
-                return Claim(ClaimOutcome.OWNED, status, etag)
-            status, etag = current
-            outcome = decide_claim(status, worker_id, now, self.owner_stale_after_s)
+                return Claim(ClaimOutcome.OWNED, written, etag)
+            status, etag = current.status, current.etag
+            outcome = decide_claim(status, worker_id, current.age_s, self.owner_stale_after_s)
             if outcome in (ClaimOutcome.BUSY, ClaimOutcome.FINISHED):
-                return Claim(outcome, status, etag)
+                return Claim(outcome, status, etag, current.age_s)
             if outcome is ClaimOutcome.TAKEN_OVER:
                 log.warning("job_taken_over", job_id=job_id, previous_owner=status.owner,
-                            owner_silent_s=round(now - (status.owner_heartbeat_at or now), 1))
-            claimed = status.claimed_by(worker_id, message, now, attempt=attempt)
+                            lease_unchanged_s=round(current.age_s or 0.0, 1))
+            claimed = status.claimed_by(worker_id, message, now, attempt=attempt,
+                                        crashed=outcome is ClaimOutcome.TAKEN_OVER)
             try:
-                new_etag = await self.store.put_bytes(
-                    self.bucket, self.status_key(job_id), claimed.to_json(),
-                    content_type="application/json", if_match=etag)
+                written, new_etag = await self._put(claimed, if_match=etag)
             except PreconditionFailed:
                 continue
-            return Claim(outcome, claimed, new_etag)
+            return Claim(outcome, written, new_etag)
         raise ConflictError(f"could not claim job {job_id}: status kept changing")
 
     async def heartbeat(self, job_id: str, worker_id: str, now: float, *, epoch: int | None = None) -> JobStatus:
@@ -152,11 +194,12 @@ class JobStore:
         return (await self.update(job_id, beat))[0]
 
     async def release(self, job_id: str, worker_id: str, now: float, *,
-                      epoch: int | None = None) -> JobStatus | None:
-        """Give up the lease (on shutdown) so the next worker need not wait for staleness."""
+                      epoch: int | None = None, crashed: bool = False) -> JobStatus | None:
+        """Give up the lease (a hand-back; ``crashed``: after an exception, one crash counted)
+        so the next worker need not wait for staleness."""
         def drop(status: JobStatus) -> JobStatus:
             _require_lease(status, job_id, worker_id, epoch)
-            return status.with_owner(None, now)
+            return status.released(now, crashed=crashed)
         try:
             return (await self.update(job_id, drop))[0]
         except LostOwnership:

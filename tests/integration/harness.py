@@ -3,7 +3,10 @@ read-only looks at S3, SQS and the outbox.
 
 Used by the end-to-end and fault suites and by ``bench/faults.py`` / ``bench/throughput.py``.
 Workers are real processes (``python -m processor.cli worker``) pointed at the local stack
-through their environment only, so ``kill -9`` and SIGTERM are the real thing.
+through their environment only, so ``kill -9`` and SIGTERM are the real thing. A fleet may run
+behind a fault proxy (every worker's AWS calls through it, each job write audited against the
+job's lease) and may skew a worker's wall clock (``processor.devkit.skewed_clock``). A worker
+that ends without being asked (not killed, stopped or told to by a failpoint) is counted.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from processor.devkit.fault_proxy import FaultProxy
 from processor.devkit.local_stack import LocalStack
 from processor.settings import Settings
 
@@ -29,14 +33,29 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class WorkerProcess:
-    """``python -m processor.cli worker`` with its own environment and log file."""
+    """``python -m processor.cli worker`` with its own environment and log file.
 
-    def __init__(self, env: dict[str, str], log_path: Path, args: Iterable[str] = ()) -> None:
+    ``clock_offset_s``: run it through ``processor.devkit.skewed_clock`` (its wall clock off by
+    that much). ``asked`` turns true once anything here stops it (or its failpoints may kill it):
+    an exit before that is a worker that died on its own."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, args: Iterable[str] = (),
+                 clock_offset_s: float | None = None) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
+        points = env.get("HEADSHOTS_FAILPOINTS", "")
+        self.asked = "=kill" in points or "=exit" in points
+        #: (frozen, resumed) wall times of its SIGSTOPs: a frozen owner is not a live one
+        self.pauses: list[list[float]] = []
+        entry = ["processor.cli"] if clock_offset_s is None else ["processor.devkit.skewed_clock", str(clock_offset_s)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "processor.cli", "worker", *args],
+            [sys.executable, "-m", *entry, "worker", *args],
             cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def exited_unasked(self) -> bool:
+        """It ended while nobody had asked it to (killed, stopped, or a kill failpoint)."""
+        return not self.alive and not self.asked
 
     @property
     def pid(self) -> int:
@@ -48,6 +67,7 @@ class WorkerProcess:
 
     def kill9(self) -> None:
         """SIGKILL: no handler runs, no checkpoint is written, the message is not released."""
+        self.asked = True
         if self.alive:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
@@ -66,11 +86,15 @@ class WorkerProcess:
                  what=f"worker {self.pid} to pause", on_timeout=self.logs)
         if not self.alive:
             raise RuntimeError(f"worker exited ({self.proc.returncode}) instead of pausing:\n{self.logs()[-4000:]}")
+        self.pauses.append([time.time(), float("inf")])
 
     def resume(self) -> None:
+        if self.pauses and self.pauses[-1][1] == float("inf"):
+            self.pauses[-1][1] = time.time()
         os.kill(self.proc.pid, signal.SIGCONT)
 
     def terminate(self) -> None:
+        self.asked = True
         if self.alive:
             os.kill(self.proc.pid, signal.SIGTERM)
 
@@ -79,6 +103,7 @@ class WorkerProcess:
 
     def stop(self) -> None:
         """Test teardown: SIGTERM, then SIGKILL if it lingers."""
+        self.asked = True
         if self.alive:
             self.terminate()
             try:
@@ -126,21 +151,37 @@ def worker_env(stack: LocalStack, settings: Settings, work_dir: Path, **extra: s
 
 @dataclass
 class Fleet:
-    """Worker processes of one test; all stopped at teardown."""
+    """Worker processes of one test; all stopped at teardown. With ``proxy``, every worker's
+    AWS calls go through it (unless a worker is given its own endpoint)."""
 
     stack: LocalStack
     settings: Settings
     root: Path
     workers: list[WorkerProcess]
+    proxy: FaultProxy | None = None
 
-    def start(self, name: str | None = None, args: Iterable[str] = (), **extra_env: str) -> WorkerProcess:
+    def start(self, name: str | None = None, args: Iterable[str] = (), clock_offset_s: float | None = None,
+              **extra_env: str) -> WorkerProcess:
         name = name or f"w{len(self.workers) + 1}"
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
+        if self.proxy is not None:
+            extra_env.setdefault("HEADSHOTS_AWS_ENDPOINT_URL", self.proxy.url)
         worker = WorkerProcess(worker_env(self.stack, self.settings, folder, **extra_env),
-                               folder / "worker.log", args)
+                               folder / "worker.log", args, clock_offset_s)
         self.workers.append(worker)
         return worker
+
+    def pauses(self) -> dict[str, list[list[float]]]:
+        """Each worker name's SIGSTOP intervals (wall time)."""
+        found: dict[str, list[list[float]]] = {}
+        for w in self.workers:
+            found.setdefault(w.log_path.parent.name, []).extend(w.pauses)
+        return found
+
+    def unasked_exits(self) -> int:
+        """Worker processes that ended without being asked to (an SQS outage must not do it)."""
+        return sum(1 for w in self.workers if w.exited_unasked)
 
     def stop_all(self) -> None:
         for w in self.workers:
@@ -155,9 +196,10 @@ class Fleet:
         return sorted(d for w in self.root.glob("*/work") for d in w.iterdir()) if self.root.exists() else []
 
     def all_events(self) -> list[dict[str, Any]]:
-        """Every worker's log lines once (a worker restarted under a name shares its log file)."""
+        """Every worker's log lines once (a worker restarted under a name shares its log file),
+        each tagged ``_worker`` with the name it was started under."""
         seen = {w.log_path: w for w in self.workers}
-        return [e for w in seen.values() for e in w.events()]
+        return [{**e, "_worker": path.parent.name} for path, w in seen.items() for e in w.events()]
 
 
 # --- looking at the stack (blocking boto3: tests are the operator here) ---------------------
@@ -296,6 +338,51 @@ def s3_event_body(bucket: str, key: str) -> str:
 
 def send_raw(stack: LocalStack, settings: Settings, body: str) -> str:
     return stack.client("sqs", settings).send_message(QueueUrl=settings.queue_url, MessageBody=body)["MessageId"]
+
+
+def leftover_objects(stack: LocalStack, settings: Settings, job_id: str) -> list[str]:
+    """What S3 still holds of an ended job's data: its uploads and its work folder."""
+    return (keys(stack, settings.input_bucket, f"uploads/{job_id}/", settings)
+            + keys(stack, settings.output_bucket, f"jobs/{job_id}/work/", settings))
+
+
+def _wall(ts: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() if ts else float("inf")
+
+
+def owner_overlaps(events: list[dict[str, Any]], job_id: str,
+                   pauses: dict[str, list[list[float]]] | None = None) -> int:
+    """Times two workers were both *live* owners of ``job_id``: their attempts (from
+    ``job_claimed`` to the event that ends the attempt, in each worker's own log) ran at the same
+    time, not counting the time a worker was frozen by SIGSTOP (a frozen owner writes nothing;
+    taking its job over is the point). Log timestamps are the host's real clock."""
+    ends = {"job_ended", "job_lost_to_other_worker", "job_interrupted_requeued", "job_crashed",
+            "ownership_lost", "worker_stopped", "job_fail_failed", "job_lost_while_claiming"}
+    spans: list[tuple[str, float, float]] = []
+    open_at: dict[str, float] = {}
+    for e in events:
+        who, name = str(e.get("_worker", "")), e.get("event")
+        if name == "job_claimed" and e.get("job_id") == job_id:
+            open_at[who] = _wall(str(e.get("timestamp", "")))
+        elif name in ends and who in open_at and e.get("job_id") in (job_id, None):
+            spans.append((who, open_at.pop(who), _wall(str(e.get("timestamp", "")))))
+    spans += [(who, start, float("inf")) for who, start in open_at.items()]
+
+    def live(who: str, lo: float, hi: float) -> float:
+        """Seconds of [lo, hi) in which ``who`` was not frozen."""
+        frozen = sum(max(0.0, min(hi, b) - max(lo, a)) for a, b in (pauses or {}).get(who, []))
+        return (hi - lo) - frozen
+    count = 0
+    for i, (w1, s1, e1) in enumerate(spans):
+        for w2, s2, e2 in spans[i + 1:]:
+            lo, hi = max(s1, s2), min(e1, e2)
+            if w1 != w2 and lo < hi and hi != float("inf") and min(live(w1, lo, hi), live(w2, lo, hi)) > 0.05:
+                count += 1
+            elif w1 != w2 and lo < hi and hi == float("inf"):
+                count += 1  # two attempts still open at the end: both believe they own it
+    return count
 
 
 def stage_runs(status: dict[str, Any]) -> dict[str, int]:

@@ -2,12 +2,16 @@
 
 Shared by the fault suite (``tests/integration/test_faults.py``, which asserts the promise of
 each) and ``bench/faults.py`` (which counts, over all of them, jobs lost, duplicate emails and
-runs, dead-lettered jobs without an email, and job folders left on a worker's disk). Each
-scenario returns an :class:`Outcome`: what an operator can see afterwards.
+runs, dead-lettered jobs without an email, job folders left on a worker's disk, objects left in
+S3, stale writes, two live owners and workers that died on their own). Each scenario returns an
+:class:`Outcome`: what an operator can see afterwards. The rude ones (AWS's real failure modes)
+are in ``tests/integration/rude_scenarios.py``.
 
 Workers are ``python -m processor.cli worker`` child processes on the embedded stack, pointed at
-it through their environment only, so ``kill -9``, SIGSTOP and SIGTERM are the real thing. A
-worker that is killed is restarted under the same name, i.e. on the same instance disk.
+it through their environment only, so ``kill -9``, SIGSTOP and SIGTERM are the real thing. Every
+fleet runs behind an auditing fault proxy (:class:`~processor.devkit.fault_proxy.FaultProxy`):
+each write of a job's keys is judged against the job's lease as S3 holds it. A worker that is
+killed is restarted under the same name, i.e. on the same instance disk.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from processor.devkit.fault_proxy import FaultProxy
+from processor.devkit.fault_proxy import Fault, FaultProxy
 from processor.devkit.local_stack import LocalStack
 from processor.settings import Settings
 from tests.integration.harness import (
@@ -28,6 +32,8 @@ from tests.integration.harness import (
     emails_for,
     job_status,
     keys,
+    leftover_objects,
+    owner_overlaps,
     queue_counts,
     s3_event_body,
     send_raw,
@@ -63,6 +69,11 @@ class Outcome:
     leftover_dirs: list[Path]              # job folders still on a worker's disk
     events: list[dict[str, Any]]           # every worker's JSON log lines
     extra: dict[str, Any] = field(default_factory=dict)
+    leftover_objects: dict[str, list[str]] = field(default_factory=dict)  # job -> keys left in S3
+    stale_writes: list[str] = field(default_factory=list)     # writes that landed on a lost lease
+    unfenced_writes: list[str] = field(default_factory=list)  # job writes carrying no epoch
+    worker_exits: int = 0                  # workers that ended without being asked
+    owner_overlaps: int = 0                # times two workers were live owners of one job
 
     def state(self, job_id: str) -> str | None:
         return self.jobs.get(job_id, {}).get("state")
@@ -83,28 +94,40 @@ class Scenarios:
     _fleets: int = 0
 
     @contextmanager
-    def fleet(self, settings: Settings) -> Iterator[Fleet]:
+    def fleet(self, settings: Settings, faults: tuple[Fault, ...] = (), **proxy: Any) -> Iterator[Fleet]:
+        """Workers behind an auditing fault proxy (``faults`` and ``proxy`` options: its plan)."""
         self._fleets += 1
-        fleet = Fleet(self.stack, settings, self.root / f"fleet{self._fleets}", [])
-        try:
-            yield fleet
-        finally:
-            fleet.stop_all()
+        with FaultProxy(self.stack.endpoint_url, faults=faults, audit=True, **proxy) as fault_proxy:
+            fleet = Fleet(self.stack, settings, self.root / f"fleet{self._fleets}", [], fault_proxy)
+            try:
+                yield fleet
+            finally:
+                fleet.stop_all()
 
     def job_settings(self, **overrides: Any) -> Settings:
         return self.settings(**{**self.timing, **overrides})
 
     def outcome(self, settings: Settings, fleet: Fleet, job_ids: list[str], ses: bool = False,
                 **extra: Any) -> Outcome:
+        exits = fleet.unasked_exits()
         fleet.stop_all()
         if ses:
             sent = self.stack.ses_sent_messages()
             emails = {j: sum(1 for m in sent if f"X-Headshots-Job: {j}" in m.raw) for j in job_ids}
         else:
             emails = {j: len(emails_for(self.stack.outbox, j)) for j in job_ids}
-        return Outcome(settings, {j: job_status(self.stack, settings, j) or {} for j in job_ids}, emails,
-                       queue_counts(self.stack, settings), dlq_count(self.stack, settings),
-                       fleet.leftover_job_dirs(), fleet.all_events(), extra)
+        jobs = {j: job_status(self.stack, settings, j) or {} for j in job_ids}
+        ended = [j for j in job_ids if jobs[j].get("state") in ("delivered", "rejected", "failed")]
+        audit = fleet.proxy.audit if fleet.proxy is not None else None
+        events = fleet.all_events()
+        return Outcome(settings, jobs, emails, queue_counts(self.stack, settings), dlq_count(self.stack, settings),
+                       fleet.leftover_job_dirs(), events, extra,
+                       leftover_objects={j: left for j in ended if (left := leftover_objects(self.stack, settings, j))},
+                       stale_writes=[f"{w.key} (epoch {w.epoch}, lease {w.lease_epoch}, {w.state})"
+                                     for w in (audit.stale if audit else [])],
+                       unfenced_writes=[w.key for w in (audit.unfenced if audit else [])],
+                       worker_exits=exits,
+                       owner_overlaps=sum(owner_overlaps(events, j, fleet.pauses()) for j in job_ids))
 
     def drained(self, settings: Settings, fleet: Fleet) -> None:
         wait_for(lambda: queue_counts(self.stack, settings) == (0, 0), 60, what="an empty queue",
@@ -130,7 +153,8 @@ class Scenarios:
             return self.outcome(settings, fleet, [job_id], inside_stage=inside, left_behind=left_behind,
                                 rework_s=round(killed_at - status["stages"][stage]["started_at"], 2),
                                 naive_rework_s=round(killed_at - status["created_at"], 2),
-                                exit_code=first.proc.returncode)
+                                exit_code=first.proc.returncode,
+                                takeover_s=takeover_after(fleet.all_events(), job_id, killed_at))
 
     def sigterms(self, job_id: str, times: int) -> Outcome:
         """SIGTERM the worker running the job ``times`` times in a row (spot interruptions),
@@ -220,12 +244,11 @@ class Scenarios:
         """30% of S3 calls answer 503 SlowDown and SES Throttling (its first call always)."""
         settings = self.job_settings(num_images=3, email_backend="ses")
         submit(settings, self.photos, f"{job_id}@example.com", job_id)
-        with self.fleet(settings) as fleet, FaultProxy(self.stack.endpoint_url, {"s3": 0.3, "ses": 0.3},
-                                                       seed=7, fail_first={"ses": 1}) as proxy:
-            fleet.start("faulty", HEADSHOTS_AWS_ENDPOINT_URL=proxy.url)
+        with self.fleet(settings, rates={"s3": 0.3, "ses": 0.3}, seed=7, fail_first={"ses": 1}) as fleet:
+            fleet.start("faulty")
             wait_for_state(self.stack, settings, job_id, ["delivered"], JOB_TIMEOUT, fleet=fleet)
             self.drained(settings, fleet)
-            injected = dict(proxy.counts.injected)
+            injected = dict(fleet.proxy.counts.injected) if fleet.proxy else {}
             return self.outcome(settings, fleet, [job_id], ses=True, injected=injected)
 
     def ses_answer_lost(self, job_id: str) -> Outcome:
@@ -233,12 +256,12 @@ class Scenarios:
         send): the worker must not send it again."""
         settings = self.job_settings(num_images=2, email_backend="ses")
         submit(settings, self.photos, f"{job_id}@example.com", job_id)
-        with self.fleet(settings) as fleet, FaultProxy(self.stack.endpoint_url,
-                                                       drop_after_forward={"ses": 1}) as proxy:
-            fleet.start("w", HEADSHOTS_AWS_ENDPOINT_URL=proxy.url)
+        with self.fleet(settings, drop_after_forward={"ses": 1}) as fleet:
+            fleet.start("w")
             wait_for_state(self.stack, settings, job_id, ["delivered"], JOB_TIMEOUT, fleet=fleet)
             self.drained(settings, fleet)
-            return self.outcome(settings, fleet, [job_id], ses=True, forwarded=dict(proxy.counts.forwarded))
+            forwarded = dict(fleet.proxy.counts.forwarded) if fleet.proxy else {}
+            return self.outcome(settings, fleet, [job_id], ses=True, forwarded=forwarded)
 
     def kill_between_marker_and_send(self, job_id: str) -> Outcome:
         settings = self.job_settings(num_images=2)
@@ -290,6 +313,18 @@ class Scenarios:
             self.drained(settings, fleet)
             alive = worker.alive
             return self.outcome(settings, fleet, [good_job, missing_job], worker_alive=alive)
+
+
+def takeover_after(events: list[dict[str, Any]], job_id: str, since: float) -> float | None:
+    """Seconds from ``since`` (a wall time) to the first takeover of ``job_id`` logged after it."""
+    from datetime import datetime
+
+    for e in events:
+        if e.get("event") == "job_taken_over" and e.get("job_id") == job_id:
+            at = datetime.fromisoformat(str(e["timestamp"]).replace("Z", "+00:00")).timestamp()
+            if at >= since:
+                return round(at - since, 2)
+    return None
 
 
 def extra_stage_runs(outcome: Outcome, job_id: str, allowed: dict[str, int] | None = None) -> dict[str, int]:

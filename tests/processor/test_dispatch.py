@@ -13,11 +13,11 @@ from processor.dispatch import (
     QueueAction,
     busy_action,
     crash_action,
-    crashes_before,
     is_final_attempt,
     is_healthy,
     over_budget,
     plan_message,
+    receive_backoff_s,
 )
 from processor.settings import Settings
 from tests.integration.harness import s3_event_body
@@ -54,26 +54,26 @@ def test_plan_dead_letters_an_event_from_another_bucket() -> None:
     assert plan.action is MessageAction.DEAD_LETTER
 
 
-def test_crashes_before_a_receive_count_the_copies_and_this_messages_earlier_receives() -> None:
-    assert crashes_before(1) == 0 and crashes_before(3) == 2
-    assert crashes_before(1, carried_crashes=2) == 2 and crashes_before(2, carried_crashes=1) == 2
-
-
 def test_the_final_attempt_is_the_one_whose_crash_spends_the_budget() -> None:
     assert not is_final_attempt(1, 3) and is_final_attempt(2, 3) and is_final_attempt(5, 3)
     assert not over_budget(2, 3) and over_budget(3, 3)
 
 
-def test_a_duplicate_of_a_live_owners_job_is_deleted() -> None:
-    assert busy_action(owner_message="m-owner", origin="m-dup", lease_left_s=40) == QueueAction(delete=True)
+def test_any_message_but_the_live_owners_own_is_a_duplicate_deleted_once_seen() -> None:
+    # a repeated S3 event, a copy whose old message outlived its delete, a stray from the DLQ
+    assert busy_action(owner_message="m-owner", message_id="m-dup", lease_left_s=40) == QueueAction(delete=True)
 
 
-def test_the_owners_own_message_is_never_deleted_and_waits_until_the_lease_would_be_stale() -> None:
-    action = busy_action(owner_message="m1", origin="m1", lease_left_s=41.5)
-    assert action == QueueAction(requeue=True, delay_s=42) and not action.delete
+def test_the_owners_own_message_is_never_deleted_and_hidden_until_the_lease_would_be_stale() -> None:
+    action = busy_action(owner_message="m1", message_id="m1", lease_left_s=41.5)
+    assert action == QueueAction(delay_s=42) and not action.delete and not action.requeue
     # an owner that recorded no message (an older status): never delete on a guess
-    assert busy_action(owner_message=None, origin="m1", lease_left_s=-3) == QueueAction(requeue=True, delay_s=1)
-    assert busy_action("m1", "m1", lease_left_s=5000).delay_s == 900  # SQS's longest delay
+    assert busy_action(owner_message=None, message_id="m1", lease_left_s=-3) == QueueAction(delay_s=1)
+    assert busy_action("m1", "m1", lease_left_s=50000).delay_s == 43200  # SQS's longest visibility
+
+
+def test_the_receive_loop_backs_off_through_an_outage_up_to_a_cap() -> None:
+    assert [receive_backoff_s(n) for n in (1, 2, 3, 4, 5, 6, 7, 20)] == [1, 2, 4, 8, 16, 30, 30, 30]
 
 
 def test_crash_backs_off_exponentially_until_the_budget_is_spent() -> None:

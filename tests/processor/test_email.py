@@ -1,15 +1,13 @@
-"""Email rendering, MIME building, the SES and SMTP backends on the local stack."""
+"""Email rendering and MIME building (the SES and SMTP backends: tests/processor/test_senders.py)."""
 
 from __future__ import annotations
 
 import email
 import email.policy
-import smtplib
 
 import pytest
 from markupsafe import escape
 
-from processor.devkit.local_stack import LocalStack
 from processor.email import (
     GENERIC_ADVICE,
     MAX_NAME_CHARS,
@@ -19,15 +17,10 @@ from processor.email import (
     ReadyContext,
     RejectedContext,
     RejectedPhoto,
-    SesSender,
-    SmtpSender,
     advice_for,
     build_message,
-    make_sender,
     render_email,
-    smtp_transient,
 )
-from processor.settings import Settings
 
 ADDRESS = "ada.lovelace@example.com"
 
@@ -147,77 +140,6 @@ def test_templates_are_found_as_package_resources() -> None:
 
     names = {p.name for p in files("templates").iterdir()}
     assert {"ready.html", "ready.txt", "rejected.html", "rejected.txt", "failed.html", "failed.txt"} <= names
-
-
-# --- backends on the local stack ---------------------------------------------------------
-async def test_smtp_sender_delivers_to_the_sink_which_writes_an_eml(local_stack: LocalStack) -> None:
-    before = set(local_stack.outbox_messages())
-    s = local_stack.settings
-    msg = build_message(render_email("failed", {"job_id": "smtp-1", "reason": "x"}), s.email_sender, ADDRESS,
-                        job_id="smtp-1")
-    await SmtpSender(s.smtp_host, s.smtp_port).send(msg)
-    [new] = sorted(set(local_stack.outbox_messages()) - before)
-    assert new.name.endswith("-we-could-not-finish-your-headshots.eml")
-    parsed = email.message_from_bytes(new.read_bytes(), policy=email.policy.default)
-    assert parsed["X-Headshots-Job"] == "smtp-1" and parsed["To"] == ADDRESS
-
-
-async def test_ses_sender_is_recorded_by_the_local_ses(local_stack: LocalStack, aws_settings: Settings) -> None:
-    settings = aws_settings.model_copy(update={"email_backend": "ses"})
-    sender = make_sender(settings)
-    assert isinstance(sender, SesSender)
-    msg = build_message(render_email("ready", ready()), settings.email_sender, ADDRESS, job_id="ses-1")
-    message_id = await sender.send(msg)
-    [sent] = [m for m in local_stack.ses_sent_messages() if m.message_id == message_id]
-    assert sent.source == settings.email_sender and ADDRESS in sent.destinations[0]
-    assert sent.parsed()["Subject"] == "Your 3 headshots are ready"
-
-
-async def test_ses_refuses_an_unverified_sender(aws_settings: Settings) -> None:
-    from botocore.exceptions import ClientError
-
-    settings = aws_settings.model_copy(update={"email_backend": "ses", "email_sender": "x@unverified.example"})
-    msg = build_message(render_email("failed", {"job_id": "j", "reason": "x"}), settings.email_sender, ADDRESS)
-    with pytest.raises(ClientError):
-        await SesSender(settings).send(msg)
-
-
-def test_smtp_temporary_failures_are_retried_and_permanent_ones_are_not() -> None:
-    assert smtp_transient(smtplib.SMTPServerDisconnected())
-    assert smtp_transient(smtplib.SMTPResponseException(451, b"try later"))
-    assert smtp_transient(ConnectionRefusedError())
-    assert not smtp_transient(smtplib.SMTPResponseException(550, b"no such user"))
-    assert not smtp_transient(smtplib.SMTPRecipientsRefused({ADDRESS: (550, b"no")}))
-
-
-async def test_ses_answer_lost_after_the_send_is_unknown_and_not_retried(
-        local_stack: LocalStack, aws_settings: Settings) -> None:
-    """SES took the message, the connection dropped before its answer: never send it again."""
-    from processor.devkit.fault_proxy import FaultProxy
-    from processor.errors import EmailOutcomeUnknown
-
-    before = len(local_stack.ses_sent_messages())
-    with FaultProxy(local_stack.endpoint_url, drop_after_forward={"ses": 1}) as proxy:
-        settings = aws_settings.model_copy(update={"email_backend": "ses", "aws_endpoint_url": proxy.url})
-        msg = build_message(render_email("failed", {"job_id": "j", "reason": "x"}), settings.email_sender, ADDRESS)
-        with pytest.raises(EmailOutcomeUnknown):
-            await SesSender(settings).send(msg)
-        forwarded = dict(proxy.counts.forwarded)
-    assert forwarded.get("ses") == 1  # one request, no retry
-    assert len(local_stack.ses_sent_messages()) == before + 1
-
-
-async def test_ses_throttling_is_retried_because_nothing_was_sent(
-        local_stack: LocalStack, aws_settings: Settings) -> None:
-    from processor.devkit.fault_proxy import FaultProxy
-
-    before = len(local_stack.ses_sent_messages())
-    with FaultProxy(local_stack.endpoint_url, fail_first={"ses": 2}) as proxy:
-        settings = aws_settings.model_copy(update={"email_backend": "ses", "aws_endpoint_url": proxy.url})
-        msg = build_message(render_email("failed", {"job_id": "j", "reason": "x"}), settings.email_sender, ADDRESS)
-        assert await SesSender(settings).send(msg)
-        injected = dict(proxy.counts.injected)
-    assert injected.get("ses") == 2 and len(local_stack.ses_sent_messages()) == before + 1
 
 
 # --- issue 15: hostile names, and every email a person gets when a job does not deliver ------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import smtplib
 from pathlib import Path
 
 import pytest
@@ -12,11 +11,14 @@ import structlog
 
 from processor.aws.retry import RetryPolicy
 from processor.aws.storage import ObjectStore
-from processor.devkit.local_stack import LocalStack
-from processor.email import SmtpSender, build_message, render_email
+from processor.devkit.local_stack import LocalStack, free_port
+from processor.devkit.smtp_fault_proxy import SmtpFaultProxy
+from processor.email import build_message, render_email
 from processor.errors import LostOwnership
 from processor.job.fence import Fence
-from processor.notify import EmailMarker, MarkerState, selection_note, send_once
+from processor.notify import EmailMarker, MarkerState, selection_note, send_once, send_patiently
+from processor.send_rule import SendFailed, Verdict
+from processor.senders import SmtpSender
 from processor.settings import Settings
 from tests.fixtures.smtp_peers import SmtpPeer
 
@@ -44,7 +46,7 @@ async def test_email_marker_lets_exactly_one_sender_through(aws_settings: Settin
         marker = EmailMarker(store, aws_settings.output_bucket, job_id)
         assert not await marker.exists()
         results = await asyncio.gather(*(marker.claim("ready") for _ in range(5)))
-        assert sum(results) == 1 and await marker.exists()
+        assert sum(1 for r in results if r) == 1 and await marker.exists()
         assert not await marker.claim("ready")
 
 
@@ -95,7 +97,7 @@ async def test_a_send_that_certainly_failed_leaves_the_marker_failed_so_a_retry_
     live = SmtpSender(local_stack.settings.smtp_host, local_stack.settings.smtp_port)
     async with ObjectStore(aws_settings) as store:
         marker = EmailMarker(store, aws_settings.output_bucket, job_id)
-        with pytest.raises(ConnectionRefusedError):
+        with pytest.raises(SendFailed):
             await send_once(marker, dead, _msg(aws_settings, job_id), "failed")
         assert (await marker.read())[0].state is MarkerState.FAILED  # type: ignore[index]
         assert await send_once(marker, live, _msg(aws_settings, job_id), "failed") == "sent"
@@ -107,8 +109,9 @@ async def test_a_refused_recipient_is_a_certain_failure_not_an_unknown(
     sender = SmtpSender("127.0.0.1", smtp_refuses_recipients.port, timeout_s=5, policy=QUICK)
     async with ObjectStore(aws_settings) as store:
         marker = EmailMarker(store, aws_settings.output_bucket, job_id)
-        with pytest.raises(smtplib.SMTPRecipientsRefused):
+        with pytest.raises(SendFailed) as err:
             await send_once(marker, sender, _msg(aws_settings, job_id), "failed")
+        assert err.value.verdict is Verdict.FAILED
         assert (await marker.read())[0].state is MarkerState.FAILED  # type: ignore[index]
     assert smtp_refuses_recipients.received == []
 
@@ -153,3 +156,70 @@ async def test_a_worker_that_lost_its_lease_sends_nothing_and_claims_nothing(
             await send_once(marker, live, _msg(aws_settings, job_id), "failed", fence)
         assert not await marker.exists()
     assert _sent_to_sink(local_stack, before, job_id) == 0
+
+
+async def test_a_relay_that_failed_the_quit_after_250_records_sent_and_the_next_attempt_sends_nothing(
+        local_stack: LocalStack, aws_settings: Settings, job_id: str) -> None:
+    before = set(local_stack.outbox_messages())
+    s = local_stack.settings
+    with SmtpFaultProxy(s.smtp_host, s.smtp_port, mode="quit_fails", first=5) as relay:
+        sender = SmtpSender(relay.host, relay.port, timeout_s=5)
+        async with ObjectStore(aws_settings) as store:
+            marker = EmailMarker(store, aws_settings.output_bucket, job_id)
+            first = await send_once(marker, sender, _msg(aws_settings, job_id), "failed")
+            again = await send_once(marker, sender, _msg(aws_settings, job_id), "failed")
+            assert (await marker.read())[0].state is MarkerState.SENT  # type: ignore[index]
+    assert (first, again) == ("sent", "sent") and _sent_to_sink(local_stack, before, job_id) == 1
+
+
+async def test_a_stale_attempt_cannot_overwrite_the_marker_the_current_one_wrote(
+        aws_settings: Settings, job_id: str) -> None:
+    """Every marker write after the claim is If-Match the claim's ETag."""
+    from processor.notify import MarkerRecord
+    async with ObjectStore(aws_settings) as store:
+        marker = EmailMarker(store, aws_settings.output_bucket, job_id)
+        old_etag = await marker.claim("ready", token="old", epoch=1)
+        record, etag = (await marker.read())  # type: ignore[misc]
+        await marker.set(record, MarkerState.UNKNOWN, etag=etag)  # the next owner judged it
+        from processor.errors import PreconditionFailed
+        with pytest.raises(PreconditionFailed):
+            await marker.set(MarkerRecord("ready", "old", 1, MarkerState.SENDING), MarkerState.FAILED,
+                             etag=old_etag or "")
+        assert (await marker.read())[0].state is MarkerState.UNKNOWN  # type: ignore[index]
+
+
+async def test_a_certain_failure_is_retried_within_the_window_and_sent_once_the_relay_is_back(
+        local_stack: LocalStack, aws_settings: Settings, job_id: str) -> None:
+    before = set(local_stack.outbox_messages())
+    port = free_port()
+    s = local_stack.settings
+    sender = SmtpSender("127.0.0.1", port, timeout_s=2, policy=QUICK)
+    async with ObjectStore(aws_settings) as store:
+        marker = EmailMarker(store, aws_settings.output_bucket, job_id)
+
+        relays: list[SmtpFaultProxy] = []
+
+        async def relay_back_later() -> None:
+            await asyncio.sleep(1.5)
+            relays.append(SmtpFaultProxy(s.smtp_host, s.smtp_port, mode="quit_fails", first=0, port=port).__enter__())
+        back = asyncio.create_task(relay_back_later())
+        try:
+            outcome = await send_patiently(
+                lambda: send_once(marker, sender, _msg(aws_settings, job_id), "failed"),
+                job_id, window_s=20, first_delay_s=0.5)
+            await back
+        finally:
+            for relay in relays:
+                relay.__exit__()
+    assert outcome == "sent" and _sent_to_sink(local_stack, before, job_id) == 1
+
+
+async def test_past_the_window_a_certain_failure_is_raised_for_the_caller_to_record(
+        aws_settings: Settings, job_id: str) -> None:
+    sender = SmtpSender("127.0.0.1", free_port(), timeout_s=1, policy=QUICK)
+    async with ObjectStore(aws_settings) as store:
+        marker = EmailMarker(store, aws_settings.output_bucket, job_id)
+        with pytest.raises(SendFailed):
+            await send_patiently(lambda: send_once(marker, sender, _msg(aws_settings, job_id), "failed"),
+                                 job_id, window_s=1.0, first_delay_s=0.3)
+        assert (await marker.read())[0].state is MarkerState.FAILED  # type: ignore[index]

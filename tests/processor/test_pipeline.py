@@ -142,7 +142,8 @@ async def test_crash_mid_generation_resumes_without_redoing_finished_stages_or_i
     crashing = settings.model_copy(update={"failpoints": "generate.image=raise@2"})
     with pytest.raises(FailpointError):
         await _attempt(crashing, job_id, "w1")
-    records = keys(local_stack, settings.output_bucket, f"jobs/{job_id}/work/generate/records/", settings)
+    records = [k for k in keys(local_stack, settings.output_bucket, f"jobs/{job_id}/work/generate/image-", settings)
+               if k.endswith("/_complete.json")]
     assert len(records) == 2  # each accepted image was checkpointed the moment it existed
 
     assert await _attempt(settings, job_id, "w2") is JobResult.TERMINAL
@@ -164,7 +165,7 @@ async def test_stop_request_in_training_checkpoints_and_the_next_attempt_resumes
     s3 = local_stack.client("s3", settings)
 
     async def stop_after_first_checkpoint() -> None:
-        prefix = f"jobs/{job_id}/work/train/checkpoints/"
+        prefix = f"jobs/{job_id}/work/train/step-"
         while True:
             status = job_status(local_stack, settings, job_id)
             if status and status.get("progress"):
@@ -209,3 +210,108 @@ async def test_when_no_image_passes_selection_an_extra_round_runs_then_the_no_li
     [mail] = emails_for(local_stack.outbox, job_id)
     assert "did not look enough like you" in str(mail["Subject"]) and "What to do" in text_body(mail)
     assert keys(local_stack, settings.input_bucket, f"uploads/{job_id}/", settings) == []
+
+
+# --- issue 20: the job's end, told truthfully, and nothing of the person's left behind ---------
+async def _fail(settings: Settings, job_id: str, reason: str = "internal error after 3 attempts") -> None:
+    """Fail the job as the worker's over-budget path or the DLQ sweeper does: under a fresh lease."""
+    from processor.job.lease import LeaseKeeper
+
+    async with ObjectStore(settings) as store:
+        jobs = JobStore(store, settings.output_bucket, settings.stale_after_s)
+        claim = await jobs.claim(job_id, "sweeper", time.time(), attempt=False)
+        lease = LeaseKeeper(jobs, settings, job_id, "sweeper", claim.status.lease_epoch)
+        run = JobRun(job_id, "sweeper", claim.status.attempts, True, lambda: lease.fence.lost, lease.fence)
+        async with lease:
+            await Pipeline(settings, store, jobs).fail(run, reason)
+
+
+async def test_every_upload_is_removed_even_keys_a_bulk_delete_cannot_carry(
+        job_settings: Settings, local_stack: LocalStack, job_id: str) -> None:
+    """S3 takes any UTF-8 key; XML 1.0 cannot carry control characters or a lone CR, and one such
+    key failed the whole bulk delete: every photo of the job stayed."""
+    s3 = local_stack.client("s3", job_settings)
+    _upload_manifest(local_stack, job_settings, job_id, {"version": 2, "email": "fay@example.com"})
+    for name in ("ok.jpg", "ctl\x01.jpg", "cr\r.jpg", "bom\ufffe.jpg"):
+        s3.put_object(Bucket=job_settings.input_bucket, Key=f"uploads/{job_id}/{name}", Body=b"x")
+    assert await _attempt(job_settings, job_id, "w1") is JobResult.TERMINAL
+    assert keys(local_stack, job_settings.input_bucket, f"uploads/{job_id}/", job_settings) == []
+    assert keys(local_stack, job_settings.output_bucket, f"jobs/{job_id}/work/", job_settings) == []
+
+
+async def test_a_job_whose_ready_email_went_out_before_its_last_attempt_died_ends_delivered(
+        make_job_settings, local_stack: LocalStack, job_photos: Path, job_id: str) -> None:  # noqa: ANN001
+    """The final attempt sent the ready email and was killed before the terminal write: failing
+    it then (sweeper or over-budget) ended a delivered job as failed."""
+    settings = make_job_settings(num_images=2, train_steps=4)
+    submit(settings, job_photos, "ned@example.com", job_id)
+    killed = settings.model_copy(update={"failpoints": "notify.sent=raise"})
+    with pytest.raises(FailpointError):
+        await _attempt(killed, job_id, "w1")
+    with structlog.testing.capture_logs() as logs:
+        await _fail(settings, job_id)
+    status = job_status(local_stack, settings, job_id)
+    assert status is not None and status["state"] == "delivered" and status["email"] == "sent"
+    assert status["result"]["files"] and "job_delivered_before_its_last_attempt_died" in [e["event"] for e in logs]
+    [mail] = emails_for(local_stack.outbox, job_id)
+    assert "ready" in str(mail["Subject"])
+    assert keys(local_stack, settings.input_bucket, f"uploads/{job_id}/", settings) == []
+
+
+async def test_a_manifest_that_s3_cannot_serve_right_now_never_ends_the_job_without_its_email(
+        job_settings: Settings, local_stack: LocalStack, job_id: str) -> None:
+    """A transient S3 error reading the manifest recorded ``email: none``: nobody was told."""
+    from processor.devkit.fault_proxy import Fault, FaultProxy
+
+    _upload_manifest(local_stack, job_settings, job_id, {"version": 1, "email": "gil@example.com"})
+    outage = Fault("s3", "server_error", operation="GetObject", rate=1.0,
+                   match=lambda r: r.path.endswith("/manifest.json"))
+    with FaultProxy(local_stack.endpoint_url, faults=[outage]) as proxy:
+        faulty = job_settings.model_copy(update={"aws_endpoint_url": proxy.url})
+        with pytest.raises(Exception) as err:
+            await _fail(faulty, job_id)
+    assert "InternalError" in repr(err.value) or "500" in repr(err.value)
+    status = job_status(local_stack, job_settings, job_id)
+    assert status is not None and status["state"] != "failed"  # not ended: the failure is retried
+    await _fail(job_settings, job_id)  # S3 is back: the next try ends it, with its email
+    status = job_status(local_stack, job_settings, job_id)
+    assert status is not None and status["state"] == "failed" and status["email"] == "sent"
+    assert len(emails_for(local_stack.outbox, job_id)) == 1
+
+
+async def test_a_failure_email_that_cannot_go_out_is_retried_for_the_window_then_alarmed_as_missing(
+        make_job_settings, local_stack: LocalStack, job_id: str) -> None:
+    from processor.devkit.local_stack import free_port
+
+    # Nothing listens there: each send retries its own 6 tries (~6 s), then the window's next try.
+    settings = make_job_settings(smtp_port=free_port(), email_retry_window_s=12.0)
+    _upload_manifest(local_stack, settings, job_id, {"version": 1, "email": "hal@example.com"})
+    started = time.monotonic()
+    with structlog.testing.capture_logs() as logs:
+        await _fail(settings, job_id)
+    status = job_status(local_stack, settings, job_id)
+    assert status is not None and status["state"] == "failed" and status["email"] == "failed"
+    events = [e["event"] for e in logs]
+    assert events.count("email_missing") == 1 and "email_retry_scheduled" in events
+    assert time.monotonic() - started <= 12 + 15  # bounded: the window, plus at most one more try
+    assert keys(local_stack, settings.input_bucket, f"uploads/{job_id}/", settings) == []
+
+
+async def test_a_changed_training_config_restarts_training_from_the_prepared_data_with_a_reason(
+        make_job_settings, local_stack: LocalStack, job_photos: Path, job_id: str) -> None:  # noqa: ANN001
+    """A deploy changed the training config while the job was in flight: its checkpoint cannot
+    resume the new run. It used to raise on every attempt until the job failed."""
+    settings = make_job_settings(train_steps=8, num_images=2)  # a checkpoint every 2 steps
+    submit(settings, job_photos, "joy@example.com", job_id)
+    interrupted = settings.model_copy(update={"failpoints": "train.checkpointed=raise@1"})
+    with pytest.raises(FailpointError):
+        await _attempt(interrupted, job_id, "w1")
+    assert any("/step-" in k for k in keys(local_stack, settings.output_bucket, f"jobs/{job_id}/work/train/", settings))
+    deployed = settings.model_copy(update={"prior_loss_weight": 0.5})
+    with structlog.testing.capture_logs() as logs:
+        assert await _attempt(deployed, job_id, "w2") is JobResult.TERMINAL
+    [restarted] = [e for e in logs if e["event"] == "train_restarted"]
+    assert "prior_loss_weight" in restarted["reason"]
+    status = job_status(local_stack, settings, job_id)
+    assert status is not None and status["state"] == "delivered"
+    assert stage_runs(status)["prepare"] == 1 and stage_runs(status)["train"] == 2  # prepared data reused

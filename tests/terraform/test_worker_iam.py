@@ -110,7 +110,8 @@ def role_job(enforced: EnforcedStack, local_stack: LocalStack, job_photos: Path,
             {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"},
             {"Effect": "Allow", "Action": "s3:DeleteObject",
              "Resource": [f"arn:aws:s3:::{settings.input_bucket}", f"arn:aws:s3:::{settings.output_bucket}"]}]}))
-    role = LocalStack.attach(settings, credentials=enforced.assume(outputs["role_arn"]["value"]))
+    role_credentials = enforced.assume(outputs["role_arn"]["value"])
+    role = LocalStack.attach(settings, credentials=role_credentials)
     job_id = f"iam-{int(time.time())}"
     submit(settings, job_photos, "rae@example.com", job_id, credentials=enforced.admin)
     # The proxy knows the role's policy: a read of a missing key gets AWS's answer for it.
@@ -131,7 +132,8 @@ def role_job(enforced: EnforcedStack, local_stack: LocalStack, job_photos: Path,
             fleet.stop_all()
         calls = list(proxy.calls or [])
     yield {"settings": settings, "admin": admin, "job_id": job_id, "status": status, "fleet": fleet,
-           "calls": calls, "policy": json.loads(outputs["policy_json"]["value"])}
+           "calls": calls, "policy": json.loads(outputs["policy_json"]["value"]), "role": role,
+           "role_credentials": role_credentials}
     tf.run("destroy", "-auto-approve", "-input=false", "-no-color")
 
 
@@ -162,3 +164,24 @@ def test_every_call_the_workers_made_is_allowed_by_the_rendered_policy(role_job:
          "denied": [f"{c.action} {c.resource} {dict(c.context)}: {why}" for c, why in report.denied]}, indent=1))
     assert report.denied == [], "\n".join(f"{c.action} {c.resource} {dict(c.context)}: {why}"
                                           for c, why in report.denied)
+
+
+def test_the_enforcing_stack_denies_the_role_what_its_policy_does_not_grant(role_job: dict[str, Any]) -> None:
+    """Without this, the job above would pass just as well if enforcement had silently stopped."""
+    from botocore.exceptions import ClientError
+
+    settings, role = role_job["settings"], role_job["role"]
+    s3, sqs = role.client("s3", settings), role.client("sqs", settings)
+    attempts = {
+        "write into another job area": lambda: s3.put_object(Bucket=settings.input_bucket, Key="not-uploads/x",
+                                                              Body=b"x"),
+        "delete the job queue": lambda: sqs.delete_queue(QueueUrl=settings.queue_url),
+        "create a bucket": lambda: s3.create_bucket(Bucket="iam-role-may-not"),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(ClientError) as err:
+            attempt()
+        code, status = err.value.response["Error"]["Code"], err.value.response["ResponseMetadata"]["HTTPStatusCode"]
+        assert code in ("AccessDenied", "AccessDeniedException") or status == 403, (what, code, status)
+    # and the same role may do what its policy grants (the denials are the policy's, not a broken key)
+    assert s3.list_objects_v2(Bucket=settings.output_bucket, Prefix="jobs/")["ResponseMetadata"]["HTTPStatusCode"] == 200

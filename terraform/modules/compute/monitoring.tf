@@ -1,6 +1,8 @@
 # Operator alarms from one mechanism: CloudWatch Logs metric filters on structured JSON logs.
 # - The worker logs {"event": "job_ended", "state": "delivered"|"rejected"|"failed", ...} at every
-#   terminal state and {"event": "email_unknown", ...} when an email's outcome is ambiguous.
+#   terminal state, {"event": "email_unknown", ...} when an email's outcome is ambiguous, and
+#   {"event": "email_missing", ...} when a job ended with an address and no email sent (its
+#   email certainly failed, even after the retry window; docs/delivery.md).
 # - A task that dies cannot log its own death, so ECS's "Task State Change" events are captured
 #   into a log group of their own by EventBridge, and filtered the same way.
 # Failure rate = failed / ended, by metric math. Every alarm notifies var.alarm_actions.
@@ -11,6 +13,7 @@ locals {
     JobsEnded    = "{ $.event = \"job_ended\" }"
     JobsFailed   = "{ $.event = \"job_ended\" && $.state = \"failed\" }"
     EmailUnknown = "{ $.event = \"email_unknown\" }"
+    EmailMissing = "{ $.event = \"email_missing\" }"
   }
   # Stopped tasks that failed: could not start, or the worker exited non-zero (a crash, OOM).
   # Scale-in, deployments and spot interruptions stop tasks too; those are not failures.
@@ -106,6 +109,23 @@ resource "aws_cloudwatch_metric_alarm" "email_unknown" {
   alarm_description   = "An email's send outcome is unknown (SES timed out after the request went out): the job records email: unknown; check SES and tell the person if needed."
   namespace           = local.metric_namespace
   metric_name         = "EmailUnknown"
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  threshold           = 1
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+  tags                = local.tags
+  depends_on          = [aws_cloudwatch_log_metric_filter.worker]
+}
+
+resource "aws_cloudwatch_metric_alarm" "email_missing" {
+  alarm_name          = "${var.name_prefix}-email-missing"
+  alarm_description   = "A job ended with an address and no email: the send certainly failed for the whole retry window (provider down, throttled, the address refused). The job's status.json says email: failed; tell the person another way."
+  namespace           = local.metric_namespace
+  metric_name         = "EmailMissing"
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1

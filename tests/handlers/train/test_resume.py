@@ -84,14 +84,22 @@ def test_crash_after_a_periodic_checkpoint_resumes_from_it(uninterrupted, tmp_pa
     assert_bitwise_equal(weights(tmp_path), weights(ref_dir))
 
 
-def test_a_checkpoint_from_another_setup_is_refused(uninterrupted, tmp_path, tiny_model_dir,
-                                                    tiny_dataset, tiny_class_dir):
+def test_a_checkpoint_from_another_setup_is_not_resumed_training_starts_again_with_the_reason(
+        uninterrupted, tmp_path, tiny_model_dir, tiny_dataset, tiny_class_dir):
+    """A deploy changed the config while a job was in flight: not a crash (it raised on every
+    attempt until the job failed), a fresh start on the same data, and the log says why."""
+    import structlog.testing
+
     method, _, _ = uninterrupted
     done: list[int] = []
     with pytest.raises(Interrupted):
         train_dreambooth(tiny_dataset, tiny_class_dir, tmp_path, config(tiny_model_dir, method),
                          progress=lambda p: done.append(p.step), should_stop=lambda: True)
     other = config(tiny_model_dir, method, seed=1)
-    with pytest.raises(ValueError, match="different training setup"):
-        train_dreambooth(tiny_dataset, tiny_class_dir, tmp_path / "again", other,
-                         resume_from=latest_checkpoint(tmp_path))
+    steps: list[int] = []
+    with structlog.testing.capture_logs() as logs:
+        result = train_dreambooth(tiny_dataset, tiny_class_dir, tmp_path / "again", other,
+                                  resume_from=latest_checkpoint(tmp_path), progress=lambda p: steps.append(p.step))
+    assert steps == list(range(1, STEPS + 1)) and result.steps == STEPS
+    [restarted] = [e for e in logs if e["event"] == "train_restarted"]
+    assert "seed" in restarted["reason"] and "step 1" in restarted["reason"]

@@ -188,3 +188,33 @@ async def test_unfinished_multipart_uploads_under_a_prefix_are_aborted(aws_setti
         with pytest.raises(ValueError):
             await store.abort_multipart_uploads(b, "")
     assert [u["Key"] for u in left.get("Uploads", [])] == ["up/other/b.jpg"]
+
+
+async def test_a_fenced_write_is_checked_again_before_each_retry_and_carries_its_epoch(
+        aws_settings: Settings, local_stack) -> None:  # noqa: ANN001
+    """The first try gets 503 SlowDown; the lease is lost during the backoff: the retry must not
+    go out (it used to be checked once, then retried for up to six tries)."""
+    from processor.devkit.fault_proxy import FaultProxy
+    from processor.errors import LostOwnership
+
+    class LeaseLostAfterFirstTry:
+        epoch = 4
+        checks = 0
+
+        def ensure(self) -> None:
+            self.checks += 1
+            if self.checks > 1:
+                raise LostOwnership("the lease moved on during the backoff")
+
+    guard = LeaseLostAfterFirstTry()
+    with FaultProxy(local_stack.endpoint_url, fail_first={"s3": 1}) as proxy:
+        async with ObjectStore(aws_settings.model_copy(update={"aws_endpoint_url": proxy.url})) as store:
+            with pytest.raises(LostOwnership):
+                await store.put_bytes(aws_settings.output_bucket, "jobs/j/work/x/e4/f", b"x", guard=guard)
+        assert proxy.counts.injected == {"s3": 1} and "s3" not in proxy.counts.forwarded
+    async with ObjectStore(aws_settings) as store:
+        assert not await store.exists(aws_settings.output_bucket, "jobs/j/work/x/e4/f")
+        await store.put_bytes(aws_settings.output_bucket, "jobs/j/ok", b"x", guard=type("G", (), {
+            "epoch": 4, "ensure": lambda self: None})())
+        head = await store.client.head_object(Bucket=aws_settings.output_bucket, Key="jobs/j/ok")
+    assert head["Metadata"] == {"headshots-epoch": "4"} and guard.checks == 2

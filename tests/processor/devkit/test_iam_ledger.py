@@ -105,3 +105,21 @@ def test_a_missing_key_is_403_to_a_caller_who_cannot_list_the_bucket_and_404_to_
     assert missing_key_status(may_list, get) == 404
     assert missing_key_status(may_list, Call("s3:GetObject", "arn:aws:s3:::out/results/j/x.jpg")) == 403
     assert missing_key_status(read_only, Call("s3:PutObject", "arn:aws:s3:::out/jobs/x")) == 404  # reads only
+
+
+def test_set_form_operators_on_an_absent_key_follow_aws() -> None:
+    """AWS reads an absent key as the empty set: ForAllValues is vacuously true, ForAnyValue
+    false, negated or not (it was the other way round for both)."""
+    def allowed(operator: str) -> bool:
+        policy = {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+                                 "Condition": {operator: {"aws:TagKeys": ["team"]}}}]}
+        return evaluate(policy, Call("s3:GetObject", "arn:aws:s3:::b/k")).allowed
+    assert allowed("ForAllValues:StringEquals") and allowed("ForAllValues:StringNotEquals")
+    assert allowed("ForAllValues:StringLike")
+    assert not allowed("ForAnyValue:StringEquals") and not allowed("ForAnyValue:StringNotEquals")
+    assert not allowed("ForAnyValue:StringNotLike")
+    assert allowed("ForAnyValue:StringEqualsIfExists")
+    present = Call("s3:GetObject", "arn:aws:s3:::b/k", (("aws:TagKeys", "team"), ("aws:TagKeys", "x")))
+    policy = {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+                             "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": ["team"]}}}]}
+    assert not evaluate(policy, present).allowed  # "x" is not in the set: the key's values decide

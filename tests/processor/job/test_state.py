@@ -6,11 +6,13 @@ import pytest
 
 from processor.job.state import (
     TERMINAL,
+    EmailState,
     InvalidTransition,
     JobState,
     JobStatus,
     ProgressInfo,
     can_transition,
+    email_missing,
 )
 
 S = JobState
@@ -78,11 +80,17 @@ def test_updates_return_new_values_and_leave_the_original_alone() -> None:
     assert changed.owner == "w1" and changed.owner_heartbeat_at == 1
 
 
-def test_owner_is_stale_when_heartbeat_is_older_than_the_limit_or_missing() -> None:
-    status = JobStatus.new("j", 0).with_owner("w1", 100)
-    assert not status.owner_is_stale(now=150, stale_after_s=60)
-    assert status.owner_is_stale(now=161, stale_after_s=60)
-    assert JobStatus.new("j", 0).owner_is_stale(now=0, stale_after_s=60)
+def test_crashes_are_counted_by_a_takeover_or_a_release_after_an_exception_not_a_hand_back() -> None:
+    status = JobStatus.new("j", 0).claimed_by("w1", "m1", 1)
+    assert status.released(2).crashes == 0  # a hand-back (SIGTERM)
+    assert status.released(2, crashed=True).crashes == 1
+    taken = status.claimed_by("w2", "m2", 3, crashed=True)
+    assert taken.crashes == 1 and taken.lease_epoch == 2 and taken.owner_message == "m2"
+
+
+def test_only_a_failed_email_with_an_address_counts_as_missing() -> None:
+    assert email_missing("failed") and email_missing(EmailState.FAILED)
+    assert not any(email_missing(s) for s in ("sent", "unknown", "none", None))
 
 
 def test_status_round_trips_through_json() -> None:

@@ -20,14 +20,23 @@ def jobs(store: ObjectStore, settings: Settings) -> JobStore:
 
 # --- the pure decision -----------------------------------------------------------------
 def test_decide_claim_covers_new_finished_busy_stale_and_own_jobs() -> None:
+    """The lease's age is read on S3's clock (whole seconds, so one more is waited for)."""
     running = JobStatus.new("j", 0).with_owner("w1", 100)
-    assert decide_claim(None, "w2", 100, STALE) is ClaimOutcome.OWNED
-    assert decide_claim(running, "w2", 130, STALE) is ClaimOutcome.BUSY
-    assert decide_claim(running, "w2", 161, STALE) is ClaimOutcome.TAKEN_OVER
+    assert decide_claim(None, "w2", None, STALE) is ClaimOutcome.OWNED
+    assert decide_claim(running, "w2", 30, STALE) is ClaimOutcome.BUSY
+    assert decide_claim(running, "w2", STALE + 1, STALE) is ClaimOutcome.BUSY
+    assert decide_claim(running, "w2", STALE + 1.5, STALE) is ClaimOutcome.TAKEN_OVER
+    assert decide_claim(running, "w2", None, STALE) is ClaimOutcome.BUSY  # an unknown age is never stale
     assert decide_claim(running, "w1", 500, STALE) is ClaimOutcome.OWNED
-    assert decide_claim(running.with_owner(None, 120), "w2", 121, STALE) is ClaimOutcome.OWNED
+    assert decide_claim(running.with_owner(None, 120), "w2", 0, STALE) is ClaimOutcome.OWNED
     done = running.transition(JobState.VALIDATING, 1).transition(JobState.REJECTED, 2)
     assert decide_claim(done, "w2", 1000, STALE) is ClaimOutcome.FINISHED
+
+
+def test_staleness_never_reads_the_owners_wall_clock() -> None:
+    """An owner whose clock runs 30 s behind writes an old-looking heartbeat time: irrelevant."""
+    skewed = JobStatus.new("j", 0).with_owner("w1", now=-30.0)
+    assert decide_claim(skewed, "w2", age_s=2.0, stale_after_s=6.0) is ClaimOutcome.BUSY
 
 
 # --- against S3 --------------------------------------------------------------------------
@@ -53,14 +62,18 @@ async def test_two_concurrent_claimers_exactly_one_wins(aws_settings: Settings, 
 
 
 async def test_busy_job_is_left_and_stale_owner_is_taken_over(aws_settings: Settings, job_id: str) -> None:
+    """Stale = status.json unchanged for the staleness on S3's clock; the wall times the workers
+    pass (here absurd ones) are only recorded."""
     async with ObjectStore(aws_settings) as store:
-        js = jobs(store, aws_settings)
+        js = JobStore(store, aws_settings.output_bucket, owner_stale_after_s=1.0)
         await js.claim(job_id, "w1", now=100)
-        await js.heartbeat(job_id, "w1", now=150)
-        assert (await js.claim(job_id, "w2", now=200)).outcome is ClaimOutcome.BUSY
-        taken = await js.claim(job_id, "w2", now=211)
+        await js.heartbeat(job_id, "w1", now=10_000)
+        busy = await js.claim(job_id, "w2", now=-10_000)
+        assert busy.outcome is ClaimOutcome.BUSY and busy.age_s is not None and busy.age_s <= 1
+        await asyncio.sleep(3.1)
+        taken = await js.claim(job_id, "w2", now=0)
         assert taken.outcome is ClaimOutcome.TAKEN_OVER
-        assert taken.status.owner == "w2" and taken.status.attempts == 2
+        assert taken.status.owner == "w2" and taken.status.attempts == 2 and taken.status.crashes == 1
         with pytest.raises(LostOwnership):
             await js.heartbeat(job_id, "w1", now=212)
 
@@ -113,3 +126,35 @@ def test_job_keys_refuse_bad_job_ids() -> None:
 
     with pytest.raises(InvalidJobId):
         JobStore.prefix("../x")
+
+
+async def test_a_status_write_that_landed_but_lost_its_answer_is_not_applied_twice(
+        aws_settings: Settings, local_stack, job_id: str) -> None:  # noqa: ANN001
+    """S3 reset the connection after it stored the write: the retry gets 412 and must recognise
+    its own landing (its revision token), not apply the change again (a stage run counted twice)."""
+    from processor.devkit.fault_proxy import Fault, FaultProxy
+
+    async with ObjectStore(aws_settings) as store:
+        await jobs(store, aws_settings).claim(job_id, "w1", now=0)
+    reset = Fault("s3", "reset_after", operation="PutObject", first=1, match=lambda r: "status.json" in r.path)
+    with FaultProxy(local_stack.endpoint_url, faults=[reset]) as proxy:
+        async with ObjectStore(aws_settings.model_copy(update={"aws_endpoint_url": proxy.url})) as store:
+            status, _ = await jobs(store, aws_settings).update(job_id, lambda s: s.start_stage("train", 1))
+        assert reset.fired == 1
+    assert status.stages["train"].runs == 1
+    async with ObjectStore(aws_settings) as store:
+        stored, _ = await jobs(store, aws_settings).get(job_id)  # type: ignore[misc]
+    assert stored.stages["train"].runs == 1
+
+
+async def test_a_read_reports_how_long_the_status_has_been_unchanged_on_s3s_clock(
+        aws_settings: Settings, job_id: str) -> None:
+    async with ObjectStore(aws_settings) as store:
+        js = jobs(store, aws_settings)
+        await js.claim(job_id, "w1", now=0)
+        fresh = await js.read(job_id)
+        await asyncio.sleep(2.2)
+        older = await js.read(job_id)
+    assert fresh is not None and older is not None
+    assert fresh.age_s is not None and fresh.age_s <= 1
+    assert older.age_s is not None and 1 <= older.age_s <= 4

@@ -234,8 +234,8 @@ run "alarms_from_metric_filters_on_structured_logs" {
     alarm_actions = ["arn:aws:sns:us-east-1:123456789012:headshots-alarms"]
   }
   assert {
-    condition     = aws_cloudwatch_log_metric_filter.worker["JobsEnded"].pattern == "{ $.event = \"job_ended\" }" && aws_cloudwatch_log_metric_filter.worker["JobsFailed"].pattern == "{ $.event = \"job_ended\" && $.state = \"failed\" }" && aws_cloudwatch_log_metric_filter.worker["EmailUnknown"].pattern == "{ $.event = \"email_unknown\" }"
-    error_message = "metric filters read the worker's job_ended and email_unknown log events"
+    condition     = aws_cloudwatch_log_metric_filter.worker["JobsEnded"].pattern == "{ $.event = \"job_ended\" }" && aws_cloudwatch_log_metric_filter.worker["JobsFailed"].pattern == "{ $.event = \"job_ended\" && $.state = \"failed\" }" && aws_cloudwatch_log_metric_filter.worker["EmailUnknown"].pattern == "{ $.event = \"email_unknown\" }" && aws_cloudwatch_log_metric_filter.worker["EmailMissing"].pattern == "{ $.event = \"email_missing\" }"
+    error_message = "metric filters read the worker's job_ended, email_unknown and email_missing log events"
   }
   assert {
     condition     = alltrue([for f in aws_cloudwatch_log_metric_filter.worker : f.log_group_name == aws_cloudwatch_log_group.worker.name])
@@ -254,12 +254,16 @@ run "alarms_from_metric_filters_on_structured_logs" {
     error_message = "task failures: failed to start, or exited non-zero"
   }
   assert {
-    condition     = alltrue([for a in [aws_cloudwatch_metric_alarm.task_failures, aws_cloudwatch_metric_alarm.email_unknown, aws_cloudwatch_metric_alarm.job_failure_rate, aws_cloudwatch_metric_alarm.no_workers_backlog_growing] : a.alarm_actions == toset(["arn:aws:sns:us-east-1:123456789012:headshots-alarms"])])
+    condition     = alltrue([for a in [aws_cloudwatch_metric_alarm.task_failures, aws_cloudwatch_metric_alarm.email_unknown, aws_cloudwatch_metric_alarm.email_missing, aws_cloudwatch_metric_alarm.job_failure_rate, aws_cloudwatch_metric_alarm.no_workers_backlog_growing] : a.alarm_actions == toset(["arn:aws:sns:us-east-1:123456789012:headshots-alarms"])])
     error_message = "every operator alarm notifies the alarm actions"
   }
   assert {
     condition     = aws_cloudwatch_metric_alarm.email_unknown.threshold == 1 && aws_cloudwatch_metric_alarm.email_unknown.metric_name == "EmailUnknown" && aws_cloudwatch_log_group.task_events.kms_key_id == var.kms_key_arn
     error_message = "one unknown email is enough to alarm; the task-event log is encrypted"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.email_missing.threshold == 1 && aws_cloudwatch_metric_alarm.email_missing.metric_name == "EmailMissing" && aws_cloudwatch_metric_alarm.email_missing.namespace == aws_cloudwatch_log_metric_filter.worker["EmailMissing"].metric_transformation[0].namespace
+    error_message = "one job ended without its email is enough to alarm, on the metric its filter writes"
   }
 }
 
