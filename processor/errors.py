@@ -54,6 +54,11 @@ class LostOwnership(HeadshotsError, RuntimeError):
     """Another worker now owns the job (or this worker's lease ran out): stop working on it."""
 
 
+class LeaseEnded(LostOwnership):
+    """The job ended under this very lease (its terminal write dropped the owner): nothing was
+    lost, so a renewal racing that write stops quietly."""
+
+
 class ConflictError(HeadshotsError, RuntimeError):
     """status.json kept changing under us for every try of a read-modify-write."""
 

@@ -20,7 +20,7 @@ import structlog
 
 from processor import clock
 from processor.aws.retry import describe
-from processor.errors import LostOwnership
+from processor.errors import LeaseEnded, LostOwnership
 from processor.job.fence import Fence
 from processor.job.store import JobStore
 from processor.settings import Settings, owner_validity
@@ -71,6 +71,10 @@ class LeaseKeeper:
             try:
                 await self.jobs.heartbeat(self.job_id, self.worker_id, clock.now(), epoch=self.epoch)
                 self.fence.renewed(started)
+            except LeaseEnded:  # the attempt's own terminal write landed first: nothing was lost
+                log.debug("lease_ended", job_id=self.job_id, epoch=self.epoch)
+                self.fence.close()
+                return
             except LostOwnership:
                 log.warning("ownership_lost", job_id=self.job_id, epoch=self.epoch)
                 self.fence.close()

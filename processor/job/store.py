@@ -24,7 +24,7 @@ from enum import StrEnum
 import structlog
 
 from processor.aws.storage import NotFound, ObjectStore, PreconditionFailed
-from processor.errors import ConflictError, LostOwnership
+from processor.errors import ConflictError, LeaseEnded, LostOwnership
 from processor.job.state import JobStatus
 from processor.manifest import job_prefix
 
@@ -207,6 +207,9 @@ class JobStore:
 
 
 def _require_lease(status: JobStatus, job_id: str, worker_id: str, epoch: int | None) -> None:
-    """Raise LostOwnership unless ``worker_id`` holds the job's lease (of ``epoch``, when given)."""
+    """Raise LostOwnership unless ``worker_id`` holds the job's lease (of ``epoch``, when given);
+    LeaseEnded when the job ended under that very lease (a renewal that raced the terminal write)."""
+    if status.is_terminal and status.owner is None and epoch is not None and status.lease_epoch == epoch:
+        raise LeaseEnded(f"job {job_id} ended under this lease")
     if status.owner != worker_id or (epoch is not None and status.lease_epoch != epoch):
         raise LostOwnership(f"job {job_id} is held by another lease")

@@ -3,6 +3,7 @@ the fence closed before the lease is released. On the moto server."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -51,3 +52,35 @@ async def test_a_release_after_an_exception_counts_one_crash(aws_settings: Setti
         await LeaseKeeper(jobs, aws_settings, job_id, "w1", claim.status.lease_epoch).release(crashed=True)
         status, _ = await jobs.get(job_id)  # type: ignore[misc]
     assert status.crashes == 1 and status.owner is None
+
+
+async def test_a_renewal_racing_the_jobs_own_terminal_write_ends_quietly(aws_settings: Settings, job_id: str) -> None:
+    """The attempt's terminal write drops the owner; a heartbeat already on its way then finds no
+    owner. That is the lease ending, not ownership lost: no warning, the fence closes."""
+    from structlog.testing import capture_logs
+
+    from processor.errors import LeaseEnded
+    from processor.job.state import JobState
+
+    async with ObjectStore(aws_settings) as store:
+        jobs = JobStore(store, aws_settings.output_bucket, aws_settings.stale_after_s)
+        claim = await jobs.claim(job_id, "w1", time.time(), "m1")
+        epoch = claim.status.lease_epoch
+        await jobs.update(job_id, lambda s: s.end(JobState.FAILED, time.time(), error="x"))
+        with pytest.raises(LeaseEnded):
+            await jobs.heartbeat(job_id, "w1", time.time(), epoch=epoch)
+        lease = LeaseKeeper(jobs, aws_settings.model_copy(update={"heartbeat_interval_s": 0.05}), job_id, "w1",
+                            epoch)
+        with capture_logs() as logs:
+            async with lease:
+                for _ in range(100):
+                    if lease.fence.lost:
+                        break
+                    await asyncio.sleep(0.02)
+        assert lease.fence.lost
+        assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
+        # a rival's newer lease is still ownership lost
+        await jobs.update(job_id, lambda s: s.model_copy(update={"lease_epoch": epoch + 1, "owner": "w2"}))
+        with pytest.raises(LostOwnership) as err:
+            await jobs.heartbeat(job_id, "w1", time.time(), epoch=epoch)
+        assert not isinstance(err.value, LeaseEnded)
