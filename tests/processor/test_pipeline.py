@@ -263,7 +263,9 @@ async def test_a_manifest_that_s3_cannot_serve_right_now_never_ends_the_job_with
     """A transient S3 error reading the manifest recorded ``email: none``: nobody was told."""
     from processor.devkit.fault_proxy import Fault, FaultProxy
 
-    _upload_manifest(local_stack, job_settings, job_id, {"version": 1, "email": "gil@example.com"})
+    _upload_manifest(local_stack, job_settings, job_id, {"version": 1, "email": "gil@example.com",
+                                                          "proof": _proof(local_stack, job_settings, job_id,
+                                                                          "gil@example.com")})
     outage = Fault("s3", "server_error", operation="GetObject", rate=1.0,
                    match=lambda r: r.path.endswith("/manifest.json"))
     with FaultProxy(local_stack.endpoint_url, faults=[outage]) as proxy:
@@ -285,7 +287,8 @@ async def test_a_failure_email_that_cannot_go_out_is_retried_for_the_window_then
 
     # Nothing listens there: each send retries its own 6 tries (~6 s), then the window's next try.
     settings = make_job_settings(smtp_port=free_port(), email_retry_window_s=12.0)
-    _upload_manifest(local_stack, settings, job_id, {"version": 1, "email": "hal@example.com"})
+    _upload_manifest(local_stack, settings, job_id, {"version": 1, "email": "hal@example.com",
+                                                      "proof": _proof(local_stack, settings, job_id, "hal@example.com")})
     started = time.monotonic()
     with structlog.testing.capture_logs() as logs:
         await _fail(settings, job_id)
