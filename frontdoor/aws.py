@@ -11,7 +11,6 @@ the front door's own credentials (the Lambda role's), never the worker's.
 from __future__ import annotations
 
 import json
-import smtplib
 import threading
 import time
 from dataclasses import dataclass
@@ -20,12 +19,15 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from processor.job.state import JobStatus
 from processor.links import settled_key
 from processor.manifest import job_prefix, results_prefix, uploads_prefix
+from processor.send_rule import Answer, Reached, SendFailed
 from processor.settings import Settings
+from processor.smtp import send_smtp
 
 KEY_CACHE_S = 300.0
 #: The shortest link key accepted (the HMAC's strength; Terraform checks the same).
@@ -55,6 +57,29 @@ def _missing(exc: ClientError) -> bool:
     return _code(exc) in ("NoSuchKey", "404", "NotFound", "AccessDenied", "403") or _status(exc) in (403, 404)
 
 
+#: Tries of one email (only what certainly did not go out is tried again).
+SEND_TRIES = 3
+_SES_THROTTLING = ("Throttling", "ThrottlingException", "TooManyRequestsException")
+
+
+def ses_seen(exc: BaseException) -> SendFailed:
+    """What a (blocking botocore) SES call's exception says: how far the request got, SES's answer.
+
+    botocore's blocking client raises ``EndpointConnectionError`` only when no connection was
+    made; a reset or timeout after the request went out is another error (``ConnectionClosedError``,
+    ``ReadTimeoutError``): nobody can tell whether SES took the message."""
+    if isinstance(exc, ClientError):
+        status = _status(exc) or 0
+        if _code(exc) in _SES_THROTTLING or status == 429:
+            return SendFailed(Reached.NOTHING, Answer.REFUSED_FOR_NOW, _code(exc) or str(status))
+        if 400 <= status < 500:
+            return SendFailed(Reached.MESSAGE, Answer.REFUSED, _code(exc) or str(status))
+        return SendFailed(Reached.MESSAGE, Answer.NONE, _code(exc) or str(status))
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+        return SendFailed(Reached.NOTHING, Answer.NONE, type(exc).__name__)
+    return SendFailed(Reached.MESSAGE, Answer.NONE, type(exc).__name__)
+
+
 @dataclass(frozen=True)
 class PostPolicy:
     url: str
@@ -78,7 +103,10 @@ class FrontDoorAws:
         plain = {**kwargs, "config": config.merge(Config(signature_version=None))}
         self.secrets = self.session.client("secretsmanager", **plain)
         self.dynamodb = self.session.client("dynamodb", **plain) if settings.frontdoor_ratelimit_table else None
-        self.ses = self.session.client("ses", **plain) if settings.email_backend == "ses" else None
+        # No SDK retries for SES: botocore would retry a reset after SES took the message (a second
+        # code email); send_email retries only what the send rule says certainly did not go out.
+        once = {**kwargs, "config": config.merge(Config(signature_version=None, retries={"total_max_attempts": 1}))}
+        self.ses = self.session.client("ses", **once) if settings.email_backend == "ses" else None
         self._keys: tuple[bytes, ...] = ()
         self._since = 0.0
         self._keys_at = -KEY_CACHE_S
@@ -222,10 +250,21 @@ class FrontDoorAws:
     # --- the code email --------------------------------------------------------------
     def send_email(self, message: EmailMessage) -> None:
         """One message through SES (``ses:SendRawEmail`` as the configured sender) or, locally,
-        the SMTP sink the settings name."""
-        if self.ses is not None:
+        the SMTP sink the settings name, judged by the worker's send rule
+        (:mod:`processor.send_rule`): retried only while it certainly did not go out, and
+        :class:`SendFailed` otherwise (``UNKNOWN``: it may have gone; never sent again)."""
+        for attempt in Retrying(stop=stop_after_attempt(SEND_TRIES), wait=wait_exponential(0.2, max=1.0),
+                                retry=retry_if_exception(lambda e: isinstance(e, SendFailed) and e.retryable),
+                                reraise=True):
+            with attempt:
+                self._send_once(message)
+
+    def _send_once(self, message: EmailMessage) -> None:
+        if self.ses is None:
+            send_smtp(self.settings.smtp_host, self.settings.smtp_port, message, timeout_s=10)
+            return
+        try:
             self.ses.send_raw_email(Source=str(message["From"]), Destinations=[str(message["To"])],
                                     RawMessage={"Data": message.as_bytes()})
-            return
-        with smtplib.SMTP(self.settings.smtp_host, self.settings.smtp_port, timeout=10) as smtp:
-            smtp.send_message(message)
+        except Exception as exc:
+            raise ses_seen(exc) from exc

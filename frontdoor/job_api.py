@@ -37,6 +37,7 @@ from frontdoor.ratelimit import (
 )
 from frontdoor.tickets import make_ticket, open_ticket, ticket_payload
 from processor.links import address_proof, job_token
+from processor.send_rule import SendFailed, Verdict
 from processor.settings import Settings
 
 log = structlog.get_logger("frontdoor")
@@ -107,11 +108,15 @@ class JobApi:
                                 self.settings.frontdoor_proof_ttl_s // 60)
         try:
             self.aws.send_email(message)
-        except Exception as exc:  # noqa: BLE001 - nothing was sent: the counters get their count back
-            self._give_back(taken)
-            log.error("proof_email_failed", job_id=job_id, error=type(exc).__name__)
-            raise HttpError(503, "email_unavailable", "We could not send the code email just now. "
-                                                      "Please try again in a few minutes.") from None
+        except SendFailed as exc:
+            if exc.verdict is not Verdict.UNKNOWN:  # certainly not sent: the counters get their count back
+                self._give_back(taken)
+                log.error("proof_email_failed", job_id=job_id, error=exc.detail)
+                raise HttpError(503, "email_unavailable", "We could not send the code email just now. "
+                                                          "Please try again in a few minutes.") from None
+            # It may have gone (SES took the request, then the answer was lost): the person may
+            # hold a code, so the job is created as if sent; sending again could mail them twice.
+            log.warning("proof_email_unknown", job_id=job_id, error=exc.detail)
         log.info("job_created", job_id=job_id, photos=len(job_request.photos))
         return json_response(201, {"job_id": job_id, "ticket": ticket, "expires_at": expires,
                                    "verify_url": f"{self.public_url(request)}/api/jobs/{job_id}/verify"})

@@ -10,10 +10,7 @@ SMTP relay that answered 250 and then failed the QUIT has sent the message.
 from __future__ import annotations
 
 import asyncio
-import re
-import smtplib
 from email.message import EmailMessage
-from email.utils import getaddresses, parseaddr
 from typing import Protocol
 
 import aioboto3
@@ -33,6 +30,7 @@ from processor.aws.retry import (
 )
 from processor.send_rule import Answer, Reached, SendFailed, Verdict
 from processor.settings import Settings
+from processor.smtp import send_smtp
 
 log = structlog.get_logger(__name__)
 
@@ -97,33 +95,9 @@ class SesSender:
 
 
 # --- SMTP --------------------------------------------------------------------------------
-def _reply(code: int) -> Answer:
-    """An SMTP reply code as an answer: 4xx refuses for now, 5xx for good (RFC 5321 4.2.1)."""
-    if 400 <= code < 500:
-        return Answer.REFUSED_FOR_NOW
-    if 500 <= code < 600:
-        return Answer.REFUSED
-    return Answer.NONE
-
-
-_LEADING_DOT = re.compile(rb"(?m)^\.")
-
-
-def data_payload(message: EmailMessage) -> bytes:
-    """The DATA payload: CRLF lines, leading dots doubled, the final ``.`` line (RFC 5321 4.5.2)."""
-    body = _LEADING_DOT.sub(b"..", message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
-    return body + b".\r\n"
-
-
 class SmtpSender:
-    """Plain SMTP (the local sink, or a relay); blocking smtplib runs in a thread.
-
-    The conversation is driven step by step so every failure is placed: up to the ``354`` that
-    invites the data, nothing was sent; once the data went out, only the reply to its final dot
-    decides, and after a ``250`` nothing that follows (a failed QUIT) unsends it.
-    """
+    """Plain SMTP (the local sink, or a relay): :func:`processor.smtp.send_smtp` in a thread,
+    retried only where the rule says the message certainly did not go out."""
 
     backend = "smtp"
 
@@ -133,52 +107,7 @@ class SmtpSender:
         self._policy = policy
 
     def _send_blocking(self, message: EmailMessage) -> None:
-        sender = parseaddr(str(message["From"]))[1]
-        recipients = [addr for _, addr in getaddresses([str(message["To"])])]
-        try:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
-        except smtplib.SMTPResponseException as exc:
-            raise SendFailed(Reached.NOTHING, _reply(exc.smtp_code), f"greeting {exc.smtp_code}") from exc
-        except (OSError, smtplib.SMTPException) as exc:
-            raise SendFailed(Reached.NOTHING, Answer.NONE, type(exc).__name__) from exc
-        accepted = False
-        try:
-            try:
-                smtp.ehlo_or_helo_if_needed()
-                steps = [("MAIL", lambda: smtp.mail(sender), (250,))]
-                steps += [("RCPT", lambda r=r: smtp.rcpt(r), (250, 251)) for r in recipients]
-                steps += [("DATA", lambda: smtp.docmd("DATA"), (354,))]
-                for verb, step, ok in steps:
-                    code, _ = step()
-                    if code not in ok:
-                        raise SendFailed(Reached.NOTHING, _reply(code), f"{verb} {code}")
-            except smtplib.SMTPResponseException as exc:
-                raise SendFailed(Reached.NOTHING, _reply(exc.smtp_code), f"reply {exc.smtp_code}") from exc
-            except (OSError, smtplib.SMTPException) as exc:
-                raise SendFailed(Reached.NOTHING, Answer.NONE, type(exc).__name__) from exc
-            try:  # from here on the message is out: only the reply to the final dot decides
-                smtp.send(data_payload(message))
-                code, _ = smtp.getreply()
-            except (OSError, smtplib.SMTPException) as exc:
-                raise SendFailed(Reached.MESSAGE, Answer.NONE, type(exc).__name__) from exc
-            if code != 250:
-                raise SendFailed(Reached.MESSAGE, _reply(code), f"end of data {code}")
-            accepted = True
-        finally:
-            self._close(smtp, accepted)
-
-    @staticmethod
-    def _close(smtp: smtplib.SMTP, accepted: bool) -> None:
-        """QUIT politely; its failure changes nothing (after a 250 the message is sent)."""
-        try:
-            if accepted:
-                code, _ = smtp.docmd("QUIT")
-                if code != 221:
-                    log.info("smtp_quit_refused", code=code)
-        except (OSError, smtplib.SMTPException) as exc:
-            log.info("smtp_quit_failed", error=type(exc).__name__)
-        finally:
-            smtp.close()
+        send_smtp(self.host, self.port, message, self.timeout_s)
 
     async def send(self, message: EmailMessage) -> str:
         async for attempt in aws_retrying(self._policy, transient=_retry_only_certain_failures):

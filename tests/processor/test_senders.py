@@ -15,7 +15,8 @@ from processor.devkit.local_stack import LocalStack, free_port
 from processor.devkit.smtp_fault_proxy import SmtpFaultProxy
 from processor.email import build_message, render_email
 from processor.send_rule import SendFailed, Verdict
-from processor.senders import SesSender, SmtpSender, data_payload, make_sender
+from processor.senders import SesSender, SmtpSender, make_sender
+from processor.smtp import data_payload
 from processor.settings import Settings
 from tests.fixtures.smtp_peers import SmtpPeer
 
