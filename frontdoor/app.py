@@ -170,7 +170,8 @@ class FrontDoor(JobApi):
         if token is LinkCheck.EXPIRED or (status is not None and now >= self._results_end(status)):
             raise HttpError(410, "expired", "This status link has expired: the job's results and photos have "
                                             "been deleted as promised.")
-        view = status_view(job_id, status)
+        names = self.aws.photo_names(job_id) if status is not None and status.state is JobState.REJECTED else None
+        view = status_view(job_id, status, names)
         published = (status.result or {}).get("published_at") if status is not None else None
         if status is not None and status.state is JobState.DELIVERED and published:
             expires = int(published) + self.settings.link_ttl_s

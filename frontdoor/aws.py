@@ -22,6 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from processor.job.photo_names import PhotoNames, photo_names_key
 from processor.job.state import JobStatus
 from processor.links import settled_key
 from processor.manifest import job_prefix, results_prefix, uploads_prefix
@@ -185,6 +186,12 @@ class FrontDoorAws:
     def status(self, job_id: str) -> JobStatus | None:
         body = self._get(job_prefix(job_id) + "status.json")
         return JobStatus.from_json(body) if body is not None else None
+
+    def photo_names(self, job_id: str) -> PhotoNames | None:
+        """A rejected job's photo names (``results/<job>/photos.json``), or None once they have
+        expired with the results (or a job that ended before they were kept there)."""
+        body = self._get(photo_names_key(job_id))
+        return PhotoNames.model_validate_json(body) if body is not None else None
 
     def results_doc(self, job_id: str) -> dict[str, Any] | None:
         body = self._get(results_prefix(job_id) + "results.json")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from processor.job.photo_names import PhotoNames, photo_label
 from processor.job.state import JobState, JobStatus
+
+GENERIC_ADVICE = "Replace it with a different, clear photo of just you."
 
 #: (headline, what it means) per state; "queued" is a job whose status.json does not exist yet.
 STATE_TEXT: dict[str, tuple[str, str]] = {
@@ -48,16 +51,29 @@ def progress_fraction(status: JobStatus | None) -> float:
     return round(min(done, 0.99), 3)
 
 
-def rejected_photos(status: JobStatus) -> list[dict[str, str]]:
-    """Each photo the gate refused, with the gate's own advice."""
-    photos = (status.validation or {}).get("photos") or []
-    return [{"file": str(p.get("file", "")), "reason": str(p.get("reason") or "unusable"),
-             "advice": str(p.get("message") or "Replace it with a different, clear photo of just you.")}
-            for p in photos if not p.get("ok")]
+def rejected_photos(status: JobStatus, names: PhotoNames | None = None) -> list[dict[str, Any]]:
+    """Each photo the gate refused, with the gate's own advice.
+
+    status.json names no photo (:func:`processor.job.state.ended_validation`): each is joined by
+    its number to ``names`` (``results/<job>/photos.json``) while the results are kept, and is
+    "photo 3" once they have expired. A record written before names moved out keeps its ``file``.
+    """
+    named = names.by_number() if names is not None else {}
+    rejected = []
+    for i, p in enumerate((status.validation or {}).get("photos") or [], start=1):
+        if not isinstance(p, dict) or p.get("ok"):
+            continue
+        number = p.get("photo") if isinstance(p.get("photo"), int) else i
+        own = named.get(number)
+        file = own.file if own is not None else str(p.get("file") or photo_label(number))
+        advice = (own.message if own is not None else None) or p.get("message") or GENERIC_ADVICE
+        rejected.append({"photo": number, "file": file, "reason": str(p.get("reason") or "unusable"),
+                         "advice": str(advice)})
+    return rejected
 
 
-def status_view(job_id: str, status: JobStatus | None) -> dict[str, Any]:
-    """The JSON the status page polls."""
+def status_view(job_id: str, status: JobStatus | None, names: PhotoNames | None = None) -> dict[str, Any]:
+    """The JSON the status page polls (``names``: a rejected job's photo names, while kept)."""
     state = status.state.value if status is not None else "queued"
     headline, detail = STATE_TEXT[state]
     view: dict[str, Any] = {"job_id": job_id, "state": state, "headline": headline, "detail": detail,
@@ -68,7 +84,7 @@ def status_view(job_id: str, status: JobStatus | None) -> dict[str, Any]:
         view["step"] = {"stage": status.progress.stage, "step": status.progress.step, "total": status.progress.total}
     if status.state is JobState.REJECTED:
         validation = status.validation or {}
-        view["rejected"] = rejected_photos(status)
+        view["rejected"] = rejected_photos(status, names)
         view["usable"], view["required"] = validation.get("usable"), validation.get("required")
         view["problem"] = status.error
     if status.state is JobState.FAILED:

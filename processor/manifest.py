@@ -123,14 +123,16 @@ class Manifest(BaseModel):
     def _plain_file_names(cls, photos: list[str] | None) -> list[str] | None:
         if photos is None:
             return None
-        for name in photos:
+        # A problem names the photo by its place in the list, never by its name: the reason lands
+        # in status.json, kept long after the person's photo names must be gone (photo_names.py).
+        for place, name in enumerate(photos, start=1):
             if not name or len(name) > 255:
                 raise ValueError("each photo must be a file name of 1-255 characters")
             if has_control_characters(name):
-                raise ValueError(f"photo {name!r} must not contain line breaks, tabs or other "
+                raise ValueError(f"photo {place} of the list must not contain line breaks, tabs or other "
                                  "control characters")
             if "/" in name or "\\" in name or name in (".", "..") or name == MANIFEST_NAME:
-                raise ValueError(f"photo {name!r} must be a plain file name, not a path")
+                raise ValueError(f"photo {place} of the list must be a plain file name, not a path")
         if len(set(photos)) != len(photos):
             raise ValueError("photo names must be unique")
         return photos

@@ -23,6 +23,7 @@ from processor.dispatch import overdue_reason
 from processor.errors import LostOwnership, ManifestError
 from processor.failpoints import Failpoints
 from processor.job.attempt import Attempt, JobResult, JobRun
+from processor.job.photo_names import photo_names, photo_names_key
 from processor.job.stage import Stage, drive, enter
 from processor.job.state import TERMINAL, EmailState, JobState, email_missing
 from processor.job.steps import (
@@ -240,7 +241,9 @@ class Pipeline:
                    validation: ValidationSummary | None = None, result: dict[str, Any] | None = None,
                    email_to: str | None = None, kind: str | None = None, details: dict[str, Any] | None = None,
                    email: EmailState | None = None, best_effort_email: bool = False) -> None:
-        """Terminal state: one email (send-once, fenced), the status, then the person's data goes.
+        """Terminal state: one email (send-once, fenced), a rejected job's photo names beside its
+        results (``results/<job>/photos.json``, which expires with them: status.json keeps none),
+        the status, then the person's data goes.
 
         ``best_effort_email``: the job ends whatever happens to its email (the failure path): an
         email that certainly cannot go out is retried for ``email_retry_window_s``, then the
@@ -258,6 +261,10 @@ class Pipeline:
             email = EmailState.FAILED
         now = clock.now()
         public_validation = validation.public_dict() if validation is not None else None
+        if state is JobState.REJECTED and public_validation is not None:  # the names go with the results
+            await self.store.put_bytes(self.settings.output_bucket, photo_names_key(job.job_id),
+                                       photo_names(public_validation).to_json(), content_type="application/json",
+                                       guard=job.fence)
         await job.status.update(lambda s: s.end(state, now, error=error, validation=public_validation,
                                                 result=result, email=email))
         if email_missing(email):

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from processor.errors import InvalidTransition
+from processor.job.photo_names import anonymous_photos
 
 
 class JobState(StrEnum):
@@ -54,19 +55,23 @@ def email_missing(state: EmailState | str | None) -> bool:
     return state is not None and EmailState(state) in MISSING_EMAIL
 
 
-#: What status.json keeps of each photo's verdict once the job has ended: what the status page
-#: shows (the rejected page's photo names and reasons), not the face boxes and measures
-#: (distances, sharpness, ...) the running job records for debugging.
-KEPT_PHOTO_FIELDS = ("file", "ok", "reason", "message")
+#: What status.json keeps of an ended job's verdict besides each photo's (see
+#: :func:`ended_validation`): the counts and the set's problem, no list of accepted files.
+KEPT_VALIDATION_FIELDS = ("accepted", "usable", "required", "problem")
 
 
 def ended_validation(validation: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``validation`` as an ended job keeps it (see :data:`KEPT_PHOTO_FIELDS`)."""
+    """``validation`` as an ended job keeps it: what the status page shows and needs no name.
+
+    Per photo its number in the job's list, ok, reason code and a message that quotes no photo
+    (:func:`processor.job.photo_names.anonymous_photos`): never its file name (a rejected job's
+    names live in ``results/<job>/photos.json`` and expire with the results), nor the face boxes
+    and measures (distances, sharpness, ...) the running job records. Idempotent.
+    """
     if validation is None:
         return None
-    photos = [{k: p[k] for k in KEPT_PHOTO_FIELDS if k in p} for p in validation.get("photos") or []
-              if isinstance(p, dict)]
-    return {**validation, "photos": photos}
+    kept = {k: validation[k] for k in KEPT_VALIDATION_FIELDS if k in validation}
+    return {**kept, "photos": anonymous_photos(validation)}
 
 
 #: Forward moves. Any non-terminal state may also fail, and may be re-entered (a resumed attempt).

@@ -1,5 +1,5 @@
 """Helpers of the front-door tests: a tiny HTTP client (no redirects followed, errors as
-answers) and a delivered job as the worker leaves it in the output bucket."""
+answers) and a delivered or rejected job as the worker leaves it in the output bucket."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from processor.devkit.local_stack import LocalStack
+from processor.job.photo_names import photo_names, photo_names_key
 from processor.job.state import JobState, JobStatus
 from processor.settings import Settings
 
@@ -101,6 +102,24 @@ def deliver(stack: LocalStack, settings: Settings, job_id: str, n: int = 3, publ
                                                          "summary": {}, "published_at": published})
     s3.put_object(Bucket=settings.output_bucket, Key=f"jobs/{job_id}/status.json", Body=status.to_json())
     return published
+
+
+def reject(stack: LocalStack, settings: Settings, job_id: str, names: tuple[str, ...]) -> None:
+    """What the worker leaves for a rejected job (the worker's own functions build both records):
+    status.json, which names no photo, and the names beside the results (``photos.json``).
+    Every photo is refused; the last as a duplicate of the first."""
+    photos: list[dict[str, Any]] = [{"file": n, "ok": False, "reason": "blurry", "message": "Your face is blurry."}
+                                    for n in names[:-1]]
+    photos.append({"file": names[-1], "ok": False, "reason": "duplicate", "duplicate_of": names[0],
+                   "message": f"This is the same shot as {names[0]}."})
+    running = {"accepted": False, "usable": 0, "required": 10, "problem": "We need at least 10 good photos.",
+               "photos": photos}
+    now = time.time()
+    status = JobStatus.new(job_id, now).transition(JobState.VALIDATING, now).end(
+        JobState.REJECTED, now, error=running["problem"], validation=running)
+    s3 = stack.client("s3", settings)
+    s3.put_object(Bucket=settings.output_bucket, Key=photo_names_key(job_id), Body=photo_names(running).to_json())
+    s3.put_object(Bucket=settings.output_bucket, Key=f"jobs/{job_id}/status.json", Body=status.to_json())
 
 
 # --- the code email (the proof step) ------------------------------------------------------

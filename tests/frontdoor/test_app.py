@@ -24,6 +24,7 @@ from processor.job.feedback import Rating
 from processor.links import LinkSigner, check_address_proof, job_token
 from processor.manifest import parse_manifest
 from processor.settings import Settings
+from tests.fixtures.jobs import HOSTILE_PHOTO_NAMES
 from tests.frontdoor.client import (
     call,
     create,
@@ -34,6 +35,7 @@ from tests.frontdoor.client import (
     post_form_upload,
     post_json,
     proof_emails,
+    reject,
     start,
     upload_all,
     verify,
@@ -223,6 +225,28 @@ def test_the_status_needs_the_jobs_token(local_stack: LocalStack, aws_settings: 
     assert call(view["gallery_url"]).status == 200
     page = call(f"{aws_settings.frontdoor_url}/s/{job['job_id']}")
     assert page.status == 200 and job["token"] not in page.text and "status.js" in page.text
+
+
+def test_a_rejected_jobs_page_names_its_photos_while_the_results_are_kept_then_numbers_them(
+        local_stack: LocalStack, aws_settings: Settings) -> None:
+    """status.json names no photo; the names live in results/<job>/photos.json, which expires with
+    the results. Once it has gone (a 403 to the front door's role on AWS), the page says "photo 1"."""
+    job = open_job(local_stack, aws_settings)
+    names = (HOSTILE_PHOTO_NAMES[0], "anna-smith-wedding.jpg", HOSTILE_PHOTO_NAMES[-3])
+    reject(local_stack, aws_settings, job["job_id"], names)
+    url = f"{aws_settings.frontdoor_url}/api/jobs/{job['job_id']}/status"
+    view = call(url, headers={"Authorization": f"Bearer {job['token']}"}).json()
+    assert view["state"] == "rejected" and [p["file"] for p in view["rejected"]] == list(names)
+    assert view["rejected"][2]["advice"] == f"This is the same shot as {names[0]}."
+    local_stack.client("s3", aws_settings).delete_object(Bucket=aws_settings.output_bucket,
+                                                          Key=f"results/{job['job_id']}/photos.json")
+    answer = call(url, headers={"Authorization": f"Bearer {job['token']}"})
+    assert answer.status == 200, answer.text
+    view = answer.json()
+    assert [(p["photo"], p["file"], p["reason"]) for p in view["rejected"]] == [
+        (1, "photo 1", "blurry"), (2, "photo 2", "blurry"), (3, "photo 3", "duplicate")]
+    assert view["rejected"][2]["advice"] == "This is the same shot as photo 1."
+    assert not any(name in json.dumps(view, ensure_ascii=False) for name in names)
 
 
 # --- downloads -----------------------------------------------------------------------------

@@ -290,5 +290,5 @@ def test_status_view_shows_progress_and_rejected_photos_but_nothing_internal() -
     rejected = JobStatus.new("j", now).transition(JobState.VALIDATING, now).end(
         JobState.REJECTED, now, error="Only 3 usable photos.", validation=validation)
     view = status_view("j", rejected)
-    assert view["rejected"] == [{"file": "b.jpg", "reason": "blurry", "advice": "Use a sharper photo."}]
+    assert view["rejected"] == [{"photo": 2, "file": "photo 2", "reason": "blurry", "advice": "Use a sharper photo."}]
     assert view["usable"] == 3 and view["terminal"] and "sharpness" not in json.dumps(view)

@@ -77,6 +77,14 @@ def test_manifest_rejects_bad_fields_with_a_reason_naming_them(doc: dict, fragme
     assert fragment in info.value.reason
 
 
+@pytest.mark.parametrize("bad", ["anna-smith/wedding.jpg", "anna-smith\nwedding.jpg"])
+def test_a_bad_photo_name_is_named_by_its_place_in_the_list_not_by_the_name(bad: str) -> None:
+    """The reason lands in a failed job's status.json, kept 90 days: no photo name in it."""
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(json.dumps({"version": 1, "email": "a@b.co", "photos": ["ok.jpg", bad]}))
+    assert "photo 2 of the list" in info.value.reason and "anna-smith" not in info.value.reason
+
+
 def test_manifest_error_keeps_a_readable_email_so_the_user_can_be_told() -> None:
     with pytest.raises(ManifestError) as info:
         parse_manifest('{"version": 1, "email": "ada@example.com", "photos": ["a/b.jpg"]}')

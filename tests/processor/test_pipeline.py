@@ -21,6 +21,7 @@ from processor.job.store import JobStore
 from processor.links import address_proof
 from processor.pipeline import Pipeline
 from processor.settings import Settings
+from tests.fixtures.jobs import HOSTILE_PHOTO_NAMES
 from tests.integration.harness import (
     emails_for,
     job_status,
@@ -298,6 +299,68 @@ async def test_a_failure_email_that_cannot_go_out_is_retried_for_the_window_then
     assert events.count("email_missing") == 1 and "email_retry_scheduled" in events
     assert time.monotonic() - started <= 12 + 15  # bounded: the window, plus at most one more try
     assert keys(local_stack, settings.input_bucket, f"uploads/{job_id}/", settings) == []
+
+
+# --- issue 21: a rejected job's photo names are kept only as long as its results -------------
+def _names_in(doc: object) -> set[str]:
+    """Every photo name of HOSTILE_PHOTO_NAMES that any string (key or value) in ``doc`` holds."""
+    text = json.dumps(doc, ensure_ascii=False)
+    return {n for n in HOSTILE_PHOTO_NAMES if n in text}
+
+
+async def test_a_rejected_jobs_status_names_no_photo_and_its_names_go_beside_the_results(
+        job_settings: Settings, local_stack: LocalStack, job_photos: Path, job_id: str) -> None:
+    """Photo names are the person's data: status.json outlives the results (90 days against 7),
+    so at the job's end the names move to results/<job>/photos.json, under the results' lifecycle."""
+    s3 = local_stack.client("s3", job_settings)
+    good = sorted(job_photos.glob("*.jpg"))
+    names = sorted(HOSTILE_PHOTO_NAMES)
+    bodies = {names[0]: good[0].read_bytes(), names[1]: good[0].read_bytes(),  # the same shot twice
+              names[2]: good[1].read_bytes(), **{n: b"not a photo" for n in names[3:]}}
+    for name, body in bodies.items():
+        s3.put_object(Bucket=job_settings.input_bucket, Key=f"uploads/{job_id}/{name}", Body=body)
+    _upload_manifest(local_stack, job_settings, job_id, {"version": 1, "email": "kim@example.com",
+                                                          "proof": _proof(local_stack, job_settings, job_id,
+                                                                          "kim@example.com")})
+    assert await _attempt(job_settings, job_id, "w1") is JobResult.TERMINAL
+    status = job_status(local_stack, job_settings, job_id)
+    assert status is not None and status["state"] == "rejected" and status["email"] == "sent"
+    assert _names_in(status) == set()
+    kept = json.loads(s3.get_object(Bucket=job_settings.output_bucket, Key=f"results/{job_id}/photos.json")["Body"].read())
+    assert {p["file"] for p in kept["photos"]} == set(names)
+    by_number = {p["photo"]: p for p in kept["photos"]}
+    [twin] = [p for p in status["validation"]["photos"] if p["reason"] == "duplicate"]
+    other = next(n for n in names[:2] if n != by_number[twin["photo"]]["file"])
+    assert by_number[twin["photo"]]["message"].count(other) == 1  # the page names the other photo...
+    assert f"photo {names.index(other) + 1}" in twin["message"]    # ...and status.json numbers it
+    [mail] = emails_for(local_stack.outbox, job_id)  # the person's email still lists what to replace
+    assert "unreadable" in text_body(mail).lower() or "could not open" in text_body(mail).lower()
+
+
+async def test_a_job_failed_after_validation_keeps_no_photo_name_and_writes_no_names_record(
+        job_settings: Settings, local_stack: LocalStack, job_id: str) -> None:
+    """The sweeper's and the over-budget path end a job from its running status.json, which
+    names every photo: the terminal write drops the names there too."""
+    from processor.job.state import JobState
+
+    _upload_manifest(local_stack, job_settings, job_id, {"version": 1, "email": "lee@example.com",
+                                                          "proof": _proof(local_stack, job_settings, job_id,
+                                                                          "lee@example.com")})
+    running = {"accepted": True, "usable": 10, "required": 10, "problem": None, "photos": [
+        {"file": n, "ok": True, "reason": None, "message": "Good photo.", "box": [1, 2, 3, 4],
+         "identity_distance": 0.3} for n in HOSTILE_PHOTO_NAMES]}
+    async with ObjectStore(job_settings) as store:
+        jobs = JobStore(store, job_settings.output_bucket, job_settings.stale_after_s)
+        await jobs.claim(job_id, "w1", time.time())
+        await jobs.update(job_id, lambda s: s.transition(JobState.VALIDATING, time.time())
+                          .model_copy(update={"validation": running}).transition(JobState.TRAINING, time.time()))
+        await jobs.release(job_id, "w1", time.time(), crashed=True)
+    assert _names_in(job_status(local_stack, job_settings, job_id)) == set(HOSTILE_PHOTO_NAMES)
+    await _fail(job_settings, job_id)
+    status = job_status(local_stack, job_settings, job_id)
+    assert status is not None and status["state"] == "failed" and status["validation"]["usable"] == 10
+    assert _names_in(status) == set() and len(status["validation"]["photos"]) == len(HOSTILE_PHOTO_NAMES)
+    assert keys(local_stack, job_settings.output_bucket, f"results/{job_id}/", job_settings) == []
 
 
 async def test_a_changed_training_config_restarts_training_from_the_prepared_data_with_a_reason(

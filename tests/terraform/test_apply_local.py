@@ -22,6 +22,8 @@ import pytest
 from processor.devkit.fault_proxy import FaultProxy
 from processor.devkit.iam_ledger import Call, check
 from processor.devkit.local_stack import LocalStack
+from processor.job.photo_names import photo_names_key
+from processor.manifest import job_prefix, results_prefix
 from processor.settings import Settings
 from processor.worker import serve
 from tests.integration.harness import job_status, keys, queue_counts, submit
@@ -108,6 +110,23 @@ def test_applied_buckets_block_public_access_and_encrypt_with_the_key(
     rules = s3.get_bucket_lifecycle_configuration(Bucket=outputs["HEADSHOTS_INPUT_BUCKET"]["value"])["Rules"]
     expiry = {r["Filter"].get("Prefix"): r["Expiration"]["Days"] for r in rules if "Expiration" in r}
     assert expiry == {"uploads/": 5}
+
+
+def test_a_rejected_jobs_photo_names_expire_with_its_results_not_with_its_status(
+        applied: tuple[Terraform, dict[str, Any]], local_stack: LocalStack) -> None:
+    """Photo names are the person's data: the applied lifecycle expires results/<job>/photos.json
+    after results_retention_days (14 here), as the results; status.json, which names no photo,
+    is kept longer (it must outlive the dead-letter queue)."""
+    _, outputs = applied
+    rules = local_stack.client("s3").get_bucket_lifecycle_configuration(
+        Bucket=outputs["HEADSHOTS_OUTPUT_BUCKET"]["value"])["Rules"]
+
+    def expiry(key: str) -> list[int]:
+        return [r["Expiration"]["Days"] for r in rules if r["Status"] == "Enabled" and "Expiration" in r
+                and key.startswith(r.get("Filter", {}).get("Prefix", r.get("Prefix", "")))]
+
+    assert expiry(photo_names_key("j-1")) == expiry(results_prefix("j-1") + "results.json") == [14]
+    assert expiry(job_prefix("j-1") + "status.json") and min(expiry(job_prefix("j-1") + "status.json")) > 14
 
 
 async def test_uploaded_folder_queues_a_job_that_a_worker_configured_from_outputs_delivers(

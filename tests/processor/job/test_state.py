@@ -13,6 +13,7 @@ from processor.job.state import (
     ProgressInfo,
     can_transition,
     email_missing,
+    ended_validation,
 )
 
 S = JobState
@@ -135,7 +136,7 @@ def test_end_refuses_a_state_that_is_not_terminal() -> None:
         _delivering().end(S.GENERATING, now=9.0)
 
 
-def test_an_ended_job_keeps_photo_names_and_reasons_but_no_face_boxes_or_measures() -> None:
+def test_an_ended_job_keeps_photo_numbers_and_reasons_but_no_names_face_boxes_or_measures() -> None:
     running = {"accepted": True, "usable": 10, "required": 10, "problem": None, "photos": [
         {"file": "a.jpg", "ok": True, "reason": None, "message": "", "box": [1, 2, 30, 40],
          "identity_distance": 0.31, "sharpness": 80.0, "pose_yaw": 5.0},
@@ -147,6 +148,7 @@ def test_an_ended_job_keeps_photo_names_and_reasons_but_no_face_boxes_or_measure
     for ended in (delivered, s.end(JobState.REJECTED, 3.0, validation=running)):
         kept = JobStatus.from_json(ended.to_json()).validation
         assert kept is not None and kept["usable"] == 10
-        assert kept["photos"] == [{"file": "a.jpg", "ok": True, "reason": None, "message": ""},
-                                  {"file": "b.jpg", "ok": False, "reason": "blurry", "message": "Use a sharper photo."}]
+        assert kept["photos"] == [{"photo": 1, "ok": True, "reason": None, "message": ""},
+                                  {"photo": 2, "ok": False, "reason": "blurry", "message": "Use a sharper photo."}]
+        assert ended_validation(kept) == kept  # idempotent: a repeated end changes nothing
     assert JobStatus.from_json(delivered.to_json()).email == "withheld"
