@@ -99,7 +99,8 @@ def checkpoint_every(settings: Settings) -> int:
     return max(2, steps // 10)
 
 
-def generate_config(settings: Settings) -> GenerateConfig:
+def generate_config(settings: Settings, job_id: str) -> GenerateConfig:
+    """``job_id`` seeds the job's own noise (resumes and the extra round draw from it too)."""
     from handlers.generate.config import GenerateConfig
 
     return GenerateConfig(
@@ -108,7 +109,7 @@ def generate_config(settings: Settings) -> GenerateConfig:
         batch_size=settings.generation_batch_size, seed=settings.seed,
         max_regenerations=settings.max_regenerations, sampler=settings.sampler,
         overlap_scoring=settings.overlap_scoring, compile_unet=settings.compile_unet,
-        formats=tuple(settings.formats),
+        formats=tuple(settings.formats), job_id=job_id,
     )
 
 
@@ -241,7 +242,7 @@ def reference_embeddings(photos: Sequence[Path], faces: FaceModels) -> Any:
     return np.stack(refs)
 
 
-def run_generate(weights_dir: Path, identifier: str, references: Any, out_dir: Path,
+def run_generate(job_id: str, weights_dir: Path, identifier: str, references: Any, out_dir: Path,
                  settings: Settings, faces: FaceModels, progress: ProgressFn | None,
                  should_stop: StopFn | None, on_image: Callable[[ImageRecord], None],
                  done: Sequence[ImageRecord]) -> SelectionResult:
@@ -256,7 +257,7 @@ def run_generate(weights_dir: Path, identifier: str, references: Any, out_dir: P
     pipe = load_trained_pipeline(settings.base_model, weights_dir, device, dtype)
     pipe.set_progress_bar_config(disable=True)
     return generate_and_select(pipe, load_prompt_set(), identifier, references, out_dir,
-                               generate_config(settings), select_config(settings),
+                               generate_config(settings, job_id), select_config(settings),
                                faces.analyzer(), progress=progress, should_stop=should_stop,
                                on_image=on_image, done=list(done))
 

@@ -187,7 +187,7 @@ async def _generate(env: Env, job: Attempt, inputs: GenerateInputs) -> Selection
 
     def generate(settings: Settings, done: list[stages.ImageRecord]) -> Awaitable[SelectionResult]:
         return asyncio.to_thread(
-            stages.run_generate, inputs.weights_dir, inputs.identifier, references, image_dir, settings,
+            stages.run_generate, job.job_id, inputs.weights_dir, inputs.identifier, references, image_dir, settings,
             env.faces, job.status.progress_fn("generate"), job.run.should_stop, on_image, done)
 
     selection = await generate(env.settings, finished)
