@@ -73,10 +73,12 @@ def validate_config(settings: Settings) -> ValidateConfig:
     return ValidateConfig(face=face_model_config(settings))
 
 
-def prepare_config(settings: Settings, identifier: str) -> PrepareConfig:
-    from handlers.prepare import PrepareConfig
+def prepare_config(settings: Settings, identifier: str, subject: str | None = None) -> PrepareConfig:
+    """``subject``: the manifest's "man" / "woman", or None ("person")."""
+    from handlers.prepare import SUBJECT_CLASSES, PrepareConfig
 
-    return PrepareConfig(identifier=identifier, resolution=settings.resolution, seed=settings.seed)
+    return PrepareConfig(identifier=identifier, resolution=settings.resolution, seed=settings.seed,
+                         class_noun=SUBJECT_CLASSES[subject], mirror=settings.mirror_photos)
 
 
 def train_config(settings: Settings) -> TrainConfig:
@@ -88,7 +90,12 @@ def train_config(settings: Settings) -> TrainConfig:
         prior_loss_weight=settings.prior_loss_weight, num_class_images=settings.num_class_images,
         resolution=settings.resolution, mixed_precision=settings.mixed_precision,
         device=settings.device, seed=settings.seed, train_text_encoder=settings.train_text_encoder,
-        checkpoint_every=checkpoint_every(settings),
+        checkpoint_every=checkpoint_every(settings), batch_size=settings.train_batch_size,
+        instance_samples_per_photo=settings.train_instance_samples_per_photo,
+        min_instance_samples=settings.train_min_instance_samples,
+        max_instance_samples=settings.train_max_instance_samples,
+        noise_offset=settings.noise_offset, snr_gamma=settings.snr_gamma or None,
+        text_encoder_lr=settings.text_encoder_lr,
     )
 
 
@@ -282,9 +289,11 @@ def run_deliver(selection: SelectionResult, out_dir: Path, encoded_dir: Path) ->
 
 
 def run_settings(settings: Settings) -> dict[str, Any]:
-    """What results.json records of the settings a job ran with (the metrics' breakdown)."""
+    """What results.json records of the settings a job ran with (the metrics' breakdown), and
+    the training recipe's values (docs/recipe.md)."""
     return {"model": settings.base_model, "train_method": settings.train_method,
-            "train_steps": settings.train_steps}
+            "train_steps": settings.train_steps,
+            "recipe": {**train_config(settings).recipe(), "mirror_photos": settings.mirror_photos}}
 
 
 def email_preview(sheet_jpeg: bytes, count: int) -> bytes:
