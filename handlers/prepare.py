@@ -30,12 +30,11 @@ import numpy as np
 from PIL import Image
 
 from handlers.images import load_image
+from handlers.subject import CLASS_WORDS
 
 Box = tuple[int, int, int, int]  # x, y, w, h in the EXIF-rotated photo's pixels
 CropBox = tuple[float, float, float, float]  # x, y, w, h of a training crop, same pixels
 DATASET_FILE = "dataset.json"
-#: The person's class word by manifest ``subject`` (unset: "person").
-SUBJECT_CLASSES: dict[str | None, str] = {None: "person", "man": "man", "woman": "woman"}
 
 
 @dataclass(frozen=True)
@@ -95,8 +94,8 @@ class PrepareConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.class_noun not in SUBJECT_CLASSES.values():
-            raise ValueError(f"class_noun must be one of {sorted(set(SUBJECT_CLASSES.values()))}")
+        if self.class_noun not in CLASS_WORDS:
+            raise ValueError(f"class_noun must be one of {CLASS_WORDS}")
         if not self.framings:
             raise ValueError("at least one framing")
 

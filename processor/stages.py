@@ -75,10 +75,11 @@ def validate_config(settings: Settings) -> ValidateConfig:
 
 def prepare_config(settings: Settings, identifier: str, subject: str | None = None) -> PrepareConfig:
     """``subject``: the manifest's "man" / "woman", or None ("person")."""
-    from handlers.prepare import SUBJECT_CLASSES, PrepareConfig
+    from handlers.prepare import PrepareConfig
+    from handlers.subject import class_word
 
     return PrepareConfig(identifier=identifier, resolution=settings.resolution, seed=settings.seed,
-                         class_noun=SUBJECT_CLASSES[subject], mirror=settings.mirror_photos)
+                         class_noun=class_word(subject), mirror=settings.mirror_photos)
 
 
 def train_config(settings: Settings) -> TrainConfig:
@@ -192,10 +193,11 @@ def choose_job_identifier(base_model: str) -> str:
 
 
 def run_prepare(photos: Sequence[Path], boxes: Sequence[tuple[int, int, int, int]], out_dir: Path,
-                settings: Settings, identifier: str) -> PreparedDataset:
+                settings: Settings, identifier: str, subject: str | None = None) -> PreparedDataset:
     from handlers.prepare import prepare_instance_images
 
-    return prepare_instance_images(list(photos), list(boxes), out_dir, prepare_config(settings, identifier))
+    return prepare_instance_images(list(photos), list(boxes), out_dir,
+                                   prepare_config(settings, identifier, subject))
 
 
 def class_images_key(settings: Settings, class_prompt: str) -> str:
@@ -252,7 +254,9 @@ def reference_embeddings(photos: Sequence[Path], faces: FaceModels) -> Any:
 def run_generate(job_id: str, weights_dir: Path, identifier: str, references: Any, out_dir: Path,
                  settings: Settings, faces: FaceModels, progress: ProgressFn | None,
                  should_stop: StopFn | None, on_image: Callable[[ImageRecord], None],
-                 done: Sequence[ImageRecord]) -> SelectionResult:
+                 done: Sequence[ImageRecord], subject: str | None = None) -> SelectionResult:
+    """``subject``: the manifest's class ("man" / "woman" / None), which the prompts' class and
+    attire follow."""
     from handlers.generate.loop import generate_and_select
     from handlers.generate.prompts import load_prompt_set
     from handlers.sdxl.loading import torch_dtype
@@ -263,7 +267,7 @@ def run_generate(job_id: str, weights_dir: Path, identifier: str, references: An
     dtype = torch_dtype(resolve_precision(device, settings.mixed_precision))
     pipe = load_trained_pipeline(settings.base_model, weights_dir, device, dtype)
     pipe.set_progress_bar_config(disable=True)
-    return generate_and_select(pipe, load_prompt_set(), identifier, references, out_dir,
+    return generate_and_select(pipe, load_prompt_set().for_subject(subject), identifier, references, out_dir,
                                generate_config(settings, job_id), select_config(settings),
                                faces.analyzer(), progress=progress, should_stop=should_stop,
                                on_image=on_image, done=list(done))
