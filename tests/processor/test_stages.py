@@ -155,3 +155,26 @@ def test_the_face_settings_name_the_analyzers_paths_and_refuse_the_old_deepface_
     assert face_model_config(Settings()).detector == "hog+cnn"
     with pytest.raises(pydantic.ValidationError):
         Settings(face_detector="opencv")
+
+
+def test_the_manifests_subject_names_the_class_of_captions_prior_and_its_cache_key() -> None:
+    """Issue 22: the class was always "person"; a manifest's "man" / "woman" now trains as that class."""
+    from processor.stages import class_images_key, prepare_config
+
+    s = Settings()
+    woman, unset = prepare_config(s, "sks", "woman"), prepare_config(s, "sks", None)
+    assert (woman.class_prompt, woman.caption("close-up")) == ("a photo of a woman", "a close-up photo of sks woman")
+    assert unset.class_prompt == "a photo of a person" and not woman.mirror
+    assert class_images_key(s, woman.class_prompt) != class_images_key(s, unset.class_prompt)
+    with pytest.raises(ValueError, match="man"):
+        prepare_config(s, "sks", "robot")
+
+
+def test_results_record_the_recipe() -> None:
+    from processor.stages import run_settings
+
+    recipe = run_settings(Settings())["recipe"]
+    assert (recipe["noise_offset"], recipe["snr_gamma"], recipe["batch_size"]) == (0.0357, 5.0, 4)
+    assert recipe["instance_samples"] == {"per_photo": 200, "min": 2000, "max": 4000}
+    assert recipe["text_encoder_lr"] is None and recipe["mirror_photos"] is False
+    assert run_settings(Settings(train_text_encoder=True))["recipe"]["text_encoder_lr"] == 5e-6
