@@ -187,7 +187,7 @@ def test_each_schema_problem_is_listed_separately_in_plain_words() -> None:
                                    "phots": ["a.jpg"]}))
     assert info.value.problems == (
         "name: String should have at least 1 character",
-        "phots: is not a manifest field (allowed: version, email, name, photos, proof, formats)")
+        "phots: is not a manifest field (allowed: version, email, name, photos, proof, formats, subject)")
     assert info.value.reason == "; ".join(info.value.problems)
 
 
