@@ -32,7 +32,7 @@ TYPE_NAMES = "a JPEG, PNG, WebP or HEIC image"
 #: request through the signed tickets into the manifest exactly as the worker's own schema
 #: (:class:`processor.manifest.Manifest`) validated it; no other manifest field can come from a
 #: client. A new choice is one more name here (and its control on the page).
-CHOICES: tuple[str, ...] = ("formats",)
+CHOICES: tuple[str, ...] = ("formats", "subject")
 
 
 @dataclass(frozen=True)

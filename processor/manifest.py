@@ -75,6 +75,10 @@ def results_prefix(job_id: str) -> str:
     return f"results/{validate_job_id(job_id)}/"
 
 
+#: The manifest's ``subject`` values (handlers.subject.SUBJECT_CLASSES without the unset one).
+SUBJECTS: tuple[str, ...] = ("man", "woman")
+
+
 class Manifest(BaseModel):
     """``manifest.json``: who to email and, optionally, which uploaded files are the photos and
     which delivery formats the job wants (``formats``: ``["square", "portrait"]`` adds 4:5
@@ -93,6 +97,9 @@ class Manifest(BaseModel):
     #: valid one the worker runs the job but emails nobody (status ``email: withheld``).
     proof: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{43}$")
     formats: list[DeliveryFormat] | None = None
+    #: The person's class: "man" or "woman"; absent or null: "person" (captions, the class
+    #: prior, the prompts' attire; handlers/subject.py).
+    subject: str | None = None
 
     @field_validator("email", "name", mode="before")
     @classmethod
@@ -112,6 +119,13 @@ class Manifest(BaseModel):
         if name is not None and has_control_characters(name):
             raise ValueError("must not contain line breaks, tabs or other control characters")
         return name
+
+    @field_validator("subject")
+    @classmethod
+    def _known_subject(cls, subject: str | None) -> str | None:
+        if subject is not None and subject not in SUBJECTS:
+            raise ValueError('must be "man" or "woman" (leave it out for "person")')
+        return subject
 
     @field_validator("formats")
     @classmethod

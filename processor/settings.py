@@ -97,6 +97,19 @@ class Settings(BaseSettings):
     prior_loss_weight: float = Field(1.0, ge=0, description="beta: weight of the class-prior term")
     instance_loss_weight: float = Field(1.0, gt=0, description="alpha: weight of the reconstruction term")
     num_class_images: int = Field(100, ge=1, le=2000)
+    # --- the training recipe (docs/recipe.md names the source of each default) ----------
+    train_batch_size: int = Field(4, ge=1, le=64, description="instance images per training step (plus as many "
+                                                               "class images): the published recipes' 4")
+    train_instance_samples_per_photo: int = Field(200, ge=1, le=10000,
+                                                  description="the step rule: instance images seen per usable "
+                                                              "photo, clamped to the two settings below")
+    train_min_instance_samples: int = Field(2000, ge=1, le=100000, description="the published recipes' floor")
+    train_max_instance_samples: int = Field(4000, ge=1, le=100000, description="the published recipes' ceiling")
+    noise_offset: float = Field(0.0357, ge=0, le=1, description="offset noise scale (0: off)")
+    snr_gamma: float = Field(5.0, ge=0, le=100, description="min-SNR loss weighting gamma (0: off)")
+    text_encoder_lr: float = Field(5e-6, gt=0, le=1e-3,
+                                   description="learning rate of the text encoders' own group (train_text_encoder)")
+    mirror_photos: bool = Field(False, description="mirror every other augmented copy (off: faces are not symmetric)")
     class_cache_dir: Path = Field(Path(".cache/class-images"),
                                   description="local cache of class-prior images, keyed by model and prompt")
     resolution: int = Field(1024, ge=64, le=2048, multiple_of=8)
@@ -240,6 +253,8 @@ class Settings(BaseSettings):
     def _cross_checks(self) -> "Settings":
         if self.input_bucket == self.output_bucket:
             raise ValueError("input_bucket and output_bucket must differ")
+        if self.train_min_instance_samples > self.train_max_instance_samples:
+            raise ValueError("train_min_instance_samples must not exceed train_max_instance_samples")
         problems = lease_problems(self.visibility_timeout_s, self.heartbeat_interval_s,
                                   self.owner_stale_after_s, self.max_job_duration_s)
         if problems:

@@ -73,10 +73,13 @@ def validate_config(settings: Settings) -> ValidateConfig:
     return ValidateConfig(face=face_model_config(settings))
 
 
-def prepare_config(settings: Settings, identifier: str) -> PrepareConfig:
+def prepare_config(settings: Settings, identifier: str, subject: str | None = None) -> PrepareConfig:
+    """``subject``: the manifest's "man" / "woman", or None ("person")."""
     from handlers.prepare import PrepareConfig
+    from handlers.subject import class_word
 
-    return PrepareConfig(identifier=identifier, resolution=settings.resolution, seed=settings.seed)
+    return PrepareConfig(identifier=identifier, resolution=settings.resolution, seed=settings.seed,
+                         class_noun=class_word(subject), mirror=settings.mirror_photos)
 
 
 def train_config(settings: Settings) -> TrainConfig:
@@ -88,7 +91,12 @@ def train_config(settings: Settings) -> TrainConfig:
         prior_loss_weight=settings.prior_loss_weight, num_class_images=settings.num_class_images,
         resolution=settings.resolution, mixed_precision=settings.mixed_precision,
         device=settings.device, seed=settings.seed, train_text_encoder=settings.train_text_encoder,
-        checkpoint_every=checkpoint_every(settings),
+        checkpoint_every=checkpoint_every(settings), batch_size=settings.train_batch_size,
+        instance_samples_per_photo=settings.train_instance_samples_per_photo,
+        min_instance_samples=settings.train_min_instance_samples,
+        max_instance_samples=settings.train_max_instance_samples,
+        noise_offset=settings.noise_offset, snr_gamma=settings.snr_gamma or None,
+        text_encoder_lr=settings.text_encoder_lr,
     )
 
 
@@ -99,7 +107,8 @@ def checkpoint_every(settings: Settings) -> int:
     return max(2, steps // 10)
 
 
-def generate_config(settings: Settings) -> GenerateConfig:
+def generate_config(settings: Settings, job_id: str) -> GenerateConfig:
+    """``job_id`` seeds the job's own noise (resumes and the extra round draw from it too)."""
     from handlers.generate.config import GenerateConfig
 
     return GenerateConfig(
@@ -108,7 +117,7 @@ def generate_config(settings: Settings) -> GenerateConfig:
         batch_size=settings.generation_batch_size, seed=settings.seed,
         max_regenerations=settings.max_regenerations, sampler=settings.sampler,
         overlap_scoring=settings.overlap_scoring, compile_unet=settings.compile_unet,
-        formats=tuple(settings.formats),
+        formats=tuple(settings.formats), job_id=job_id,
     )
 
 
@@ -184,10 +193,11 @@ def choose_job_identifier(base_model: str) -> str:
 
 
 def run_prepare(photos: Sequence[Path], boxes: Sequence[tuple[int, int, int, int]], out_dir: Path,
-                settings: Settings, identifier: str) -> PreparedDataset:
+                settings: Settings, identifier: str, subject: str | None = None) -> PreparedDataset:
     from handlers.prepare import prepare_instance_images
 
-    return prepare_instance_images(list(photos), list(boxes), out_dir, prepare_config(settings, identifier))
+    return prepare_instance_images(list(photos), list(boxes), out_dir,
+                                   prepare_config(settings, identifier, subject))
 
 
 def class_images_key(settings: Settings, class_prompt: str) -> str:
@@ -241,10 +251,12 @@ def reference_embeddings(photos: Sequence[Path], faces: FaceModels) -> Any:
     return np.stack(refs)
 
 
-def run_generate(weights_dir: Path, identifier: str, references: Any, out_dir: Path,
+def run_generate(job_id: str, weights_dir: Path, identifier: str, references: Any, out_dir: Path,
                  settings: Settings, faces: FaceModels, progress: ProgressFn | None,
                  should_stop: StopFn | None, on_image: Callable[[ImageRecord], None],
-                 done: Sequence[ImageRecord]) -> SelectionResult:
+                 done: Sequence[ImageRecord], subject: str | None = None) -> SelectionResult:
+    """``subject``: the manifest's class ("man" / "woman" / None), which the prompts' class and
+    attire follow."""
     from handlers.generate.loop import generate_and_select
     from handlers.generate.prompts import load_prompt_set
     from handlers.sdxl.loading import torch_dtype
@@ -255,8 +267,8 @@ def run_generate(weights_dir: Path, identifier: str, references: Any, out_dir: P
     dtype = torch_dtype(resolve_precision(device, settings.mixed_precision))
     pipe = load_trained_pipeline(settings.base_model, weights_dir, device, dtype)
     pipe.set_progress_bar_config(disable=True)
-    return generate_and_select(pipe, load_prompt_set(), identifier, references, out_dir,
-                               generate_config(settings), select_config(settings),
+    return generate_and_select(pipe, load_prompt_set().for_subject(subject), identifier, references, out_dir,
+                               generate_config(settings, job_id), select_config(settings),
                                faces.analyzer(), progress=progress, should_stop=should_stop,
                                on_image=on_image, done=list(done))
 
@@ -281,9 +293,11 @@ def run_deliver(selection: SelectionResult, out_dir: Path, encoded_dir: Path) ->
 
 
 def run_settings(settings: Settings) -> dict[str, Any]:
-    """What results.json records of the settings a job ran with (the metrics' breakdown)."""
+    """What results.json records of the settings a job ran with (the metrics' breakdown), and
+    the training recipe's values (docs/recipe.md)."""
     return {"model": settings.base_model, "train_method": settings.train_method,
-            "train_steps": settings.train_steps}
+            "train_steps": settings.train_steps,
+            "recipe": {**train_config(settings).recipe(), "mirror_photos": settings.mirror_photos}}
 
 
 def email_preview(sheet_jpeg: bytes, count: int) -> bytes:

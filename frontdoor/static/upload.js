@@ -12,6 +12,11 @@
   var PREVIEWABLE = ["image/jpeg", "image/png", "image/webp"];  // browsers cannot draw HEIC
   var input = document.getElementById("photos");
   var portraits = document.getElementById("portraits");
+  var subjects = document.querySelectorAll('input[name="subject"]');
+  function chosenSubject() {  // "man", "woman", or null: unset ("person")
+    for (var i = 0; i < subjects.length; i++) if (subjects[i].checked && subjects[i].value) return subjects[i].value;
+    return null;
+  }
   var button = document.getElementById("submit"), bar = document.getElementById("progress");
   var text = document.getElementById("progress-text");
   var chosen = [];
@@ -73,6 +78,7 @@
       ul.appendChild(li);
     });
     portraits.disabled = !!job;  // like the photos, the formats are fixed once a code was sent for them
+    for (var s = 0; s < subjects.length; s++) subjects[s].disabled = !!job;  // and so is the subject
     document.getElementById("count").textContent = chosen.length + " photo" + (chosen.length === 1 ? "" : "s") +
       " chosen (" + MIN + "-" + MAX + " needed).";
     show(chosen.length ? problems() : []);
@@ -196,7 +202,8 @@
     button.disabled = true;
     api("/api/jobs", { email: email, name: name,
                        photos: chosen.map(function (f) { return { name: f.name, type: typeOf(f), size: f.size }; }),
-                       formats: portraits.checked ? ["square", "portrait"] : ["square"] })
+                       formats: portraits.checked ? ["square", "portrait"] : ["square"],
+                       subject: chosenSubject() })
       .then(function (data) {
         job = data;
         render();

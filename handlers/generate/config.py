@@ -30,6 +30,8 @@ class GenerateConfig:
     ``formats``: what delivery cuts from each image; they decide the canvas (:attr:`canvas`,
     :mod:`handlers.crops`): ``resolution`` square for squares only, SDXL's portrait bucket
     with portraits.
+    ``job_id``: mixed into every image's seed (:func:`handlers.generate.loop.seed_for`), so two
+    jobs never share noise and a resumed job draws the same; "" outside a job (benches, tests).
     ``background_writes``: PNG encoding and ``on_image`` run on a writer thread while the next
     batch generates (:mod:`handlers.generate.image_writer`); every write has landed when the call returns.
     """
@@ -47,6 +49,7 @@ class GenerateConfig:
     compile_unet: bool = False
     background_writes: bool = True
     formats: tuple[str, ...] = DEFAULT_FORMATS
+    job_id: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", normalize_formats(self.formats))

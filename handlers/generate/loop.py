@@ -5,7 +5,8 @@ that fails selection is regenerated from the *same* prompt with new noise (a dif
 up to K times, because the prompt is usually fine and the noise was unlucky; after K failures
 the prompt is abandoned for the next unused one. Images are generated in batches (the GPU is
 much faster per image that way) with one ``torch.Generator`` per image, and every seed is a
-pure function of (base seed, prompt index, attempt), so any image can be made again.
+pure function of (base seed, job id, prompt index, attempt), so any image can be made again,
+and no two jobs share noise (a bad seed is one job's bad luck, not every customer's).
 
 The image source is injectable (:class:`ImageSource`): production wraps a diffusers pipeline
 in :class:`DiffusionSource`; tests can feed real photos through the same selection loop.
@@ -14,6 +15,7 @@ in :class:`DiffusionSource`; tests can feed real photos through the same selecti
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -53,9 +55,13 @@ log = structlog.get_logger(__name__)
 
 
 
-def seed_for(base_seed: int, prompt_index: int, attempt: int) -> int:
-    """The seed of one image: well mixed, stable across runs, machines and batch sizes."""
-    return int(np.random.SeedSequence([base_seed, prompt_index, attempt]).generate_state(1)[0])
+def seed_for(base_seed: int, prompt_index: int, attempt: int, job_id: str = "") -> int:
+    """The seed of one image: well mixed, stable across runs, machines and batch sizes.
+
+    ``job_id`` makes each job's noise its own; the same job resumed draws the same seeds. It
+    enters as a SHA-256 digest (Python's ``hash`` of a str changes per process)."""
+    job = int.from_bytes(hashlib.sha256(job_id.encode("utf-8")).digest()[:16], "big")
+    return int(np.random.SeedSequence([base_seed, job, prompt_index, attempt]).generate_state(1)[0])
 
 
 class AttemptPlanner:
@@ -243,7 +249,8 @@ def generate_and_select(
                 break
             made: _Scoring | None = None
             if batch:
-                requests = [ImageRequest(p, a, rendered[p], seed_for(config.seed, p, a)) for p, a in batch]
+                requests = [ImageRequest(p, a, rendered[p], seed_for(config.seed, p, a, config.job_id))
+                            for p, a in batch]
                 t0 = time.perf_counter()
                 images = source.generate_images(requests)
                 if len(images) != len(requests):
@@ -290,12 +297,13 @@ def regenerate(pipeline: Any, prompts: PromptSet, identifier: str, attempt: Atte
     The seed alone fixes the noise; re-running the same batch also fixes the arithmetic
     (batched kernels round differently from single-image ones in the last float bits).
     """
-    if seed_for(config.seed, attempt.prompt_index, attempt.attempt) != attempt.seed:
-        raise ValueError("the record's seed does not follow from config.seed: wrong base seed")
+    if seed_for(config.seed, attempt.prompt_index, attempt.attempt, config.job_id) != attempt.seed:
+        raise ValueError("the record's seed does not follow from config.seed and config.job_id: wrong base "
+                         "seed or job")
     source = as_image_source(pipeline, config, prompts.negative_prompt)
     rendered = prompts.render(identifier)
     batch = attempt.batch or ((attempt.prompt_index, attempt.attempt),)
-    requests = [ImageRequest(p, a, rendered[p], seed_for(config.seed, p, a)) for p, a in batch]
+    requests = [ImageRequest(p, a, rendered[p], seed_for(config.seed, p, a, config.job_id)) for p, a in batch]
     return source.generate_images(requests)[batch.index((attempt.prompt_index, attempt.attempt))]
 
 

@@ -15,6 +15,7 @@ are in the real vocabulary.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import re
@@ -30,7 +31,7 @@ _WORDS = (
     "with in on wearing dark grey gray white blue black navy neutral sharp focus high quality "
     "detailed face close up shot linkedin corporate outdoor bokeh warm cool window business "
     "casual confident friendly lens dslr blurry lowres deformed ugly cartoon "
-    "painting text watermark bad anatomy extra fingers cropped"
+    "painting text watermark bad anatomy extra fingers cropped head shoulders waist"
 ).split()
 
 _RARE = ("sks", "ohwx", "zwx", "qzv", "phol", "krz", "vbn", "xjq", "tqw", "wpz")
@@ -62,11 +63,36 @@ def pretokens(text: str) -> list[str]:
 
 
 def prompt_words(prompt_set: PromptSet | None = None) -> list[str]:
-    """Every letter-run of the prompt file (prompts, negative, class and instance prompts)."""
+    """Every letter-run of the prompt file (prompts, negative, class and instance prompts), as
+    written for each class (person, man, woman: each with its own outfits)."""
     ps = prompt_set or load_prompt_set()
-    texts = [p.replace(ps.placeholder, " ") for p in (*ps.prompts, ps.instance_prompt)]
-    texts += [ps.negative_prompt, ps.class_prompt]
+    texts: list[str] = []
+    for bound in (ps.for_subject(s) for s in (None, "man", "woman")):
+        texts += [p.replace(bound.placeholder, " ") for p in (*bound.prompts, bound.instance_prompt)]
+        texts += [bound.negative_prompt, bound.class_prompt]
     return list(dict.fromkeys(w for t in texts for w in pretokens(t) if w.isalpha()))
+
+
+#: Merges in OpenAI CLIP's BPE file that its tokenizer uses (49152 - 256 bytes - 2 specials).
+CLIP_MERGES = 49152 - 256 - 2
+
+
+def clip_merge_ranks(bpe_file: Path) -> dict[tuple[str, str], int]:
+    """The merge ranks of CLIP's own BPE file (``bpe_simple_vocab_16e6.txt.gz``, which the
+    open-clip-torch wheel ships): what SDXL's tokenizers merge by."""
+    lines = gzip.decompress(Path(bpe_file).read_bytes()).decode("utf-8").split("\n")
+    merges = lines[1:CLIP_MERGES + 1]
+    return {(a, b): i for i, (a, b) in enumerate(tuple(m.split()) for m in merges)}
+
+
+def clip_token_count(text: str, ranks: dict[tuple[str, str], int]) -> int:
+    """How many tokens CLIP's tokenizer makes of ``text`` under ``ranks``, BOS and EOS included
+    (the 77-token window counts them)."""
+    byte_chars = _bytes_to_unicode()
+    pieces = 0
+    for token in pretokens(text):
+        pieces += len(bpe("".join(byte_chars[b] for b in token.encode("utf-8")), ranks))
+    return pieces + 2
 
 
 def bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:

@@ -51,9 +51,17 @@ def step_generator(seed: int, step: int, device: torch.device) -> torch.Generato
 
 
 def time_ids(resolution: int, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """SDXL micro-conditioning: original size, crop top-left, target size (images are pre-cropped)."""
+    """SDXL micro-conditioning of an image made at the target size: what class images are and
+    what generation asks for (original = target, no crop)."""
     row = torch.tensor([resolution, resolution, 0, 0, resolution, resolution], dtype=dtype, device=device)
     return row.repeat(batch, 1)
+
+
+def crop_time_ids(conditions: Sequence[tuple[int, int, int, int]], resolution: int) -> torch.Tensor:
+    """SDXL micro-conditioning per image: (original h, original w, crop top, crop left, target h,
+    target w), the first four being the crop's true size and position in its photo
+    (:meth:`handlers.prepare.PreparedImage.size_conditioning`). float32, on the CPU."""
+    return torch.tensor([[*c, resolution, resolution] for c in conditions], dtype=torch.float32)
 
 
 def encode_prompt(text_encoders: Sequence[Any], tokenizers: Sequence[Any], prompt: str,
@@ -138,25 +146,33 @@ class Batch:
     prompt_embeds: torch.Tensor  # (B, 77, D)
     pooled: torch.Tensor  # (B, P)
     n_instance: int
+    time_ids: torch.Tensor | None = None  # (B, 6) SDXL size conditioning; None: all at the target size
 
 
 class StepBatches:
     """The batch of step ``s``: ``batch_size`` instance images plus as many class images."""
 
     def __init__(self, instances: LatentSource, captions: Sequence[str], classes: LatentSource | None,
-                 class_prompt: str, text: TextSource, batch_size: int, seed: int) -> None:
+                 class_prompt: str, text: TextSource, batch_size: int, seed: int,
+                 conditions: Sequence[tuple[int, int, int, int]] | None = None) -> None:
+        """``conditions``: each instance image's (original h, w, crop top, left); None: every
+        image at the target size, uncropped."""
         self.instances, self.captions, self.classes = instances, list(captions), classes
         self.class_prompt, self.text = class_prompt, text
         self.batch_size, self.seed = batch_size, seed
+        res = instances.resolution
+        self.instance_ids = crop_time_ids(conditions or [(res, res, 0, 0)] * len(instances), res)
+        self.class_ids = crop_time_ids([(res, res, 0, 0)], res)
 
     def batch(self, step: int, generator: torch.Generator) -> Batch:
-        lat, emb, pool = [], [], []
+        lat, emb, pool, ids = [], [], [], []
         for k in range(self.batch_size):
             i = step_index(self.seed, step * self.batch_size + k, len(self.instances))
             lat.append(self.instances.sample(i, generator))
             e, p = self.text.embed(self.captions[i])
             emb.append(e)
             pool.append(p)
+            ids.append(self.instance_ids[i])
         if self.classes is not None:
             for k in range(self.batch_size):
                 j = step_index(self.seed, step * self.batch_size + k, len(self.classes), _CLASS_STREAM)
@@ -164,5 +180,7 @@ class StepBatches:
                 e, p = self.text.embed(self.class_prompt)
                 emb.append(e)
                 pool.append(p)
-        return Batch(latents=torch.cat(lat), prompt_embeds=torch.cat(emb), pooled=torch.cat(pool),
-                     n_instance=self.batch_size)
+                ids.append(self.class_ids[0])
+        latents = torch.cat(lat)
+        return Batch(latents=latents, prompt_embeds=torch.cat(emb), pooled=torch.cat(pool),
+                     n_instance=self.batch_size, time_ids=torch.stack(ids).to(latents.device))

@@ -11,6 +11,7 @@ frozen ones run in fp16/bf16 on a GPU. Everything random is a pure function of
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,17 +39,35 @@ log = structlog.get_logger(__name__)
 
 
 
+def instance_samples_for(n_photos: int, config: TrainConfig) -> int:
+    """Instance images the run sees: ``instance_samples_per_photo`` (200) per usable photo,
+    clamped to the published recipes' 2,000-4,000 (docs/recipe.md)."""
+    if n_photos < 1:
+        raise ValueError("n_photos must be at least 1")
+    per_photo = config.instance_samples_per_photo * n_photos
+    return max(config.min_instance_samples, min(config.max_instance_samples, per_photo))
+
+
 def steps_for(n_photos: int, config: TrainConfig) -> int:
     """Training steps for ``n_photos`` usable photos.
 
-    Rule: ``config.steps`` if set; else ``steps_per_photo`` (80) per photo, clamped to
-    ``[min_steps, max_steps]`` (400..1200): 10 photos -> 800, 15 -> 1200, 20 -> 1200.
+    Rule: ``config.steps`` if set; else the instance-sample budget over the batch size, rounded
+    up: at batch 4, 10 photos -> 2,000 samples -> 500 steps, 15 -> 750, 20 -> 1,000.
     """
-    if n_photos < 1:
-        raise ValueError("n_photos must be at least 1")
+    samples = instance_samples_for(n_photos, config)
     if config.steps is not None:
         return config.steps
-    return max(config.min_steps, min(config.max_steps, config.steps_per_photo * n_photos))
+    return math.ceil(samples / config.batch_size)
+
+
+def min_snr_weights(scheduler: Any, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights per sample (Hang et al. 2023): ``min(SNR, gamma) / SNR`` for
+    epsilon prediction, ``min(SNR, gamma) / (SNR + 1)`` for v-prediction, with
+    ``SNR(t) = alpha_bar_t / (1 - alpha_bar_t)`` of the training noise schedule."""
+    alpha_bar = scheduler.alphas_cumprod.to(timesteps.device, torch.float32)[timesteps]
+    snr = alpha_bar / (1.0 - alpha_bar)
+    clipped = torch.clamp(snr, max=gamma)
+    return clipped / (snr + 1.0) if scheduler.config.prediction_type == "v_prediction" else clipped / snr
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -67,30 +86,42 @@ def resolve_precision(device: torch.device, requested: str) -> str:
 
 
 def dreambooth_loss(unet: Any, scheduler: Any, batch: Any, gen: torch.Generator, res: int,
-          alpha: float, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """alpha * instance MSE + beta * prior MSE on one batch; returns (total, instance, prior).
+                    alpha: float, beta: float, noise_offset: float = 0.0,
+                    snr_gamma: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """alpha * instance loss + beta * prior loss on one batch; returns (total, instance, prior).
 
-    Noise and timesteps come from ``gen``: the same generator state gives the same loss.
+    Each term is the mean over its images of the per-image MSE, weighted by min-SNR-gamma when
+    ``snr_gamma`` is set (both terms: the same timestep rebalancing for instance and class
+    images). ``noise_offset`` adds ``offset * N(0, 1)`` per image and channel to the noise
+    (constant over the image), so the model learns to move an image's mean brightness.
+    Noise, offset and timesteps come from ``gen``: the same generator state gives the same loss.
     """
     latents = batch.latents
     noise = torch.randn(latents.shape, generator=gen, device=latents.device)
+    if noise_offset:
+        noise = noise + noise_offset * torch.randn((*latents.shape[:2], 1, 1), generator=gen,
+                                                   device=latents.device)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],),
                       generator=gen, device=latents.device)
     noisy = scheduler.add_noise(latents, noise, t)
     dtype = batch.prompt_embeds.dtype
+    ids = (batch.time_ids.to(latents.device, dtype) if batch.time_ids is not None
+           else time_ids(res, latents.shape[0], latents.device, dtype))
     pred = unet(noisy, t, encoder_hidden_states=batch.prompt_embeds,
-                added_cond_kwargs={"text_embeds": batch.pooled,
-                                   "time_ids": time_ids(res, latents.shape[0], latents.device, dtype)},
+                added_cond_kwargs={"text_embeds": batch.pooled, "time_ids": ids},
                 return_dict=False)[0].float()
     if scheduler.config.prediction_type == "v_prediction":
         target = scheduler.get_velocity(latents, noise, t)
     else:
         target = noise
+    per_image = F.mse_loss(pred, target.float(), reduction="none").mean(dim=(1, 2, 3))
+    if snr_gamma is not None:
+        per_image = per_image * min_snr_weights(scheduler, t, snr_gamma)
     b = batch.n_instance
-    instance = F.mse_loss(pred[:b], target[:b])
+    instance = per_image[:b].mean()
     if pred.shape[0] == b:
         return alpha * instance, instance, None
-    prior = F.mse_loss(pred[b:], target[b:])
+    prior = per_image[b:].mean()
     return alpha * instance + beta * prior, instance, prior
 
 
@@ -124,7 +155,7 @@ def train_dreambooth(dataset: PreparedDataset, class_dir: Path | None, out_dir: 
     parts, trainable, batches, scheduler = setup.parts, setup.trainable, setup.batches, setup.scheduler
     instances, classes = batches.instances, batches.classes
 
-    optimizer = make_optimizer(trainable.params, config, device)
+    optimizer = make_optimizer(trainable, config, device)
     models = accelerator.prepare(*trainable.modules, optimizer)
     optimizer = models[-1]
     fingerprint = config.fingerprint() | {"total_steps": total}
@@ -154,7 +185,8 @@ def train_dreambooth(dataset: PreparedDataset, class_dir: Path | None, out_dir: 
         return path
 
     log.info("train.start", method=config.method, steps=total, start=start, device=device.type,
-             precision=precision, images=len(instances), class_images=len(classes or []))
+             precision=precision, images=len(instances), class_images=len(classes or []),
+             batch_size=config.batch_size, instance_samples=total * config.batch_size)
     for m in trainable.modules:
         m.train()
     for step in range(start, total):
@@ -162,7 +194,8 @@ def train_dreambooth(dataset: PreparedDataset, class_dir: Path | None, out_dir: 
         with accelerator.autocast():
             batch = batches.batch(step, gen)
             loss, inst, prior = dreambooth_loss(trainable.unet, scheduler, batch, gen, dataset.resolution,
-                                      config.instance_loss_weight, config.prior_loss_weight)
+                                                config.instance_loss_weight, config.prior_loss_weight,
+                                                config.noise_offset, config.snr_gamma)
         accelerator.backward(loss)
         if config.max_grad_norm > 0:
             accelerator.clip_grad_norm_(trainable.params, config.max_grad_norm)

@@ -215,7 +215,7 @@ def _check_photo(path: Path, name: str, config: ValidateConfig, analyzer: FaceAn
     r.mouth_orientation = round(min(cover.mouth_orientation, 99.0), 3)
     r.eye_skin = None if cover.eye_skin is None else round(cover.eye_skin, 3)
     r.lower_skin = None if cover.lower_skin is None else round(cover.lower_skin, 3)
-    crops = crop_plan(m.face_box, r.width, r.height)
+    crops = [c.box for c in crop_plan(m.face_box, r.width, r.height)]  # every framing's crop
     if cover.outside > config.max_outside:
         r.reason = "face_cut"
     elif (comparable_faces([face] + [f for f in faces[1:] if f.confidence >= config.min_second_face_confidence],

@@ -86,7 +86,7 @@ async def _prepare(env: Env, job: Attempt, summary: ValidationSummary) -> Prepar
     photos = await _download_photos(env, job, list(summary.accepted_files))
     identifier = await asyncio.to_thread(stages.choose_job_identifier, env.settings.base_model)
     dataset = await asyncio.to_thread(stages.run_prepare, photos, list(summary.boxes), folder,
-                                      env.settings, identifier)
+                                      env.settings, identifier, _subject(job))
     return Prepared(dataset, identifier, folder)
 
 
@@ -187,8 +187,8 @@ async def _generate(env: Env, job: Attempt, inputs: GenerateInputs) -> Selection
 
     def generate(settings: Settings, done: list[stages.ImageRecord]) -> Awaitable[SelectionResult]:
         return asyncio.to_thread(
-            stages.run_generate, inputs.weights_dir, inputs.identifier, references, image_dir, settings,
-            env.faces, job.status.progress_fn("generate"), job.run.should_stop, on_image, done)
+            stages.run_generate, job.job_id, inputs.weights_dir, inputs.identifier, references, image_dir, settings,
+            env.faces, job.status.progress_fn("generate"), job.run.should_stop, on_image, done, _subject(job))
 
     selection = await generate(env.settings, finished)
     if selection.records or selection.mode != "enforce":
@@ -239,6 +239,11 @@ TRAIN = Stage("train", JobState.TRAINING, _train, lambda t: t.record, _restore_t
 GENERATE = Stage("generate", JobState.GENERATING, _generate, lambda s: {"selection": s.to_dict()},
                  _restore_generate)
 DELIVER = Stage("deliver", JobState.DELIVERING, _deliver, lambda meta: meta, _restore_deliver)
+
+
+def _subject(job: Attempt) -> str | None:
+    """The person's class the manifest names ("man" / "woman"), or None: "person"."""
+    return job.manifest.subject if job.manifest is not None else None
 
 
 async def _download_photos(env: Env, job: Attempt, names: list[str] | None = None) -> list[Path]:

@@ -134,6 +134,26 @@ def test_a_bad_formats_choice_is_a_clear_400_and_touches_nothing(
     assert len(proof_emails(local_stack)) == mails and keys(local_stack, aws_settings, aws_settings.input_bucket) == []
 
 
+def test_the_subject_choice_travels_into_the_manifest_and_a_bad_one_is_a_clear_400(
+        local_stack: LocalStack, aws_settings: Settings) -> None:
+    """Issue 22: the person's class (man / woman / unset: person) is theirs to choose."""
+    created = create(aws_settings, subject="woman")
+    assert created.status == 201, created.text
+    pending = created.json()
+    job = verify(aws_settings, pending, emailed_code(local_stack, pending["job_id"])).json()
+    upload_all(local_stack, job)
+    assert post_json(job["start_url"], {"ticket": job["ticket"]}).status == 202
+    body = local_stack.client("s3", aws_settings).get_object(
+        Bucket=aws_settings.input_bucket, Key=f"uploads/{job['job_id']}/manifest.json")["Body"].read()
+    assert json.loads(body)["subject"] == "woman" and parse_manifest(body).subject == "woman"
+    unset = create(aws_settings, subject=None)  # the page's "rather not say": no field at all
+    assert unset.status == 201, unset.text
+    for subject in ("robot", "Man", 5):
+        answer = create(aws_settings, subject=subject)
+        assert answer.status == 400 and answer.json()["error"] == "bad_subject", answer.text
+        assert answer.json()["message"].startswith("That choice of subject is not valid")
+
+
 def test_the_post_policy_pins_the_key_type_size_and_a_short_expiry(
         local_stack: LocalStack, aws_settings: Settings) -> None:
     before = time.time()

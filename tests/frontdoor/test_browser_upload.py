@@ -94,12 +94,14 @@ def test_upload_in_a_browser_then_download_and_rate_after_the_worker_is_gone(
         assert not portraits.is_selected()  # squares only unless asked
         chromium.find_element(By.CSS_SELECTOR, "label[for=portraits]").click()  # the label works the box
         assert portraits.is_selected()
+        assert chromium.find_element(By.ID, "subject-unset").is_selected()  # unset unless chosen
+        chromium.find_element(By.CSS_SELECTOR, "label[for=subject-woman]").click()
         chromium.find_element(By.ID, "submit").click()
         # --- the proof step: the code from the email in the outbox --------------------------
         WebDriverWait(chromium, 30).until(lambda d: d.find_element(By.ID, "proof").is_displayed())
         pending = json.loads(chromium.execute_script("return sessionStorage.getItem('job')"))
         sent = json.loads(chromium.execute_script("return sessionStorage.getItem('request')"))
-        assert sent["formats"] == ["square", "portrait"]
+        assert sent["formats"] == ["square", "portrait"] and sent["subject"] == "woman"
         assert not portraits.is_enabled()  # fixed, like the photos, once a code was sent for them
         assert "uploads" not in pending  # nothing can be uploaded before the address is proven
         assert local_stack.client("s3", settings).list_objects_v2(
@@ -118,7 +120,7 @@ def test_upload_in_a_browser_then_download_and_rate_after_the_worker_is_gone(
         assert job["job_id"] == job_id == pending["job_id"] and urlsplit(chromium.current_url).fragment == job["token"]
         manifest = json.loads(local_stack.client("s3", settings).get_object(
             Bucket=settings.input_bucket, Key=f"uploads/{job_id}/manifest.json")["Body"].read())
-        assert manifest["formats"] == ["square", "portrait"] and manifest["proof"]  # written by the front door
+        assert manifest["formats"] == ["square", "portrait"] and manifest["subject"] == "woman" and manifest["proof"]  # written by the front door
 
         # --- the policies the page uploaded with ------------------------------------------
         issued = time.time()

@@ -1,4 +1,5 @@
-"""Instance-image preparation: face-centred crops, augmentation, captions, determinism."""
+"""Instance-image preparation: face-centred crops at several framings, augmentation, captions,
+size conditioning, determinism."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import pytest
 from PIL import Image
 
 from handlers.prepare import (
-    crop_plan,
+    FRAMINGS,
     Augmentation,
     PrepareConfig,
     PreparedDataset,
-    crop_square,
+    crop_plan,
     decode_photo,
     prepare_instance_images,
     render_crop,
@@ -42,6 +43,9 @@ def photo(tmp_path: Path) -> Path:
     return path
 
 
+CLOSE_UP = FRAMINGS[0]
+
+
 def plain_config(**kw) -> PrepareConfig:
     return PrepareConfig(identifier="wpz", resolution=RES, augment_copies=0, **kw)
 
@@ -49,41 +53,89 @@ def plain_config(**kw) -> PrepareConfig:
 def test_plain_crop_centres_the_face_just_above_the_middle_at_the_configured_scale(photo, tmp_path):
     cfg = plain_config()
     ds = prepare_instance_images([photo], [BOX], tmp_path / "out", cfg)
+    assert ds.images[0].framing == "close-up"
     pixels = np.asarray(Image.open(ds.images[0].path))
     assert pixels.shape == (RES, RES, 3)
     mask = face_mask(pixels)
-    side = cfg.crop_scale * max(BOX[2], BOX[3])
+    side = CLOSE_UP.scale * max(BOX[2], BOX[3])
     cx, cy = centroid(mask)
     assert cx == pytest.approx(RES / 2, abs=1.0)
-    assert cy == pytest.approx(RES / 2 - cfg.face_drop * BOX[3] * RES / side, abs=1.0)
+    assert cy == pytest.approx(RES / 2 - CLOSE_UP.drop * BOX[3] * RES / side, abs=1.0)
     ys, xs = np.nonzero(mask)
     assert ys.max() - ys.min() + 1 == pytest.approx(BOX[3] * RES / side, abs=2.0)
     assert xs.max() - xs.min() + 1 == pytest.approx(BOX[2] * RES / side, abs=2.0)
 
 
-def test_every_photo_yields_the_plain_crop_plus_its_augmented_copies_captioned_with_the_identifier(
+def test_every_crop_yields_the_plain_crop_plus_its_augmented_copies_captioned_for_its_framing(
         photo, tmp_path):
     cfg = PrepareConfig(identifier="wpz", resolution=RES, augment_copies=3)
     ds = prepare_instance_images([photo, photo], [BOX, BOX], tmp_path / "out", cfg)
-    assert len(ds.images) == 2 * 4
+    # the 400x300 photo holds the close-up and the head-and-shoulders crop, not the waist-up one
+    assert [i.framing for i in ds.images[:8]] == ["close-up"] * 4 + ["head-and-shoulders"] * 4
+    assert len(ds.images) == 2 * 2 * 4
     assert ds.n_photos == 1  # same file name twice: one distinct photo
-    assert {i.caption for i in ds.images} == {"a photo of wpz person"}
-    assert ds.class_prompt == "a photo of a person"
-    assert [i.augmentation.mirrored for i in ds.images[:4]] == [False, True, False, True]
+    assert {i.caption for i in ds.images} == {"a close-up photo of wpz person",
+                                              "a head-and-shoulders photo of wpz person"}
+    assert ds.class_prompt == "a photo of a person" and ds.instance_prompt == "a photo of wpz person"
     assert all(Image.open(i.path).size == (RES, RES) for i in ds.images)
 
 
-def test_mirrored_copy_without_rotation_or_zoom_is_the_flipped_plain_crop(photo, tmp_path):
-    cfg = PrepareConfig(identifier="wpz", resolution=RES, augment_copies=1,
+def test_no_training_image_is_mirrored_by_default(photo, tmp_path):
+    """Issue 22: a third of the images were mirrored, which teaches a symmetric face."""
+    cfg = PrepareConfig(identifier="wpz", resolution=RES, augment_copies=3)
+    ds = prepare_instance_images([photo], [BOX], tmp_path / "out", cfg)
+    assert not any(i.augmentation.mirrored for i in ds.images)
+    still = PrepareConfig(identifier="wpz", resolution=RES, augment_copies=1, max_rotation_deg=0.0,
+                          max_scale_change=0.0)  # the copy then shows exactly the plain crop's pixels
+    plain, copy = (np.asarray(Image.open(i.path)) for i in
+                   prepare_instance_images([photo], [BOX], tmp_path / "still", still).images[:2])
+    assert np.array_equal(copy, plain) and not np.array_equal(copy, plain[:, ::-1])
+
+
+def test_mirroring_stays_an_option_and_mirrors_the_plain_crop(photo, tmp_path):
+    cfg = PrepareConfig(identifier="wpz", resolution=RES, augment_copies=1, mirror=True,
                         max_rotation_deg=0.0, max_scale_change=0.0)
     ds = prepare_instance_images([photo], [BOX], tmp_path / "out", cfg)
-    plain, mirrored = (np.asarray(Image.open(i.path)) for i in ds.images)
-    assert np.array_equal(mirrored, plain[:, ::-1])
+    plain, mirrored = (np.asarray(Image.open(i.path)) for i in ds.images[:2])
+    assert ds.images[1].augmentation.mirrored and np.array_equal(mirrored, plain[:, ::-1])
+
+
+def test_size_conditioning_is_each_crops_true_size_and_place_in_the_photo(photo, tmp_path):
+    """Issue 22: SDXL's original_size was the training resolution, even for an upsampled crop."""
+    cfg = PrepareConfig(identifier="wpz", resolution=RES, augment_copies=1, max_rotation_deg=0.0,
+                        max_scale_change=0.0)
+    ds = prepare_instance_images([photo], [BOX], tmp_path / "out", cfg)
+    plan = crop_plan(BOX, 400, 300)
+    for image, crop in zip(ds.images[::2], plan, strict=True):
+        assert image.framing == crop.framing
+        assert image.original_size == (round(crop.h), round(crop.w)) != (RES, RES)
+        assert image.crop_top_left == (round(crop.y), round(crop.x))
+        assert image.size_conditioning(RES) == (*image.original_size, *image.crop_top_left)
+    # a zoomed copy shows less of the photo: its conditioning says so
+    zoomed = prepare_instance_images([photo], [BOX], tmp_path / "z", PrepareConfig(
+        identifier="wpz", resolution=RES, augment_copies=1, max_rotation_deg=6.0, seed=1)).images[1]
+    assert zoomed.augmentation.scale > 1 and zoomed.original_size[0] == round(plan[0].w / zoomed.augmentation.scale)
+
+
+def test_a_rotated_copy_samples_only_the_photo_never_a_reflected_border(tmp_path):
+    """A face at the photo's edge: the copy zooms in rather than invent pixels past the edge."""
+    path = tmp_path / "edge.png"
+    write_scene(path, 200, 200, (0, 40, 60, 80), seed=4)
+    cfg = PrepareConfig(identifier="wpz", resolution=RES, augment_copies=4, max_scale_change=0.0)
+    ds = prepare_instance_images([path], [(0, 40, 60, 80)], tmp_path / "out", cfg)
+    crop = crop_plan((0, 40, 60, 80), 200, 200)[0]
+    for image in ds.images[1:5]:
+        aug = image.augmentation
+        theta = np.radians(abs(aug.rotation_deg))
+        half = crop.w / aug.scale * (np.cos(theta) + np.sin(theta)) / 2
+        cx, cy = crop.centre
+        assert cx - half >= -1e-6 and cy - half >= -1e-6 and cx + half <= 200 + 1e-6 and cy + half <= 200 + 1e-6
 
 
 def test_zoomed_copy_enlarges_the_face_and_rotation_keeps_it_centred(photo):
     pixels = decode_photo(photo)
-    cx, cy, side = crop_square(BOX, 400, 300, plain_config())
+    crop = crop_plan(BOX, 400, 300)[0]
+    (cx, cy), side = crop.centre, crop.w
     base = face_mask(render_crop(pixels, (cx, cy), side, RES, Augmentation()))
     zoomed = face_mask(render_crop(pixels, (cx, cy), side, RES, Augmentation(scale=1.2)))
     rotated = face_mask(render_crop(pixels, (cx, cy), side, RES, Augmentation(rotation_deg=8.0)))
@@ -117,20 +169,27 @@ def test_an_iphone_heic_is_cropped_upright_around_the_box(tmp_path):
     assert cx == pytest.approx(RES / 2, abs=2.5)
 
 
-def test_the_crop_plan_is_one_square_of_crop_scale_times_the_face_below_its_centre():
-    (x, y, w, h), = crop_plan((100, 50, 60, 80), 400, 300)
-    assert w == h == pytest.approx(2.2 * 80)
-    assert x + w / 2 == pytest.approx(130) and y + h / 2 == pytest.approx(50 + 40 + 8)
-    (x, y, w, h), = crop_plan((0, 0, 50, 50), 400, 300)  # kept inside the photo
-    assert x >= 0 and y >= 0 and w == pytest.approx(110)
+def test_the_crop_plan_frames_close_up_head_and_shoulders_and_waist_up_where_the_photo_holds_them():
+    plan = crop_plan((400, 200, 100, 100), 1000, 1200)
+    assert [c.framing for c in plan] == ["close-up", "head-and-shoulders", "waist-up"]
+    for crop, framing in zip(plan, FRAMINGS, strict=True):
+        assert crop.w == crop.h == pytest.approx(framing.scale * 100)
+        assert crop.x >= 0 and crop.y >= 0 and crop.x + crop.w <= 1000 and crop.y + crop.h <= 1200
+    assert plan[0].centre == pytest.approx((450, 250 + 10))
+    assert plan[2].centre[1] > plan[1].centre[1] > plan[0].centre[1]  # wider framings reach down
+    # a tight photo: only the close-up, kept inside the photo; nothing is padded
+    (only,) = crop_plan((100, 50, 60, 80), 300, 220)
+    assert only.framing == "close-up" and only.w == pytest.approx(2.2 * 80)
+    assert only.x + only.w / 2 == pytest.approx(130) and only.y + only.h / 2 == pytest.approx(50 + 40 + 8)
+    # a face at the top edge: a wider square inside the photo would put the face at its edge, so none
+    assert [c.framing for c in crop_plan((450, 0, 100, 100), 1000, 1200)] == ["close-up"]
 
 
 def test_crop_is_shifted_inside_the_photo_near_its_border_and_shrunk_when_too_big():
-    cfg = plain_config()
-    cx, cy, side = crop_square((0, 0, 50, 50), 400, 300, cfg)
-    assert side == pytest.approx(110) and cx - side / 2 >= 0 and cy - side / 2 >= 0
-    cx, cy, side = crop_square((10, 10, 250, 280), 400, 300, cfg)
-    assert side == 300 and cy == 150
+    crop = crop_plan((0, 0, 50, 50), 400, 300)[0]
+    assert crop.w == pytest.approx(110) and crop.x >= 0 and crop.y >= 0
+    crop = crop_plan((10, 10, 250, 280), 400, 300)[0]
+    assert crop.w == 300 and crop.centre[1] == 150
 
 
 def test_same_seed_gives_identical_images_and_another_seed_other_augmentations(photo, tmp_path):

@@ -93,6 +93,10 @@ async def test_uploaded_folder_is_delivered_with_50_headshots_and_one_email_whos
     doc = json.loads(s3.get_object(Bucket=settings.output_bucket, Key=f"results/{job_id}/results.json")["Body"].read())
     assert len(doc["images"]) == 50
     assert all("seed" in img and "prompt" in img for img in doc["images"])
+    from handlers.generate.loop import seed_for  # the job's own noise (issue 22)
+
+    assert all(img["seed"] == seed_for(settings.seed, img["prompt_index"], img["attempt"], job_id)
+               for img in doc["images"])
     assert doc["summary"]["mode"] == "report" and status["result"]["summary"]["mode"] == "report"
     assert (doc["summary"]["model"], doc["summary"]["train_method"]) == (settings.base_model, settings.train_method)
 

@@ -195,7 +195,7 @@ def test_each_schema_problem_is_listed_separately_in_plain_words() -> None:
                                    "phots": ["a.jpg"]}))
     assert info.value.problems == (
         "name: String should have at least 1 character",
-        "phots: is not a manifest field (allowed: version, email, name, photos, proof, formats)")
+        "phots: is not a manifest field (allowed: version, email, name, photos, proof, formats, subject)")
     assert info.value.reason == "; ".join(info.value.problems)
 
 
@@ -221,3 +221,14 @@ def test_formats_a_job_cannot_have_are_refused_with_the_reason(formats: object, 
     with pytest.raises(ManifestError) as info:
         parse_manifest(_with_formats(formats))
     assert info.value.reason.startswith(reason)
+
+
+def test_the_subject_is_optional_and_names_the_persons_class() -> None:
+    """Issue 22: old manifests keep working; "man" / "woman" are taken; anything else is refused by name."""
+    base = {"version": 1, "email": "a@b.co"}
+    assert parse_manifest(json.dumps(base)).subject is None
+    assert parse_manifest(json.dumps({**base, "subject": None})).subject is None
+    assert parse_manifest(json.dumps({**base, "subject": "woman"})).subject == "woman"
+    for bad in ("robot", "Man", "", 3):
+        with pytest.raises(ManifestError, match="subject"):
+            parse_manifest(json.dumps({**base, "subject": bad}))

@@ -42,8 +42,10 @@ def test_every_packaged_prompt_renders_with_the_identifier_and_no_placeholder_le
 
 def test_packaged_class_instance_and_negative_prompts_are_the_dreambooth_ones() -> None:
     ps = load_prompt_set()
-    assert ps.class_prompt == "a photo of a person"
+    assert ps.for_subject(None).class_prompt == "a photo of a person"
+    assert ps.for_subject("woman").class_prompt == "a photo of a woman"
     assert ps.render_instance("ohwx") == "a photo of ohwx person"
+    assert ps.render_instance("ohwx", "man") == "a photo of ohwx man"
     assert "blurry" in ps.negative_prompt and "cartoon" in ps.negative_prompt
 
 

@@ -25,7 +25,7 @@ STEPS = 4
 def config(model_dir: Path, method: str, **kw) -> TrainConfig:
     base = dict(base_model=str(model_dir), method=method, resolution=TINY_RESOLUTION,
                 mixed_precision="no", device="cpu", steps=STEPS, lora_rank=4, checkpoint_every=0,
-                learning_rate=1e-2 if method == "lora" else 1e-3)
+                learning_rate=1e-2 if method == "lora" else 1e-3, batch_size=1)
     return TrainConfig(**(base | kw))
 
 

@@ -87,7 +87,7 @@ def test_trained_lora_generates_through_the_loaded_pipeline(tmp_path, tiny_model
                                                            tiny_class_dir):
     config = TrainConfig(base_model=str(tiny_model_dir), resolution=TINY_RESOLUTION, device="cpu",
                          mixed_precision="no", steps=2, learning_rate=1e-2, lora_rank=4,
-                         checkpoint_every=0)
+                         checkpoint_every=0, batch_size=1)
     result = train_dreambooth(tiny_dataset, tiny_class_dir, tmp_path, config)
     assert TrainResult.load(result.weights_dir) == result
     base = StableDiffusionXLPipeline.from_pretrained(tiny_model_dir).unet
@@ -104,7 +104,8 @@ def test_trained_text_encoders_are_saved_and_loaded_with_the_unet(method, tmp_pa
                                                                    tiny_dataset, tiny_class_dir):
     config = TrainConfig(base_model=str(tiny_model_dir), method=method, resolution=TINY_RESOLUTION,
                          device="cpu", mixed_precision="no", steps=2, lora_rank=4, checkpoint_every=0,
-                         train_text_encoder=True, learning_rate=1e-2 if method == "lora" else 1e-3)
+                         train_text_encoder=True, learning_rate=1e-2 if method == "lora" else 1e-3,
+                         text_encoder_lr=1e-2 if method == "lora" else 1e-3, batch_size=1)
     result = train_dreambooth(tiny_dataset, tiny_class_dir, tmp_path, config)
     base = StableDiffusionXLPipeline.from_pretrained(tiny_model_dir)
     pipe = load_trained_pipeline(str(tiny_model_dir), result.weights_dir, "cpu", torch.float32)
