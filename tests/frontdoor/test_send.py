@@ -27,7 +27,7 @@ def _message(settings: Settings, job_id: str):  # noqa: ANN202
 
 def _sink_count(stack: LocalStack, job_id: str) -> int:
     return sum(1 for p in stack.outbox_messages()
-               if job_id in email.message_from_bytes(p.read_bytes(), policy=email.policy.default).get_content())
+               if job_id in email.message_from_bytes(p.read_bytes(), policy=email.policy.default).as_string())
 
 
 def test_a_reset_after_ses_took_the_code_email_is_unknown_and_never_sent_again(

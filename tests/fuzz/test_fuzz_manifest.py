@@ -151,7 +151,7 @@ def test_a_very_long_name_is_refused_with_its_limit(name: str) -> None:
 def test_an_extra_field_is_refused_by_name(key: str, value: Any) -> None:
     got = _check(json.dumps({"version": 1, "email": "ada@example.com", key: value}))
     assert isinstance(got, ManifestError), EXPECT_EXTRA
-    assert f"{key}: is not a manifest field (allowed: version, email, name, photos, proof, formats)" in got.problems
+    assert f"{key}: is not a manifest field (allowed: version, email, name, photos, proof, formats, subject)" in got.problems
 
 
 @hsettings(max_examples=examples(200))

@@ -103,11 +103,14 @@ def test_results_json_records_the_runs_settings_for_the_metrics(tmp_path) -> Non
     from processor.stages import run_settings
 
     settings = Settings(base_model="/models/tiny", train_method="full", train_steps=42)
-    assert run_settings(settings) == {"model": "/models/tiny", "train_method": "full", "train_steps": 42}
+    recorded = run_settings(settings)
+    assert {k: recorded[k] for k in ("model", "train_method", "train_steps")} == {
+        "model": "/models/tiny", "train_method": "full", "train_steps": 42}
+    assert recorded["recipe"]["method"] == "full"  # the recipe's values ride along (docs/recipe.md)
     Image.new("RGB", (16, 16)).save(tmp_path / "img.png")
     record = ImageRecord(prompt="p", prompt_index=0, seed=1, attempt=0, file="img.png", distance=None,
                          accepted=True)
     selection = SelectionResult(image_dir=tmp_path, records=(record,), attempts=(), requested=1, mode="report",
                                 threshold=None, seconds=1.0, generated=1, extra=run_settings(settings))
     out = build_deliverables(selection, tmp_path / "out")
-    assert {k: out.summary[k] for k in ("model", "train_method", "train_steps")} == run_settings(settings)
+    assert {k: out.summary[k] for k in ("model", "train_method", "train_steps", "recipe")} == run_settings(settings)
