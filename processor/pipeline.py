@@ -26,11 +26,14 @@ from processor.job.attempt import Attempt, JobResult, JobRun
 from processor.job.stage import Stage, drive, enter
 from processor.job.state import TERMINAL, EmailState, JobState, email_missing
 from processor.job.steps import (
+    CHOOSE,
     DELIVER,
     GENERATE,
     PREPARE,
     TRAIN,
     VALIDATE,
+    ChooseInputs,
+    Chosen,
     Env,
     GenerateInputs,
     Prepared,
@@ -192,8 +195,10 @@ class Pipeline:
         job.check_stop()
         trained: Trained = await self._drive(TRAIN, job, prepared)
         job.check_stop()
-        selection = await self._drive(GENERATE, job, GenerateInputs(summary, trained.weights_dir,
-                                                                    prepared.identifier))
+        chosen: Chosen = await self._drive(CHOOSE, job, ChooseInputs(summary, trained, prepared.identifier))
+        job.check_stop()
+        selection = await self._drive(GENERATE, job, GenerateInputs(summary, chosen.weights_dir, prepared.identifier,
+                                                                    chosen.scale, chosen.record))
         job.check_stop()
         if not selection.records:  # even after the extra round (processor/job/steps.py)
             await self._end(job, JobState.FAILED, error=NO_LIKENESS.format(generated=len(selection.attempts)),

@@ -30,10 +30,12 @@ from handlers.validate.messages import LABELS as REASON_LABELS
 from processor.settings import Settings
 
 if TYPE_CHECKING:  # heavy imports stay out of the worker's start-up
+    from handlers.choose import Choice
     from handlers.class_prior import PipelineLoader
     from handlers.faces import FaceAnalyzer, FaceModelConfig
     from handlers.generate.config import GenerateConfig
     from handlers.generate.select import SelectConfig
+    from handlers.holdout import HoldOut
     from handlers.prepare import PrepareConfig, PreparedDataset
     from handlers.train.config import TrainConfig
     from handlers.train.trained_model import TrainResult
@@ -108,7 +110,7 @@ def generate_config(settings: Settings) -> GenerateConfig:
         batch_size=settings.generation_batch_size, seed=settings.seed,
         max_regenerations=settings.max_regenerations, sampler=settings.sampler,
         overlap_scoring=settings.overlap_scoring, compile_unet=settings.compile_unet,
-        formats=tuple(settings.formats),
+        formats=tuple(settings.formats), pool_size=settings.pool_size,
     )
 
 
@@ -170,6 +172,15 @@ def run_validate(photos: Sequence[Path], settings: Settings, faces: FaceModels) 
     refused = photos.refused if isinstance(photos, PhotoFiles) else None
     return validate_photos(list(photos), validate_config(settings), analyzer=faces.analyzer(),
                            names=names, refused=refused)
+
+
+def held_out_photos(files: Sequence[str], measures: dict[str, dict[str, Any]]) -> HoldOut:
+    """Which accepted photos train and which are held out as the judge's references
+    (``measures``: the gate's numbers per file, from the validation summary)."""
+    from handlers.holdout import PhotoStats, choose_held_out
+
+    return choose_held_out([PhotoStats(f, measures.get(f, {}).get("identity_distance"),
+                                       measures.get(f, {}).get("pose_yaw")) for f in files])
 
 
 def choose_job_identifier(base_model: str) -> str:
@@ -244,7 +255,7 @@ def reference_embeddings(photos: Sequence[Path], faces: FaceModels) -> Any:
 def run_generate(weights_dir: Path, identifier: str, references: Any, out_dir: Path,
                  settings: Settings, faces: FaceModels, progress: ProgressFn | None,
                  should_stop: StopFn | None, on_image: Callable[[ImageRecord], None],
-                 done: Sequence[ImageRecord]) -> SelectionResult:
+                 done: Sequence[ImageRecord], lora_scale: float = 1.0) -> SelectionResult:
     from handlers.generate.loop import generate_and_select
     from handlers.generate.prompts import load_prompt_set
     from handlers.sdxl.loading import torch_dtype
@@ -253,12 +264,39 @@ def run_generate(weights_dir: Path, identifier: str, references: Any, out_dir: P
 
     device = resolve_device(settings.device)
     dtype = torch_dtype(resolve_precision(device, settings.mixed_precision))
-    pipe = load_trained_pipeline(settings.base_model, weights_dir, device, dtype)
+    pipe = load_trained_pipeline(settings.base_model, weights_dir, device, dtype, lora_scale=lora_scale)
     pipe.set_progress_bar_config(disable=True)
     return generate_and_select(pipe, load_prompt_set(), identifier, references, out_dir,
                                generate_config(settings), select_config(settings),
                                faces.analyzer(), progress=progress, should_stop=should_stop,
                                on_image=on_image, done=list(done))
+
+
+def candidate_steps(total: int) -> tuple[int, ...]:
+    """Training steps whose checkpoints are the checkpoint choice's candidates (besides the last)."""
+    from handlers.train.checkpoint import candidate_steps as steps
+
+    return steps(total)
+
+
+def run_choose(checkpoints: Sequence[tuple[int, Path]], references: Any, references_kind: str, identifier: str,
+               settings: Settings, faces: FaceModels) -> Choice:
+    """Render the validation prompts for every checkpoint x LoRA scale on one base pipeline
+    (each checkpoint an adapter) and choose the closest to ``references``."""
+    from handlers.choose import LoraRenderer, choose_checkpoint, validation_requests
+    from handlers.generate.prompts import load_prompt_set
+    from handlers.sdxl.loading import torch_dtype
+    from handlers.train.dreambooth import resolve_device, resolve_precision
+    from handlers.train.trained_model import load_base_pipeline
+
+    device = resolve_device(settings.device)
+    pipe = load_base_pipeline(settings.base_model, device,
+                              torch_dtype(resolve_precision(device, settings.mixed_precision)))
+    prompts = load_prompt_set()
+    requests = validation_requests(prompts.render(identifier), settings.choice_prompts)
+    renderer = LoraRenderer(pipe, generate_config(settings), prompts.negative_prompt)
+    return choose_checkpoint(checkpoints, settings.choice_scales, renderer, requests, faces.analyzer(),
+                             references, references_kind)
 
 
 def load_prepared(folder: Path) -> PreparedDataset:

@@ -25,7 +25,13 @@ from handlers.prepare import PreparedDataset
 from handlers.progress import Progress, ProgressFn, StopFn, report
 from handlers.sdxl.configs import SDXLComponents
 from handlers.sdxl.loading import torch_dtype
-from handlers.train.checkpoint import load_checkpoint, resume_refusal, save_checkpoint
+from handlers.train.checkpoint import (
+    CANDIDATE_WEIGHTS,
+    candidate_steps,
+    load_checkpoint,
+    resume_refusal,
+    save_checkpoint,
+)
 from handlers.train.config import TrainConfig
 from handlers.train.data import step_generator, time_ids
 from handlers.train.models import make_optimizer, trainable_state
@@ -145,10 +151,23 @@ def train_dreambooth(dataset: PreparedDataset, class_dir: Path | None, out_dir: 
         start, losses = ckpt.step, list(ckpt.losses)
         log.info("train.resumed", step=start, total=total)
 
+    # The checkpoint choice's candidates (50% and 75%; the last is the result): checkpointed
+    # whatever the cadence, kept, and for LoRA carrying their weights in the generation format.
+    candidates = candidate_steps(total) if config.checkpoint_every else ()
+
+    def candidate_weights(folder: Path, step: int) -> None:
+        weights = save_trained_weights(folder / CANDIDATE_WEIGHTS, config.method, accelerator.unwrap_model(
+            trainable.unet), None, weight_dtype)
+        TrainResult(method=config.method, weights_dir=weights, base_model=str(config.base_model),
+                    instance_prompt=dataset.instance_prompt, steps=step,
+                    train_text_encoder=False).save()
+
     def checkpoint(step: int) -> Path:
+        lora_candidate = step in candidates and config.method == "lora" and not config.train_text_encoder
         path = save_checkpoint(out_dir, step, trainable_state(trainable), optimizer.state_dict(),
                                accelerator.scaler.state_dict() if accelerator.scaler else None,
-                               fingerprint, losses, keep=config.keep_checkpoints)
+                               fingerprint, losses, keep=config.keep_checkpoints, pinned=candidates,
+                               extra=(lambda folder: candidate_weights(folder, step)) if lora_candidate else None)
         if on_checkpoint is not None:
             on_checkpoint(path)
         return path
@@ -174,7 +193,7 @@ def train_dreambooth(dataset: PreparedDataset, class_dir: Path | None, out_dir: 
             "instance_loss": float(inst.detach()),
             "prior_loss": None if prior is None else float(prior.detach())}))
         last_saved = None
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < total:
+        if config.checkpoint_every and (done % config.checkpoint_every == 0 or done in candidates) and done < total:
             last_saved = checkpoint(done)
         if should_stop is not None and should_stop() and done < total:
             path = last_saved or checkpoint(done)
