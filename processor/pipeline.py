@@ -28,12 +28,14 @@ from processor.job.state import TERMINAL, EmailState, JobState, email_missing
 from processor.job.steps import (
     CHOOSE,
     DELIVER,
+    DETAIL,
     GENERATE,
     PREPARE,
     TRAIN,
     VALIDATE,
     ChooseInputs,
     Chosen,
+    DetailInputs,
     Env,
     GenerateInputs,
     Prepared,
@@ -121,6 +123,7 @@ class Pipeline:
             await self._end(job, JobState.FAILED, error=exc.message, kind=exc.code)
             return JobResult.TERMINAL
         finally:
+            self.env.pipes.clear()  # the job's model leaves memory with its attempt
             shutil.rmtree(job.root, ignore_errors=True)
 
     async def fail(self, run: JobRun, reason: str) -> None:
@@ -205,6 +208,8 @@ class Pipeline:
                             kind="no_likeness", details={"generated": len(selection.attempts),
                                                          "photos_used": len(summary.accepted_files)})
             return JobResult.TERMINAL
+        selection = await self._drive(DETAIL, job, DetailInputs(summary, selection, chosen.weights_dir, chosen.scale))
+        job.check_stop()
         delivered = await self._drive(DELIVER, job, selection)
         job.check_stop()
         email = await self._notify_ready(job, delivered)

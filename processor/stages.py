@@ -32,6 +32,7 @@ from processor.settings import Settings
 if TYPE_CHECKING:  # heavy imports stay out of the worker's start-up
     from handlers.choose import Choice
     from handlers.class_prior import PipelineLoader
+    from handlers.detail import DetailConfig
     from handlers.faces import FaceAnalyzer, FaceModelConfig
     from handlers.generate.config import GenerateConfig
     from handlers.generate.select import SelectConfig
@@ -252,20 +253,43 @@ def reference_embeddings(photos: Sequence[Path], faces: FaceModels) -> Any:
     return np.stack(refs)
 
 
+@dataclass
+class TrainedPipelines:
+    """The job's generation pipeline (its chosen LoRA fused at the chosen scale), loaded once
+    and shared by generation, its extra round and the detail pass; dropped when the job's
+    attempt ends (:meth:`clear`)."""
+
+    _key: tuple[str, str, float] | None = None
+    _pipe: Any = None
+
+    def get(self, settings: Settings, weights_dir: Path, lora_scale: float) -> Any:
+        key = (settings.base_model, str(weights_dir), float(lora_scale))
+        if self._key != key:
+            self.clear()
+            from handlers.sdxl.loading import torch_dtype
+            from handlers.train.dreambooth import resolve_device, resolve_precision
+            from handlers.train.trained_model import load_trained_pipeline
+
+            device = resolve_device(settings.device)
+            dtype = torch_dtype(resolve_precision(device, settings.mixed_precision))
+            self._pipe = load_trained_pipeline(settings.base_model, weights_dir, device, dtype, lora_scale=lora_scale)
+            self._pipe.set_progress_bar_config(disable=True)
+            self._key = key
+        return self._pipe
+
+    def clear(self) -> None:
+        self._key, self._pipe = None, None
+
+
 def run_generate(weights_dir: Path, identifier: str, references: Any, out_dir: Path,
                  settings: Settings, faces: FaceModels, progress: ProgressFn | None,
                  should_stop: StopFn | None, on_image: Callable[[ImageRecord], None],
-                 done: Sequence[ImageRecord], lora_scale: float = 1.0) -> SelectionResult:
+                 done: Sequence[ImageRecord], lora_scale: float = 1.0,
+                 pipes: TrainedPipelines | None = None) -> SelectionResult:
     from handlers.generate.loop import generate_and_select
     from handlers.generate.prompts import load_prompt_set
-    from handlers.sdxl.loading import torch_dtype
-    from handlers.train.dreambooth import resolve_device, resolve_precision
-    from handlers.train.trained_model import load_trained_pipeline
 
-    device = resolve_device(settings.device)
-    dtype = torch_dtype(resolve_precision(device, settings.mixed_precision))
-    pipe = load_trained_pipeline(settings.base_model, weights_dir, device, dtype, lora_scale=lora_scale)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = (pipes or TrainedPipelines()).get(settings, weights_dir, lora_scale)
     return generate_and_select(pipe, load_prompt_set(), identifier, references, out_dir,
                                generate_config(settings), select_config(settings),
                                faces.analyzer(), progress=progress, should_stop=should_stop,
@@ -297,6 +321,37 @@ def run_choose(checkpoints: Sequence[tuple[int, Path]], references: Any, referen
     renderer = LoraRenderer(pipe, generate_config(settings), prompts.negative_prompt)
     return choose_checkpoint(checkpoints, settings.choice_scales, renderer, requests, faces.analyzer(),
                              references, references_kind)
+
+
+def detail_config(settings: Settings) -> DetailConfig:
+    from handlers.detail import DetailConfig
+
+    return DetailConfig(strength=settings.detail_strength, crop_factor=settings.detail_crop_factor,
+                        resolution=settings.resolution, steps=settings.inference_steps,
+                        guidance_scale=settings.guidance_scale)
+
+
+def run_detail(records: Sequence[ImageRecord], image_dir: Path, weights_dir: Path, lora_scale: float,
+               references: Any, settings: Settings, faces: FaceModels, pipes: TrainedPipelines,
+               done: dict[str, dict[str, Any]], on_outcome: Callable[[dict[str, Any]], None],
+               should_stop: StopFn | None, progress: ProgressFn | None) -> tuple[list[ImageRecord], dict[str, Any]]:
+    """The face detail pass over ``records`` (outcomes in ``done``, by file, are not redone);
+    ``on_outcome`` gets each new outcome as a dict once its file is written. Returns the
+    records to deliver and results.json's ``detail`` record."""
+    import time
+
+    from handlers.detail import DetailOutcome, Img2ImgRefiner, detail_pass, summarize
+    from handlers.generate.prompts import load_prompt_set
+
+    started = time.perf_counter()
+    config = detail_config(settings)
+    todo = [r for r in records if r.file not in done]
+    refiner = Img2ImgRefiner(pipes.get(settings, weights_dir, lora_scale), config,
+                             load_prompt_set().negative_prompt) if todo else None
+    kept, outcomes = detail_pass(records, image_dir, refiner, faces.analyzer(), references, config,  # type: ignore[arg-type]
+                                 {f: DetailOutcome.from_dict(o) for f, o in done.items()},
+                                 lambda o: on_outcome(o.to_dict()), should_stop, progress)
+    return kept, summarize(outcomes, config, time.perf_counter() - started)
 
 
 def load_prepared(folder: Path) -> PreparedDataset:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class Env:
     store: ObjectStore
     faces: stages.FaceModels
     failpoints: Failpoints
+    pipes: stages.TrainedPipelines = field(default_factory=stages.TrainedPipelines)
 
     def hit(self, point: str) -> None:
         self.failpoints.hit(point)
@@ -273,7 +274,7 @@ async def _generate(env: Env, job: Attempt, inputs: GenerateInputs) -> Selection
         return asyncio.to_thread(
             stages.run_generate, inputs.weights_dir, inputs.identifier, references, image_dir, settings,
             env.faces, job.status.progress_fn("generate"), job.run.should_stop, on_image, done,
-            inputs.lora_scale)
+            inputs.lora_scale, env.pipes)
 
     judge = {"held_out": photo_split(inputs.summary).to_dict(), "checkpoint_choice": inputs.choice}
     selection = await generate(env.settings, finished)
@@ -303,6 +304,53 @@ async def _restore_generate(env: Env, job: Attempt, done: Checkpoint, _: Generat
     return SelectionResult.from_dict(done.meta["selection"], image_dir)
 
 
+# --- detail: the face detail pass, one checkpoint per image ------------------------------------
+@dataclass(frozen=True)
+class DetailInputs:
+    summary: ValidationSummary
+    selection: SelectionResult
+    weights_dir: Path
+    lora_scale: float
+
+
+async def _detail(env: Env, job: Attempt, inputs: DetailInputs) -> SelectionResult:
+    selection = inputs.selection
+    if not env.settings.detail_pass:
+        return replace(selection, extra={**selection.extra, "detail": {"enabled": False}})
+    image_dir = selection.image_dir
+    done = await _load_details(job, image_dir)
+    if done:
+        job.log.info("detail_resuming", images=len(done))
+    photos = await _download_photos(env, job, _training_photos(inputs.summary)[0])
+    references = await asyncio.to_thread(stages.reference_embeddings, photos, env.faces)
+    loop = asyncio.get_running_loop()
+
+    def on_outcome(outcome: dict[str, Any]) -> None:
+        # the detailed file (when kept) and the outcome, before the next image starts
+        files = {outcome["output"]: image_dir / outcome["output"]} if outcome["output"] != outcome["file"] else {}
+        asyncio.run_coroutine_threadsafe(
+            job.ckpt.save("detail", f"image-{outcome['file']}", files, outcome), loop).result()
+        env.hit("detail.image")
+
+    records, record = await asyncio.to_thread(
+        stages.run_detail, selection.records, image_dir, inputs.weights_dir, inputs.lora_scale, references,
+        env.settings, env.faces, env.pipes, done, on_outcome, job.run.should_stop, job.status.progress_fn("detail"))
+    return replace(selection, records=tuple(records), extra={**selection.extra, "detail": record})
+
+
+async def _load_details(job: Attempt, image_dir: Path) -> dict[str, dict[str, Any]]:
+    """The detail pass's outcomes of earlier attempts, by generated file (detailed files downloaded)."""
+    found = await job.ckpt.find("detail", "image-")
+    for ckpt in found.values():
+        await job.ckpt.download(ckpt, image_dir)
+    return {str(c.meta["file"]): c.meta for c in found.values()}
+
+
+async def _restore_detail(env: Env, job: Attempt, done: Checkpoint, inputs: DetailInputs) -> SelectionResult:
+    await _load_details(job, inputs.selection.image_dir)
+    return SelectionResult.from_dict(done.meta["selection"], inputs.selection.image_dir)
+
+
 # --- deliver: results/<job>/ ----------------------------------------------------------------
 async def _deliver(env: Env, job: Attempt, selection: SelectionResult) -> dict[str, Any]:
     # results.json records the run's settings too (model, method, steps): the metrics' breakdown
@@ -326,6 +374,7 @@ TRAIN = Stage("train", JobState.TRAINING, _train, lambda t: t.record, _restore_t
 CHOOSE = Stage("choose", JobState.TRAINING, _choose, lambda c: c.record, _restore_choose, files=_chosen_files)
 GENERATE = Stage("generate", JobState.GENERATING, _generate, lambda s: {"selection": s.to_dict()},
                  _restore_generate)
+DETAIL = Stage("detail", JobState.GENERATING, _detail, lambda s: {"selection": s.to_dict()}, _restore_detail)
 DELIVER = Stage("deliver", JobState.DELIVERING, _deliver, lambda meta: meta, _restore_deliver)
 
 

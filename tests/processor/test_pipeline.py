@@ -149,7 +149,7 @@ async def test_crash_mid_generation_resumes_without_redoing_finished_stages_or_i
     assert await _attempt(settings, job_id, "w2") is JobResult.TERMINAL
     status = job_status(local_stack, settings, job_id)
     assert status is not None and status["state"] == "delivered"
-    assert stage_runs(status) == {"validate": 1, "prepare": 1, "train": 1, "generate": 2,
+    assert stage_runs(status) == {"validate": 1, "prepare": 1, "train": 1, "choose": 1, "generate": 2, "detail": 1,
                                   "deliver": 1, "notify": 1}
     summary = status["result"]["summary"]
     assert summary["delivered"] == 4 and summary["generated"] == 2  # only the missing two were made
