@@ -18,6 +18,7 @@ loaded as an adapter), the faces through the selector's ``Analyzer`` protocol.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -165,7 +166,9 @@ class LoraRenderer:
 
         if weights_dir not in self.loaded:
             name = f"candidate{len(self.loaded)}"
-            load_lora(self.pipeline, weights_dir, adapter_name=name)
+            with warnings.catch_warnings():  # several adapters in one model is the point here
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                load_lora(self.pipeline, weights_dir, adapter_name=name)
             self.loaded[weights_dir] = name
         return self.loaded[weights_dir]
 

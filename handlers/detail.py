@@ -15,6 +15,7 @@ The defaults and their sources: docs/judge.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -217,20 +218,45 @@ class Img2ImgRefiner:
     (``from_pipe``: no second load; the fused LoRA comes with the UNet)."""
 
     def __init__(self, pipeline: Any, config: DetailConfig, negative_prompt: str) -> None:
-        from diffusers import StableDiffusionXLImg2ImgPipeline
-
-        self.pipe = StableDiffusionXLImg2ImgPipeline.from_pipe(pipeline)
-        self.pipe.set_progress_bar_config(disable=True)
+        self.source = pipeline
         self.config = config
         self.negative_prompt = negative_prompt
         self.calls = 0
+        self._pipe: Any = None
+
+    @property
+    def pipe(self) -> Any:
+        """Built on first use (a job whose images show no face never needs it)."""
+        if self._pipe is None:
+            from diffusers import StableDiffusionXLImg2ImgPipeline
+            from diffusers.utils import logging as diffusers_logging
+
+            level = diffusers_logging.get_verbosity()
+            diffusers_logging.set_verbosity_error()  # from_pipe's notes on module dtypes it keeps as they are
+            try:
+                self._pipe = StableDiffusionXLImg2ImgPipeline.from_pipe(self.source)
+            finally:
+                diffusers_logging.set_verbosity(level)
+            self._pipe.set_progress_bar_config(disable=True)
+        return self._pipe
 
     def refine(self, crop_rgb: np.ndarray, prompt: str, seed: int) -> np.ndarray:
         import torch
+        from diffusers.utils import logging as diffusers_logging
 
         self.calls += 1
-        out = self.pipe(prompt=prompt, negative_prompt=self.negative_prompt, image=Image.fromarray(crop_rgb),
-                        strength=self.config.strength, num_inference_steps=self.config.steps,
+        pipe = self.pipe
+        level = diffusers_logging.get_verbosity()
+        # img2img casts an SDXL VAE (force_upcast) to fp32 to encode and back, and diffusers warns
+        # about that cast on every call: the cast is the documented fix for fp16 overflow
+        diffusers_logging.set_verbosity_error()
+        try:
+            out = pipe(prompt=prompt, negative_prompt=self.negative_prompt, image=Image.fromarray(crop_rgb),
+                        strength=self.config.strength,
+                        # at least one denoising step (img2img runs int(steps * strength) of them)
+                        num_inference_steps=max(self.config.steps, math.ceil(1 / self.config.strength)),
                         guidance_scale=self.config.guidance_scale,
                         generator=torch.Generator("cpu").manual_seed(seed), output_type="np")
+        finally:
+            diffusers_logging.set_verbosity(level)
         return np.clip(np.round(out.images[0] * 255.0), 0, 255).astype(np.uint8)

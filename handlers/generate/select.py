@@ -154,14 +154,15 @@ def drop_near_duplicates(embeddings: Sequence[np.ndarray], min_distance: float) 
 
 
 def best_of_pool(records: Sequence[ImageRecordLike], count: int) -> list[int]:
-    """Indices of the ``count`` images to deliver from a pool: passing ones before failing ones
-    (report mode keeps both), then the closest to the person first; unscored images (no
-    distance) after scored ones, in the order they were made. Pure: a function of the records."""
+    """Indices of the ``count`` images to deliver from a pool, in pool order (the prompts
+    file's order, which spreads poses and settings over the contact sheet). Which ones: passing
+    before failing (report mode keeps both), then the closest to the person; unscored images
+    (no distance) after scored ones, earlier first. Pure: a function of the records."""
     def rank(i: int) -> tuple[bool, float, int]:
         r = records[i]
         return (not r.accepted, r.distance if r.distance is not None else float("inf"), i)
 
-    return sorted(range(len(records)), key=rank)[:max(0, count)]
+    return sorted(sorted(range(len(records)), key=rank)[:max(0, count)])
 
 
 class ImageRecordLike(Protocol):

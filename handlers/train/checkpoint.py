@@ -89,9 +89,9 @@ def save_checkpoint(out_dir: Path, step: int, weights: dict[str, torch.Tensor],
     tmp.rename(final)
     older = sorted((int(p.name.split("-", 1)[1]), p) for p in final.parent.iterdir()
                    if p.is_dir() and p.name.startswith("step-") and not p.name.endswith(".partial"))
-    older = [(s, path) for s, path in older if s not in pinned]
-    for _, path in older[:-keep] if keep > 0 else []:
-        shutil.rmtree(path, ignore_errors=True)
+    for step_n, path in older[:-keep] if keep > 0 else []:
+        if step_n not in pinned:
+            shutil.rmtree(path, ignore_errors=True)
     return final
 
 

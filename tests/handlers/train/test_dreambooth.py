@@ -113,12 +113,18 @@ def test_stop_request_writes_a_checkpoint_and_raises_interrupted(tmp_path, tiny_
     assert not (tmp_path / "weights").exists()
 
 
-def test_periodic_checkpoints_keep_only_the_newest(tmp_path, tiny_model_dir, tiny_dataset, tiny_class_dir):
+def test_periodic_checkpoints_keep_only_the_newest_and_the_choices_candidates(
+        tmp_path, tiny_model_dir, tiny_dataset, tiny_class_dir):
     reported: list[Path] = []
     train_dreambooth(tiny_dataset, tiny_class_dir, tmp_path,
-                     tiny_config(tiny_model_dir, steps=5, checkpoint_every=2), on_checkpoint=reported.append)
-    assert [p.name for p in reported] == ["step-2", "step-4"]
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-4"]
+                     tiny_config(tiny_model_dir, steps=8, checkpoint_every=3), on_checkpoint=reported.append)
+    # every 3 steps, and at 50% and 75% of 8 (steps 4 and 6: the checkpoint choice's candidates)
+    assert [p.name for p in reported] == ["step-3", "step-4", "step-6"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-4", "step-6"]
+    for name in ("step-4", "step-6"):  # each carries its LoRA in the generation format
+        weights = tmp_path / "checkpoints" / name / "weights"
+        assert (weights / "pytorch_lora_weights.safetensors").is_file() and (weights / "train_result.json").is_file()
+    assert not (tmp_path / "checkpoints" / "step-3").exists()  # not a candidate: only the newest is kept
 
 
 def test_dataset_resolution_must_match_the_config(tmp_path, tiny_model_dir, tiny_dataset, tiny_class_dir):
