@@ -51,6 +51,9 @@ class EvalReport:
     dino: float | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     marks: dict[str, Any] = field(default_factory=dict)  # see mark_report
+    # the judge: identity against the photos held out of training (the selector never saw
+    # them), apart from identity against the selection's own references (see held_out_split)
+    held_out: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,6 +196,39 @@ def read_results(results_dir: Path) -> tuple[list[Path], list[str] | None]:
             None if any(p is None for p in prompts) else [str(p) for p in prompts])
 
 
+def held_out_files(results_dir: Path) -> dict[str, Any] | None:
+    """results.json's ``held_out`` record (files and reason), or None for a job from before it."""
+    doc_path = Path(results_dir) / "results.json"
+    if not doc_path.exists():
+        return None
+    record = json.loads(doc_path.read_text()).get("summary", {}).get("held_out")
+    return dict(record) if isinstance(record, dict) else None
+
+
+def held_out_split(names: Sequence[str], record: dict[str, Any] | None) -> tuple[list[int], list[int], str | None]:
+    """(indices of the held-out photos, of the selection's references, a plain note when the
+    judge has nothing of its own). Photos are matched by file name."""
+    held = set(record.get("files") or []) if record else set()
+    held_idx = [i for i, n in enumerate(names) if n in held]
+    refs_idx = [i for i, n in enumerate(names) if n not in held]
+    if record is None:
+        return [], refs_idx, "results.json records no held-out photos (a job from before they existed)"
+    if not held:
+        return [], refs_idx, f"nothing was held out: {record.get('reason') or 'fewer than 12 usable photos'}"
+    if not held_idx:
+        return [], refs_idx, f"the held-out photos {sorted(held)} are not in the photos folder"
+    return held_idx, refs_idx, None
+
+
+def held_out_identity(headshots: Sequence[np.ndarray], held_out: Sequence[np.ndarray], analyzer: Analyzer,
+                      config: EvalConfig, note: str | None, files: Sequence[str]) -> dict[str, Any]:
+    """Identity of the headshots against the held-out photos alone (the honest judge)."""
+    if note is not None:
+        return {"count": 0, "note": note}
+    _, identity, _ = face_metrics(headshots, held_out, analyzer, config.min_face_ratio, config.threshold)
+    return {"photos": list(files), **identity}
+
+
 def delivered_jpegs(results_dir: Path) -> list[Path]:
     """Every JPEG a job delivered: each listed file in every format, then the contact sheet."""
     results_dir = Path(results_dir)
@@ -265,9 +301,16 @@ def format_report(report: EvalReport) -> str:
         f = report.faces_found
         lines.append(f"faces found: exactly one in {f['exactly_one']}/{f['of']}, none in {f['none']}, "
                      f"several in {f['several']}")
+    held = report.held_out
+    if held.get("note"):
+        lines.append(f"held-out judge: {held['note']}; identity below is against the photos selection used")
+    elif held.get("count"):
+        lines.append(f"identity vs held-out photos ({', '.join(held['photos'])}): mean {held['mean']} "
+                     f"median {held['median']} min {held['min']} (pass >= {held['threshold_similarity']}: "
+                     f"{held['pass_rate']:.0%})")
     ident = report.identity_similarity
     if ident.get("count"):
-        lines.append(f"identity similarity: mean {ident['mean']} median {ident['median']} "
+        lines.append(f"identity similarity{' vs the selection references' if held.get('count') else ''}: mean {ident['mean']} median {ident['median']} "
                      f"p10 {ident['p10']} min {ident['min']} (pass >= {ident['threshold_similarity']}: "
                      f"{ident['pass_rate']:.0%})")
     for kind, d in report.diversity.items():

@@ -27,11 +27,16 @@ from processor.job.photo_names import photo_names, photo_names_key
 from processor.job.stage import Stage, drive, enter
 from processor.job.state import TERMINAL, EmailState, JobState, email_missing
 from processor.job.steps import (
+    CHOOSE,
     DELIVER,
+    DETAIL,
     GENERATE,
     PREPARE,
     TRAIN,
     VALIDATE,
+    ChooseInputs,
+    Chosen,
+    DetailInputs,
     Env,
     GenerateInputs,
     Prepared,
@@ -119,6 +124,7 @@ class Pipeline:
             await self._end(job, JobState.FAILED, error=exc.message, kind=exc.code)
             return JobResult.TERMINAL
         finally:
+            self.env.pipes.clear()  # the job's model leaves memory with its attempt
             shutil.rmtree(job.root, ignore_errors=True)
 
     async def fail(self, run: JobRun, reason: str) -> None:
@@ -193,14 +199,18 @@ class Pipeline:
         job.check_stop()
         trained: Trained = await self._drive(TRAIN, job, prepared)
         job.check_stop()
-        selection = await self._drive(GENERATE, job, GenerateInputs(summary, trained.weights_dir,
-                                                                    prepared.identifier))
+        chosen: Chosen = await self._drive(CHOOSE, job, ChooseInputs(summary, trained, prepared.identifier))
+        job.check_stop()
+        selection = await self._drive(GENERATE, job, GenerateInputs(summary, chosen.weights_dir, prepared.identifier,
+                                                                    chosen.scale, chosen.record))
         job.check_stop()
         if not selection.records:  # even after the extra round (processor/job/steps.py)
             await self._end(job, JobState.FAILED, error=NO_LIKENESS.format(generated=len(selection.attempts)),
                             kind="no_likeness", details={"generated": len(selection.attempts),
                                                          "photos_used": len(summary.accepted_files)})
             return JobResult.TERMINAL
+        selection = await self._drive(DETAIL, job, DetailInputs(summary, selection, chosen.weights_dir, chosen.scale))
+        job.check_stop()
         delivered = await self._drive(DELIVER, job, selection)
         job.check_stop()
         email = await self._notify_ready(job, delivered)

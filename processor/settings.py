@@ -98,13 +98,17 @@ class Settings(BaseSettings):
     instance_loss_weight: float = Field(1.0, gt=0, description="alpha: weight of the reconstruction term")
     num_class_images: int = Field(100, ge=1, le=2000)
     # --- the training recipe (docs/recipe.md names the source of each default) ----------
-    train_batch_size: int = Field(4, ge=1, le=64, description="instance images per training step (plus as many "
-                                                               "class images): the published recipes' 4")
+    train_batch_size: int = Field(4, ge=1, le=64, description="instance images per training step: the "
+                                                               "published recipes' 4")
     train_instance_samples_per_photo: int = Field(200, ge=1, le=10000,
                                                   description="the step rule: instance images seen per usable "
                                                               "photo, clamped to the two settings below")
     train_min_instance_samples: int = Field(2000, ge=1, le=100000, description="the published recipes' floor")
-    train_max_instance_samples: int = Field(4000, ge=1, le=100000, description="the published recipes' ceiling")
+    train_max_instance_samples: int = Field(2000, ge=1, le=100000,
+                                            description="the ceiling: diffusers' 2,000 (cog-sdxl's 4,000 does "
+                                                        "not fit the 20-minute H100 budget: docs/recipe.md)")
+    train_class_batch_size: int = Field(1, ge=1, le=64, description="class (prior) images per training step "
+                                                                   "beside train_batch_size instance images")
     noise_offset: float = Field(0.0357, ge=0, le=1, description="offset noise scale (0: off)")
     snr_gamma: float = Field(5.0, ge=0, le=100, description="min-SNR loss weighting gamma (0: off)")
     text_encoder_lr: float = Field(5e-6, gt=0, le=1e-3,
@@ -129,6 +133,23 @@ class Settings(BaseSettings):
     selection_threshold: float | None = Field(None, gt=0, lt=2,
                                               description="identity cosine distance to the user's photo set; "
                                                           "empty: the recognizer's threshold")
+    pool_size: int | None = Field(None, ge=1, le=400,
+                                  description="passing images generated before the best num_images by identity are "
+                                              "delivered; empty: 1.3 x num_images rounded up (65 for 50: "
+                                              "docs/judge.md)")
+    choice_prompts: int = Field(3, ge=0, le=10,
+                                description="validation prompts rendered per training checkpoint (50/75/100%) and "
+                                            "LoRA scale to choose the one closest to the held-out photos; 0: the "
+                                            "last checkpoint at scale 1.0, unjudged (docs/judge.md)")
+    choice_scales: Annotated[tuple[float, ...], NoDecode] = Field(
+        (0.8, 1.0), description="LoRA scales the checkpoint choice tries, comma separated (docs/judge.md)")
+    detail_pass: bool = Field(True, description="face detail pass on each delivered image: the face re-rendered "
+                                                "by img2img at the model resolution, kept only when identity "
+                                                "improves (docs/judge.md)")
+    detail_strength: float = Field(0.4, ge=0.1, le=0.7,
+                                   description="img2img strength of the detail pass (ADetailer's default 0.4)")
+    detail_crop_factor: float = Field(1.6, ge=1.1, le=3.0,
+                                      description="the detail pass's crop side as a multiple of the face box")
     seed: int = Field(1234, ge=0, le=2**32 - 1)
     formats: Annotated[tuple[DeliveryFormat, ...], NoDecode] = Field(
         ("square",), description="delivery formats of a job whose manifest names none: square,portrait (or a "
@@ -204,6 +225,21 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     failpoints: str = Field("", description="fault-suite only: 'point=kill|raise|exit[@N],...' "
                                             "(processor/failpoints.py); empty in production")
+
+    @field_validator("choice_scales", mode="before")
+    @classmethod
+    def _scales_from_text(cls, v: Any) -> Any:
+        """The environment's text: numbers separated by commas (or a JSON list)."""
+        if isinstance(v, str):
+            return json.loads(v) if v.lstrip().startswith("[") else [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("choice_scales")
+    @classmethod
+    def _scales_in_range(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(not 0.0 < x <= 1.5 for x in v) or len(set(v)) != len(v):
+            raise ValueError("one or more distinct LoRA scales in (0, 1.5]")
+        return tuple(v)
 
     @field_validator("formats", mode="before")
     @classmethod

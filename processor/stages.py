@@ -30,10 +30,13 @@ from handlers.validate.messages import LABELS as REASON_LABELS
 from processor.settings import Settings
 
 if TYPE_CHECKING:  # heavy imports stay out of the worker's start-up
+    from handlers.choose import Choice
     from handlers.class_prior import PipelineLoader
+    from handlers.detail import DetailConfig
     from handlers.faces import FaceAnalyzer, FaceModelConfig
     from handlers.generate.config import GenerateConfig
     from handlers.generate.select import SelectConfig
+    from handlers.holdout import HoldOut
     from handlers.prepare import PrepareConfig, PreparedDataset
     from handlers.train.config import TrainConfig
     from handlers.train.trained_model import TrainResult
@@ -92,6 +95,7 @@ def train_config(settings: Settings) -> TrainConfig:
         resolution=settings.resolution, mixed_precision=settings.mixed_precision,
         device=settings.device, seed=settings.seed, train_text_encoder=settings.train_text_encoder,
         checkpoint_every=checkpoint_every(settings), batch_size=settings.train_batch_size,
+        class_batch_size=settings.train_class_batch_size,
         instance_samples_per_photo=settings.train_instance_samples_per_photo,
         min_instance_samples=settings.train_min_instance_samples,
         max_instance_samples=settings.train_max_instance_samples,
@@ -117,7 +121,7 @@ def generate_config(settings: Settings, job_id: str) -> GenerateConfig:
         batch_size=settings.generation_batch_size, seed=settings.seed,
         max_regenerations=settings.max_regenerations, sampler=settings.sampler,
         overlap_scoring=settings.overlap_scoring, compile_unet=settings.compile_unet,
-        formats=tuple(settings.formats), job_id=job_id,
+        formats=tuple(settings.formats), job_id=job_id, pool_size=settings.pool_size,
     )
 
 
@@ -179,6 +183,15 @@ def run_validate(photos: Sequence[Path], settings: Settings, faces: FaceModels) 
     refused = photos.refused if isinstance(photos, PhotoFiles) else None
     return validate_photos(list(photos), validate_config(settings), analyzer=faces.analyzer(),
                            names=names, refused=refused)
+
+
+def held_out_photos(files: Sequence[str], measures: dict[str, dict[str, Any]]) -> HoldOut:
+    """Which accepted photos train and which are held out as the judge's references
+    (``measures``: the gate's numbers per file, from the validation summary)."""
+    from handlers.holdout import PhotoStats, choose_held_out
+
+    return choose_held_out([PhotoStats(f, measures.get(f, {}).get("identity_distance"),
+                                       measures.get(f, {}).get("pose_yaw")) for f in files])
 
 
 def choose_job_identifier(base_model: str) -> str:
@@ -251,26 +264,108 @@ def reference_embeddings(photos: Sequence[Path], faces: FaceModels) -> Any:
     return np.stack(refs)
 
 
+@dataclass
+class TrainedPipelines:
+    """The job's generation pipeline (its chosen LoRA fused at the chosen scale), loaded once
+    and shared by generation, its extra round and the detail pass; dropped when the job's
+    attempt ends (:meth:`clear`)."""
+
+    _key: tuple[str, str, float] | None = None
+    _pipe: Any = None
+
+    def get(self, settings: Settings, weights_dir: Path, lora_scale: float) -> Any:
+        key = (settings.base_model, str(weights_dir), float(lora_scale))
+        if self._key != key:
+            self.clear()
+            from handlers.sdxl.loading import torch_dtype
+            from handlers.train.dreambooth import resolve_device, resolve_precision
+            from handlers.train.trained_model import load_trained_pipeline
+
+            device = resolve_device(settings.device)
+            dtype = torch_dtype(resolve_precision(device, settings.mixed_precision))
+            self._pipe = load_trained_pipeline(settings.base_model, weights_dir, device, dtype, lora_scale=lora_scale)
+            self._pipe.set_progress_bar_config(disable=True)
+            self._key = key
+        return self._pipe
+
+    def clear(self) -> None:
+        self._key, self._pipe = None, None
+
+
 def run_generate(job_id: str, weights_dir: Path, identifier: str, references: Any, out_dir: Path,
                  settings: Settings, faces: FaceModels, progress: ProgressFn | None,
                  should_stop: StopFn | None, on_image: Callable[[ImageRecord], None],
-                 done: Sequence[ImageRecord], subject: str | None = None) -> SelectionResult:
+                 done: Sequence[ImageRecord], subject: str | None = None, lora_scale: float = 1.0,
+                 pipes: TrainedPipelines | None = None) -> SelectionResult:
     """``subject``: the manifest's class ("man" / "woman" / None), which the prompts' class and
-    attire follow."""
+    attire follow; ``lora_scale``: the checkpoint choice's scale; ``pipes``: the job's loaded
+    pipeline, shared with the detail pass."""
     from handlers.generate.loop import generate_and_select
     from handlers.generate.prompts import load_prompt_set
-    from handlers.sdxl.loading import torch_dtype
-    from handlers.train.dreambooth import resolve_device, resolve_precision
-    from handlers.train.trained_model import load_trained_pipeline
 
-    device = resolve_device(settings.device)
-    dtype = torch_dtype(resolve_precision(device, settings.mixed_precision))
-    pipe = load_trained_pipeline(settings.base_model, weights_dir, device, dtype)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = (pipes or TrainedPipelines()).get(settings, weights_dir, lora_scale)
     return generate_and_select(pipe, load_prompt_set().for_subject(subject), identifier, references, out_dir,
                                generate_config(settings, job_id), select_config(settings),
                                faces.analyzer(), progress=progress, should_stop=should_stop,
                                on_image=on_image, done=list(done))
+
+
+def candidate_steps(total: int) -> tuple[int, ...]:
+    """Training steps whose checkpoints are the checkpoint choice's candidates (besides the last)."""
+    from handlers.train.checkpoint import candidate_steps as steps
+
+    return steps(total)
+
+
+def run_choose(checkpoints: Sequence[tuple[int, Path]], references: Any, references_kind: str, identifier: str,
+               settings: Settings, faces: FaceModels, job_id: str = "", subject: str | None = None) -> Choice:
+    """Render the validation prompts (in the person's class) for every checkpoint x LoRA scale
+    on one base pipeline (each checkpoint an adapter) and choose the closest to ``references``."""
+    from handlers.choose import LoraRenderer, choose_checkpoint, validation_requests
+    from handlers.generate.prompts import load_prompt_set
+    from handlers.sdxl.loading import torch_dtype
+    from handlers.train.dreambooth import resolve_device, resolve_precision
+    from handlers.train.trained_model import load_base_pipeline
+
+    device = resolve_device(settings.device)
+    pipe = load_base_pipeline(settings.base_model, device,
+                              torch_dtype(resolve_precision(device, settings.mixed_precision)))
+    prompts = load_prompt_set()
+    requests = validation_requests(prompts.render(identifier, subject), settings.choice_prompts)
+    renderer = LoraRenderer(pipe, generate_config(settings, job_id), prompts.negative_prompt)
+    return choose_checkpoint(checkpoints, settings.choice_scales, renderer, requests, faces.analyzer(),
+                             references, references_kind)
+
+
+def detail_config(settings: Settings) -> DetailConfig:
+    from handlers.detail import DetailConfig
+
+    return DetailConfig(strength=settings.detail_strength, crop_factor=settings.detail_crop_factor,
+                        resolution=settings.resolution, steps=settings.inference_steps,
+                        guidance_scale=settings.guidance_scale)
+
+
+def run_detail(records: Sequence[ImageRecord], image_dir: Path, weights_dir: Path, lora_scale: float,
+               references: Any, settings: Settings, faces: FaceModels, pipes: TrainedPipelines,
+               done: dict[str, dict[str, Any]], on_outcome: Callable[[dict[str, Any]], None],
+               should_stop: StopFn | None, progress: ProgressFn | None) -> tuple[list[ImageRecord], dict[str, Any]]:
+    """The face detail pass over ``records`` (outcomes in ``done``, by file, are not redone);
+    ``on_outcome`` gets each new outcome as a dict once its file is written. Returns the
+    records to deliver and results.json's ``detail`` record."""
+    import time
+
+    from handlers.detail import DetailOutcome, Img2ImgRefiner, detail_pass, summarize
+    from handlers.generate.prompts import load_prompt_set
+
+    started = time.perf_counter()
+    config = detail_config(settings)
+    todo = [r for r in records if r.file not in done]
+    refiner = Img2ImgRefiner(pipes.get(settings, weights_dir, lora_scale), config,
+                             load_prompt_set().negative_prompt) if todo else None
+    kept, outcomes = detail_pass(records, image_dir, refiner, faces.analyzer(), references, config,  # type: ignore[arg-type]
+                                 {f: DetailOutcome.from_dict(o) for f, o in done.items()},
+                                 lambda o: on_outcome(o.to_dict()), should_stop, progress)
+    return kept, summarize(outcomes, config, time.perf_counter() - started)
 
 
 def load_prepared(folder: Path) -> PreparedDataset:

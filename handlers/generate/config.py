@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,15 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+#: The pool is 30% larger than the delivery: 65 images for 50 (docs/judge.md).
+POOL_FACTOR = 1.3
+
+
+def pool_for(num_images: int) -> int:
+    """The default pool for ``num_images`` delivered: ``POOL_FACTOR`` times it, rounded up."""
+    return math.ceil(round(num_images * POOL_FACTOR, 6))
+
+
 @dataclass(frozen=True)
 class GenerateConfig:
     """Sampling settings; defaults are the service's (SDXL at 1024, 25 DPM++ 2M Karras steps, CFG 5).
@@ -32,6 +42,9 @@ class GenerateConfig:
     with portraits.
     ``job_id``: mixed into every image's seed (:func:`handlers.generate.loop.seed_for`), so two
     jobs never share noise and a resumed job draws the same; "" outside a job (benches, tests).
+    ``pool_size``: images to generate that pass selection (the pool) before the best
+    ``num_images`` by identity are delivered; ``None`` is :data:`POOL_FACTOR` times
+    ``num_images`` rounded up (65 for 50: ``docs/judge.md``). Never below ``num_images``.
     ``background_writes``: PNG encoding and ``on_image`` run on a writer thread while the next
     batch generates (:mod:`handlers.generate.image_writer`); every write has landed when the call returns.
     """
@@ -50,6 +63,7 @@ class GenerateConfig:
     background_writes: bool = True
     formats: tuple[str, ...] = DEFAULT_FORMATS
     job_id: str = ""
+    pool_size: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", normalize_formats(self.formats))
@@ -63,6 +77,13 @@ class GenerateConfig:
             raise ValueError("guidance_scale must be above 1 (classifier-free guidance on)")
         if self.max_regenerations < 0:
             raise ValueError("max_regenerations must be >= 0")
+        if self.pool_size is not None and self.pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+
+    @property
+    def pool(self) -> int:
+        """How many passing images to generate before the best ``num_images`` are delivered."""
+        return max(self.num_images, self.pool_size if self.pool_size is not None else pool_for(self.num_images))
 
     @property
     def canvas(self) -> tuple[int, int]:

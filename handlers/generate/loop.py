@@ -44,6 +44,7 @@ from handlers.generate.select import (
     Analyzer,
     SelectConfig,
     Verdict,
+    best_of_pool,
     is_near_duplicate,
     score_image,
     subject_faces,
@@ -158,10 +159,12 @@ def generate_and_select(
     on_image: Callable[[ImageRecord], None] | None = None,
     done: Sequence[ImageRecord] = (),
 ) -> SelectionResult:
-    """Generate until ``config.num_images`` images pass selection or the prompt budget ends.
+    """Generate until ``config.pool`` images pass selection or the prompt budget ends, then keep
+    the best ``config.num_images`` of that pool by identity (:func:`best_of_pool`).
 
     ``pipeline`` is a diffusers pipeline or any :class:`ImageSource`. Every accepted image is
-    written to ``out_dir`` and passed to ``on_image`` at once; ``done`` holds the records of a
+    written to ``out_dir`` and passed to ``on_image`` at once (every pool image: a resumed job
+    makes none of them again); ``done`` holds the records of a
     retried job (their files in ``out_dir``), which count and are not generated again. Without
     an ``analyzer`` (no face model installed) only ``mode="report"`` is allowed: images are
     kept unscored.
@@ -178,7 +181,8 @@ def generate_and_select(
     threshold = select_config.threshold_for(analyzer.threshold) if analyzer is not None else None
     duplicate_distance = select_config.duplicate_for(analyzer.threshold) if analyzer is not None else 0.0
 
-    planner = AttemptPlanner(len(rendered), config.num_images,
+    target = config.pool  # generate the pool; the best num_images of it are delivered
+    planner = AttemptPlanner(len(rendered), target,
                              config.max_regenerations if enforce else 0,
                              skip=[r.prompt_index for r in done], already_accepted=len(done))
     kept_embeddings = _done_embeddings(done, out_dir, analyzer, select_config.min_face_ratio)
@@ -221,9 +225,9 @@ def generate_and_select(
             h[i] = replace(h[i], seconds=seconds)
             attempts.append(h[i])
         generated += len(requests)
-        log.info("generate.batch", images=len(requests), kept=len(records), target=config.num_images,
+        log.info("generate.batch", images=len(requests), kept=len(records), target=target,
                  seconds_per_image=round(seconds, 3))
-        report(progress, Progress("generate", len(records), config.num_images,
+        report(progress, Progress("generate", len(records), target,
                                   extra={"generated": generated, "rejected": sum(not a.accepted for a in attempts)}))
 
     def verdicts_of(images: list[np.ndarray]) -> list[Verdict]:
@@ -268,10 +272,12 @@ def generate_and_select(
                     finish(pending)
                     pending = None
                 if not planner.finished:
-                    raise Interrupted(f"generation stopped with {len(records)} of {config.num_images} images")
+                    raise Interrupted(f"generation stopped with {len(records)} of {target} images")
 
     by_prompt = {r.prompt_index: r for r in records}
-    final = tuple(_with_history(by_prompt[p], history.get(p)) for p in sorted(by_prompt))
+    pool = [_with_history(by_prompt[p], history.get(p)) for p in sorted(by_prompt)]
+    final = tuple(pool[i] for i in best_of_pool(pool, config.num_images))
+    delivered = {r.file for r in final}
     return SelectionResult(
         image_dir=out_dir, records=final, attempts=tuple(attempts), requested=config.num_images,
         mode=select_config.mode, threshold=threshold, seconds=time.perf_counter() - started,
@@ -279,7 +285,9 @@ def generate_and_select(
         extra={"base_seed": config.seed, "steps": config.steps, "guidance_scale": config.guidance_scale,
                "resolution": config.resolution, "formats": list(config.formats), "width": config.canvas[0],
                "height": config.canvas[1], "batch_size": config.batch_size, "sampler": config.sampler,
-               "max_regenerations": config.max_regenerations, "scored": analyzer is not None},
+               "max_regenerations": config.max_regenerations, "scored": analyzer is not None,
+               "pool": {"size": target, "made": len(pool), "delivered": len(final),
+                        "not_delivered": [r.file for r in pool if r.file not in delivered]}},
     )
 
 

@@ -151,3 +151,25 @@ def drop_near_duplicates(embeddings: Sequence[np.ndarray], min_distance: float) 
         if not is_near_duplicate(emb, [embeddings[k] for k in kept], min_distance):
             kept.append(i)
     return kept
+
+
+def best_of_pool(records: Sequence[ImageRecordLike], count: int) -> list[int]:
+    """Indices of the ``count`` images to deliver from a pool, in pool order (the prompts
+    file's order, which spreads poses and settings over the contact sheet). Which ones: passing
+    before failing (report mode keeps both), then the closest to the person; unscored images
+    (no distance) after scored ones, earlier first. Pure: a function of the records."""
+    def rank(i: int) -> tuple[bool, float, int]:
+        r = records[i]
+        return (not r.accepted, r.distance if r.distance is not None else float("inf"), i)
+
+    return sorted(sorted(range(len(records)), key=rank)[:max(0, count)])
+
+
+class ImageRecordLike(Protocol):
+    """What :func:`best_of_pool` reads of a kept image (``handlers.generate.records.ImageRecord``)."""
+
+    @property
+    def accepted(self) -> bool: ...
+
+    @property
+    def distance(self) -> float | None: ...

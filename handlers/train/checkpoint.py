@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,24 +58,40 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+#: Where a candidate checkpoint keeps its weights in the generation format (LoRA runs).
+CANDIDATE_WEIGHTS = "weights"
+
+
+def candidate_steps(total: int) -> tuple[int, ...]:
+    """The steps whose checkpoints are kept as candidates of the checkpoint choice besides the
+    last one: 50% and 75% of the run (``handlers/choose.py``; docs/judge.md)."""
+    return tuple(sorted({s for s in (total // 2, (3 * total) // 4) if 0 < s < total}))
+
+
 def save_checkpoint(out_dir: Path, step: int, weights: dict[str, torch.Tensor],
                     optimizer: dict[str, Any], scaler: dict[str, Any] | None,
-                    fingerprint: dict[str, Any], losses: list[float], keep: int = 1) -> Path:
-    """Write checkpoint ``step`` atomically and delete all but the newest ``keep``."""
+                    fingerprint: dict[str, Any], losses: list[float], keep: int = 1,
+                    pinned: tuple[int, ...] = (), extra: Callable[[Path], None] | None = None) -> Path:
+    """Write checkpoint ``step`` atomically and delete all but the newest ``keep`` (the
+    ``pinned`` steps, the checkpoint choice's candidates, are kept too). ``extra(folder)``
+    writes more files into the checkpoint before it appears (a candidate's weights)."""
     final = checkpoint_dir(out_dir, step)
     tmp = final.with_name(final.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / _WEIGHTS))
     torch.save({"optimizer": optimizer, "scaler": scaler}, tmp / _OPTIMIZER)
+    if extra is not None:
+        extra(tmp)
     (tmp / _STATE).write_text(json.dumps({"step": step, "fingerprint": fingerprint,
                                           "losses": losses}), encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     older = sorted((int(p.name.split("-", 1)[1]), p) for p in final.parent.iterdir()
                    if p.is_dir() and p.name.startswith("step-") and not p.name.endswith(".partial"))
-    for _, path in older[:-keep] if keep > 0 else []:
-        shutil.rmtree(path, ignore_errors=True)
+    for step_n, path in older[:-keep] if keep > 0 else []:
+        if step_n not in pinned:
+            shutil.rmtree(path, ignore_errors=True)
     return final
 
 

@@ -150,16 +150,19 @@ class Batch:
 
 
 class StepBatches:
-    """The batch of step ``s``: ``batch_size`` instance images plus as many class images."""
+    """The batch of step ``s``: ``batch_size`` instance images plus ``class_batch_size`` class
+    images (None: as many as instance images, diffusers' way)."""
 
     def __init__(self, instances: LatentSource, captions: Sequence[str], classes: LatentSource | None,
                  class_prompt: str, text: TextSource, batch_size: int, seed: int,
-                 conditions: Sequence[tuple[int, int, int, int]] | None = None) -> None:
+                 conditions: Sequence[tuple[int, int, int, int]] | None = None,
+                 class_batch_size: int | None = None) -> None:
         """``conditions``: each instance image's (original h, w, crop top, left); None: every
         image at the target size, uncropped."""
         self.instances, self.captions, self.classes = instances, list(captions), classes
         self.class_prompt, self.text = class_prompt, text
         self.batch_size, self.seed = batch_size, seed
+        self.class_batch_size = batch_size if class_batch_size is None else class_batch_size
         res = instances.resolution
         self.instance_ids = crop_time_ids(conditions or [(res, res, 0, 0)] * len(instances), res)
         self.class_ids = crop_time_ids([(res, res, 0, 0)], res)
@@ -174,8 +177,8 @@ class StepBatches:
             pool.append(p)
             ids.append(self.instance_ids[i])
         if self.classes is not None:
-            for k in range(self.batch_size):
-                j = step_index(self.seed, step * self.batch_size + k, len(self.classes), _CLASS_STREAM)
+            for k in range(self.class_batch_size):
+                j = step_index(self.seed, step * self.class_batch_size + k, len(self.classes), _CLASS_STREAM)
                 lat.append(self.classes.sample(j, generator))
                 e, p = self.text.embed(self.class_prompt)
                 emb.append(e)

@@ -26,7 +26,13 @@ from handlers.prepare import PreparedDataset
 from handlers.progress import Progress, ProgressFn, StopFn, report
 from handlers.sdxl.configs import SDXLComponents
 from handlers.sdxl.loading import torch_dtype
-from handlers.train.checkpoint import load_checkpoint, resume_refusal, save_checkpoint
+from handlers.train.checkpoint import (
+    CANDIDATE_WEIGHTS,
+    candidate_steps,
+    load_checkpoint,
+    resume_refusal,
+    save_checkpoint,
+)
 from handlers.train.config import TrainConfig
 from handlers.train.data import step_generator, time_ids
 from handlers.train.models import make_optimizer, trainable_state
@@ -41,7 +47,8 @@ log = structlog.get_logger(__name__)
 
 def instance_samples_for(n_photos: int, config: TrainConfig) -> int:
     """Instance images the run sees: ``instance_samples_per_photo`` (200) per usable photo,
-    clamped to the published recipes' 2,000-4,000 (docs/recipe.md)."""
+    clamped to ``min_instance_samples``-``max_instance_samples`` (2,000-2,000 by default: the GPU
+    budget's share of the published 2,000-4,000, docs/recipe.md)."""
     if n_photos < 1:
         raise ValueError("n_photos must be at least 1")
     per_photo = config.instance_samples_per_photo * n_photos
@@ -52,7 +59,8 @@ def steps_for(n_photos: int, config: TrainConfig) -> int:
     """Training steps for ``n_photos`` usable photos.
 
     Rule: ``config.steps`` if set; else the instance-sample budget over the batch size, rounded
-    up: at batch 4, 10 photos -> 2,000 samples -> 500 steps, 15 -> 750, 20 -> 1,000.
+    up: at batch 4, 2,000 samples -> 500 steps (with the ceiling raised to 4,000: 10 photos ->
+    500 steps, 15 -> 750, 20 -> 1,000).
     """
     samples = instance_samples_for(n_photos, config)
     if config.steps is not None:
@@ -176,10 +184,23 @@ def train_dreambooth(dataset: PreparedDataset, class_dir: Path | None, out_dir: 
         start, losses = ckpt.step, list(ckpt.losses)
         log.info("train.resumed", step=start, total=total)
 
+    # The checkpoint choice's candidates (50% and 75%; the last is the result): checkpointed
+    # whatever the cadence, kept, and for LoRA carrying their weights in the generation format.
+    candidates = candidate_steps(total) if config.checkpoint_every else ()
+
+    def candidate_weights(folder: Path, step: int) -> None:
+        weights = save_trained_weights(folder / CANDIDATE_WEIGHTS, config.method, accelerator.unwrap_model(
+            trainable.unet), None, weight_dtype)
+        TrainResult(method=config.method, weights_dir=weights, base_model=str(config.base_model),
+                    instance_prompt=dataset.instance_prompt, steps=step,
+                    train_text_encoder=False).save()
+
     def checkpoint(step: int) -> Path:
+        lora_candidate = step in candidates and config.method == "lora" and not config.train_text_encoder
         path = save_checkpoint(out_dir, step, trainable_state(trainable), optimizer.state_dict(),
                                accelerator.scaler.state_dict() if accelerator.scaler else None,
-                               fingerprint, losses, keep=config.keep_checkpoints)
+                               fingerprint, losses, keep=config.keep_checkpoints, pinned=candidates,
+                               extra=(lambda folder: candidate_weights(folder, step)) if lora_candidate else None)
         if on_checkpoint is not None:
             on_checkpoint(path)
         return path
@@ -207,7 +228,7 @@ def train_dreambooth(dataset: PreparedDataset, class_dir: Path | None, out_dir: 
             "instance_loss": float(inst.detach()),
             "prior_loss": None if prior is None else float(prior.detach())}))
         last_saved = None
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < total:
+        if config.checkpoint_every and (done % config.checkpoint_every == 0 or done in candidates) and done < total:
             last_saved = checkpoint(done)
         if should_stop is not None and should_stop() and done < total:
             path = last_saved or checkpoint(done)

@@ -73,6 +73,7 @@ def build_training(dataset: PreparedDataset, class_dir: Path | None, config: "Tr
         parts.vae.to("cpu")
     batches = StepBatches(instances, [i.caption for i in dataset.images], classes,
                           dataset.class_prompt, text, config.batch_size, config.seed,
-                          [i.size_conditioning(dataset.resolution) for i in dataset.images])
+                          [i.size_conditioning(dataset.resolution) for i in dataset.images],
+                          config.class_batch_size)
     return TrainingSetup(parts=parts, trainable=trainable, batches=batches,
                          scheduler=DDPMScheduler.from_config(parts.scheduler_config))

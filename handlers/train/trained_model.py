@@ -88,12 +88,21 @@ def save_trained_weights(weights_dir: Path, method: Method, unet: Any,
     return weights_dir
 
 
+def load_base_pipeline(base_model: str, device: torch.device | str, dtype: torch.dtype) -> Any:
+    """``StableDiffusionXLPipeline`` of ``base_model`` alone (LoRAs are loaded into it as adapters)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    return from_pretrained_variant(StableDiffusionXLPipeline, str(base_model), variant=weight_variant(dtype),
+                                   dtype=dtype).to(device)
+
+
 def load_trained_pipeline(base_model: str, weights_dir: Path, device: torch.device | str,
-                          dtype: torch.dtype, fuse_lora: bool = True) -> Any:
+                          dtype: torch.dtype, fuse_lora: bool = True, lora_scale: float = 1.0) -> Any:
     """``StableDiffusionXLPipeline`` of ``base_model`` with the trained weights, on ``device``.
 
-    LoRA weights are fused into the base weights by default: generation then runs at the base
-    model's speed (no extra matmuls per attention projection).
+    LoRA weights are fused into the base weights by default, at ``lora_scale`` (the checkpoint
+    choice's scale, ``handlers/choose.py``): generation then runs at the base model's speed (no
+    extra matmuls per attention projection).
     """
     from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -113,7 +122,7 @@ def load_trained_pipeline(base_model: str, weights_dir: Path, device: torch.devi
     if result.method == "lora":
         load_lora(pipe, weights_dir)
         if fuse_lora:
-            pipe.fuse_lora()
+            pipe.fuse_lora(lora_scale=lora_scale)
             pipe.unload_lora_weights()
     return pipe.to(device)
 
@@ -127,7 +136,7 @@ def lora_modules(state_dict: dict[str, Any]) -> list[str]:
     return [name for name in ("unet", *LORA_TEXT_ENCODERS) if any(k.startswith(name + ".") for k in state_dict)]
 
 
-def load_lora(pipe: Any, weights_dir: Path) -> list[str]:
+def load_lora(pipe: Any, weights_dir: Path, adapter_name: str | None = None) -> list[str]:
     """Load the job's LoRA into only the modules it has weights for; returns their names.
 
     Why not ``pipe.load_lora_weights``: it offers the file to both text encoders as well and
@@ -139,10 +148,11 @@ def load_lora(pipe: Any, weights_dir: Path) -> list[str]:
     modules = lora_modules(state_dict)
     if "unet" in modules:
         pipe.load_lora_into_unet(state_dict, network_alphas=network_alphas, unet=pipe.unet, metadata=metadata,
-                                 _pipeline=pipe)
+                                 adapter_name=adapter_name, _pipeline=pipe)
     for name in LORA_TEXT_ENCODERS:
         if name in modules:
             pipe.load_lora_into_text_encoder(state_dict, network_alphas=network_alphas,
                                              text_encoder=getattr(pipe, name), prefix=name,
-                                             lora_scale=pipe.lora_scale, metadata=metadata, _pipeline=pipe)
+                                             lora_scale=pipe.lora_scale, metadata=metadata,
+                                             adapter_name=adapter_name, _pipeline=pipe)
     return modules

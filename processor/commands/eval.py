@@ -1,6 +1,8 @@
 """``headshots eval RESULTS_DIR [--photos DIR]``: offline quality metrics of a delivered job.
 
-Prints identity similarity, diversity and faces found; CLIP-T / CLIP-I / DINO when local
+Prints identity against the photos held out of training (the judge: the selector never
+saw them), apart from identity against the photos selection used, and says plainly when
+nothing was held out; then diversity and faces found; CLIP-T / CLIP-I / DINO when local
 weights are given (``--clip-model`` / ``--dino-model`` or ``HEADSHOTS_EVAL_CLIP_MODEL`` /
 ``HEADSHOTS_EVAL_DINO_MODEL``); and, for every delivered JPEG, both AI-made marks: the XMP
 label and the invisible watermark, read as delivered and after a quality-75 re-encode.
@@ -38,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
         evaluate,
         format_marks,
         format_report,
+        held_out_files,
+        held_out_identity,
+        held_out_split,
         list_photos,
         mark_report,
         read_results,
@@ -63,11 +68,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"no photos in {args.photos}", file=sys.stderr)
         return 2
     photos = []
+    names = []
     for path in photo_paths:
         try:
             photos.append(load_image(path, max_side=2048))
+            names.append(path.name)
         except ImageError as exc:
             print(f"skipping {path.name}: {exc.message}", file=sys.stderr)
+    held_idx, refs_idx, note = held_out_split(names, held_out_files(args.results_dir))
+    held_out = [photos[i] for i in held_idx]
+    photos = [photos[i] for i in refs_idx]  # the selection's references: the training photos
+    if not photos:
+        photos = held_out
     headshots = [load_image(p) for p in files]
     analyzer = None
     if not args.no_faces:
@@ -81,5 +93,10 @@ def run(args: argparse.Namespace) -> int:
                         dino_model=args.dino_model or settings.eval_dino_model, threshold=threshold)
     report = evaluate(headshots, photos, prompts, analyzer, config)
     report.marks = marks
+    if analyzer is not None:
+        report.held_out = held_out_identity(headshots, held_out, analyzer, config, note,
+                                            [names[i] for i in held_idx])
+    else:
+        report.held_out = {"count": 0, "note": note or "no face analyzer (--no-faces)"}
     print(json.dumps(report.to_dict()) if args.json else format_report(report))
     return 0

@@ -38,6 +38,7 @@ def tiny_model_settings(model_dir: Path, cache_dir: Path, *, num_images: int = 5
         "generation_batch_size": 10,
         "max_regenerations": 0,
         "selection_mode": "report",
+        "choice_prompts": 1,  # 3 checkpoints x 2 scales x 1 prompt: the choice runs, cheaply
     }
 
 

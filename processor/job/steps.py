@@ -1,5 +1,5 @@
-"""The five checkpointed stages of a job, each declared once: validate, prepare, train,
-generate + select, deliver.
+"""The checkpointed stages of a job, each declared once: validate, prepare, train, choose
+(checkpoint and LoRA scale), generate + select, detail (the face detail pass), deliver.
 
 Each declaration (:class:`~processor.job.stage.Stage`) names the stage, the job state it shows,
 what it does with its inputs (one call into :mod:`processor.stages`, run off the event loop,
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class Env:
     store: ObjectStore
     faces: stages.FaceModels
     failpoints: Failpoints
+    pipes: stages.TrainedPipelines = field(default_factory=stages.TrainedPipelines)
 
     def hit(self, point: str) -> None:
         self.failpoints.hit(point)
@@ -60,10 +61,28 @@ class Trained:
 
 
 @dataclass(frozen=True)
+class ChooseInputs:
+    summary: ValidationSummary
+    trained: Trained
+    identifier: str
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The checkpoint and LoRA scale generation uses, and results.json's record of the choice."""
+
+    weights_dir: Path
+    scale: float
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class GenerateInputs:
     summary: ValidationSummary
     weights_dir: Path
     identifier: str
+    lora_scale: float = 1.0
+    choice: dict[str, Any] | None = None
 
 
 # --- validate: the quality gate -------------------------------------------------------------
@@ -81,11 +100,25 @@ async def _restore_validate(env: Env, job: Attempt, done: Checkpoint, _: None) -
 
 
 # --- prepare: crops, augmentation, captions -------------------------------------------------
+def photo_split(summary: ValidationSummary) -> Any:
+    """Training photos and held-out ones (``handlers.holdout.HoldOut``): a pure function of the
+    validation summary, so every attempt and every stage agrees on it."""
+    return stages.held_out_photos(summary.accepted_files, {p.file: p.measures for p in summary.photos})
+
+
+def _training_photos(summary: ValidationSummary) -> tuple[list[str], list[tuple[int, int, int, int]]]:
+    """The accepted photos minus the held-out ones, with their face boxes."""
+    training = set(photo_split(summary).training)
+    pairs = [(f, b) for f, b in zip(summary.accepted_files, summary.boxes, strict=True) if f in training]
+    return [f for f, _ in pairs], [b for _, b in pairs]
+
+
 async def _prepare(env: Env, job: Attempt, summary: ValidationSummary) -> Prepared:
     folder = job.dir("prepare")
-    photos = await _download_photos(env, job, list(summary.accepted_files))
+    files, boxes = _training_photos(summary)  # held-out photos never reach training
+    photos = await _download_photos(env, job, files)
     identifier = await asyncio.to_thread(stages.choose_job_identifier, env.settings.base_model)
-    dataset = await asyncio.to_thread(stages.run_prepare, photos, list(summary.boxes), folder,
+    dataset = await asyncio.to_thread(stages.run_prepare, photos, boxes, folder,
                                       env.settings, identifier, _subject(job))
     return Prepared(dataset, identifier, folder)
 
@@ -122,8 +155,10 @@ async def _train(env: Env, job: Attempt, prepared: Prepared) -> Trained:
             return
         # Wait for the upload: a checkpoint counts only once it is in S3 (marker last).
         step = int(path.name.removeprefix("step-"))
+        candidate = (path / "weights").is_dir()  # a checkpoint choice's candidate (50%, 75%)
         asyncio.run_coroutine_threadsafe(
-            job.ckpt.save("train", f"step-{step:06d}", files_under(path), {"step": step}), loop).result()
+            job.ckpt.save("train", f"step-{step:06d}", files_under(path), {"step": step, "candidate": candidate}),
+            loop).result()
         env.hit("train.checkpointed")
 
     def should_stop() -> bool:
@@ -134,7 +169,8 @@ async def _train(env: Env, job: Attempt, prepared: Prepared) -> Trained:
         stages.run_train, prepared.dataset, class_dir, out_dir, env.settings,
         job.status.progress_fn("train"), should_stop, on_checkpoint, resume)
     return Trained(result.weights_dir, {"steps": result.steps, "final_loss": result.final_loss,
-                                        "method": result.method, "local_only": full})
+                                        "method": result.method, "local_only": full,
+                                        "seconds": round(result.seconds, 3)})
 
 
 async def _latest_train_step(job: Attempt, dest: Path) -> Path | None:
@@ -165,13 +201,62 @@ async def _restore_train(env: Env, job: Attempt, done: Checkpoint, _: Prepared) 
     return Trained(weights_dir, done.meta)
 
 
+# --- choose: the checkpoint and LoRA scale closest to the held-out photos ----------------------
+def _unjudged(trained: Trained, reason: str) -> Chosen:
+    return Chosen(trained.weights_dir, 1.0, {"step": trained.record.get("steps"), "scale": 1.0, "judged": False,
+                                             "skipped": reason, "candidates": []})
+
+
+async def _choose(env: Env, job: Attempt, inputs: ChooseInputs) -> Chosen:
+    trained = inputs.trained
+    if trained.record.get("method") == "full":
+        return _unjudged(trained, "a full fine-tune keeps only its last checkpoint (gigabytes each)")
+    if env.settings.choice_prompts == 0:
+        return _unjudged(trained, "HEADSHOTS_CHOICE_PROMPTS=0")
+    total = int(trained.record["steps"])
+    checkpoints = [(total, trained.weights_dir)]
+    wanted = set(stages.candidate_steps(total))
+    for ckpt in (await job.ckpt.find("train", "step-")).values():
+        step = int(ckpt.meta.get("step", 0))
+        if ckpt.meta.get("candidate") and step in wanted:
+            folder = job.dir("candidates") / f"step-{step}"
+            await job.ckpt.download(ckpt, folder, "weights")
+            checkpoints.append((step, folder))
+    split = photo_split(inputs.summary)
+    kind = "held_out" if split.held_out else "training"
+    photos = await _download_photos(env, job, list(split.held_out or split.training))
+    references = await asyncio.to_thread(stages.reference_embeddings, photos, env.faces)
+    choice = await asyncio.to_thread(stages.run_choose, checkpoints, references, kind, inputs.identifier,
+                                     env.settings, env.faces, job.job_id, _subject(job))
+    train_s = float(trained.record.get("seconds") or 0.0)
+    record = {**choice.to_dict(), "train_seconds": train_s,
+              "share_of_training": round(choice.seconds / train_s, 4) if train_s else None}
+    job.log.info("checkpoint_chosen", step=choice.step, scale=choice.scale, judged=choice.judged,
+                 images=choice.images, seconds=round(choice.seconds, 2))
+    return Chosen(choice.weights_dir, choice.scale, record)
+
+
+def _chosen_files(chosen: Chosen) -> dict[str, Path]:
+    """The chosen LoRA rides in the done record (a full fine-tune's weights stay on local disk)."""
+    return {} if chosen.record.get("skipped") else files_under(chosen.weights_dir, "weights")
+
+
+async def _restore_choose(env: Env, job: Attempt, done: Checkpoint, inputs: ChooseInputs) -> Chosen:
+    if done.meta.get("skipped"):
+        return Chosen(inputs.trained.weights_dir, 1.0, done.meta)
+    folder = job.dir("chosen")
+    await job.ckpt.download(done, folder, "weights")
+    return Chosen(folder, float(done.meta["scale"]), done.meta)
+
+
 # --- generate + select ----------------------------------------------------------------------
 async def _generate(env: Env, job: Attempt, inputs: GenerateInputs) -> SelectionResult:
     image_dir = job.dir("generated")
     finished = await _load_images(job, image_dir)
     if finished:
         job.log.info("generate_resuming", images=len(finished))
-    photos = await _download_photos(env, job, list(inputs.summary.accepted_files))
+    # selection compares with the training photos; the held-out ones judge (choice, eval)
+    photos = await _download_photos(env, job, _training_photos(inputs.summary)[0])
     references = await asyncio.to_thread(stages.reference_embeddings, photos, env.faces)
     loop = asyncio.get_running_loop()
     encoded_dir = job.dir(ENCODED_DIR)
@@ -188,18 +273,21 @@ async def _generate(env: Env, job: Attempt, inputs: GenerateInputs) -> Selection
     def generate(settings: Settings, done: list[stages.ImageRecord]) -> Awaitable[SelectionResult]:
         return asyncio.to_thread(
             stages.run_generate, job.job_id, inputs.weights_dir, inputs.identifier, references, image_dir, settings,
-            env.faces, job.status.progress_fn("generate"), job.run.should_stop, on_image, done, _subject(job))
+            env.faces, job.status.progress_fn("generate"), job.run.should_stop, on_image, done, _subject(job),
+            inputs.lora_scale, env.pipes)
 
+    judge = {"held_out": photo_split(inputs.summary).to_dict(), "checkpoint_choice": inputs.choice}
     selection = await generate(env.settings, finished)
     if selection.records or selection.mode != "enforce":
-        return selection
+        return replace(selection, extra={**selection.extra, **judge})
     # Nothing passed the likeness check: one more round, with more tries per prompt, before
     # telling the person (the job then ends with the no_likeness email).
     job.log.warning("no_image_passed_selection", attempts=len(selection.attempts))
     second = await generate(stages.extra_round(env.settings), [])
     return replace(second, attempts=selection.attempts + second.attempts,
                    generated=selection.generated + second.generated,
-                   seconds=selection.seconds + second.seconds, extra={**second.extra, "extra_round": True})
+                   seconds=selection.seconds + second.seconds,
+                   extra={**second.extra, **judge, "extra_round": True})
 
 
 async def _load_images(job: Attempt, image_dir: Path) -> list[stages.ImageRecord]:
@@ -214,6 +302,53 @@ async def _restore_generate(env: Env, job: Attempt, done: Checkpoint, _: Generat
     image_dir = job.dir("generated")
     await _load_images(job, image_dir)
     return SelectionResult.from_dict(done.meta["selection"], image_dir)
+
+
+# --- detail: the face detail pass, one checkpoint per image ------------------------------------
+@dataclass(frozen=True)
+class DetailInputs:
+    summary: ValidationSummary
+    selection: SelectionResult
+    weights_dir: Path
+    lora_scale: float
+
+
+async def _detail(env: Env, job: Attempt, inputs: DetailInputs) -> SelectionResult:
+    selection = inputs.selection
+    if not env.settings.detail_pass:
+        return replace(selection, extra={**selection.extra, "detail": {"enabled": False}})
+    image_dir = selection.image_dir
+    done = await _load_details(job, image_dir)
+    if done:
+        job.log.info("detail_resuming", images=len(done))
+    photos = await _download_photos(env, job, _training_photos(inputs.summary)[0])
+    references = await asyncio.to_thread(stages.reference_embeddings, photos, env.faces)
+    loop = asyncio.get_running_loop()
+
+    def on_outcome(outcome: dict[str, Any]) -> None:
+        # the detailed file (when kept) and the outcome, before the next image starts
+        files = {outcome["output"]: image_dir / outcome["output"]} if outcome["output"] != outcome["file"] else {}
+        asyncio.run_coroutine_threadsafe(
+            job.ckpt.save("detail", f"image-{outcome['file']}", files, outcome), loop).result()
+        env.hit("detail.image")
+
+    records, record = await asyncio.to_thread(
+        stages.run_detail, selection.records, image_dir, inputs.weights_dir, inputs.lora_scale, references,
+        env.settings, env.faces, env.pipes, done, on_outcome, job.run.should_stop, job.status.progress_fn("detail"))
+    return replace(selection, records=tuple(records), extra={**selection.extra, "detail": record})
+
+
+async def _load_details(job: Attempt, image_dir: Path) -> dict[str, dict[str, Any]]:
+    """The detail pass's outcomes of earlier attempts, by generated file (detailed files downloaded)."""
+    found = await job.ckpt.find("detail", "image-")
+    for ckpt in found.values():
+        await job.ckpt.download(ckpt, image_dir)
+    return {str(c.meta["file"]): c.meta for c in found.values()}
+
+
+async def _restore_detail(env: Env, job: Attempt, done: Checkpoint, inputs: DetailInputs) -> SelectionResult:
+    await _load_details(job, inputs.selection.image_dir)
+    return SelectionResult.from_dict(done.meta["selection"], inputs.selection.image_dir)
 
 
 # --- deliver: results/<job>/ ----------------------------------------------------------------
@@ -236,8 +371,10 @@ PREPARE = Stage("prepare", JobState.TRAINING, _prepare,
                 lambda p: {"identifier": p.identifier, "images": len(p.dataset.images)}, _restore_prepare,
                 files=lambda p: files_under(p.folder, "dataset") if p.folder else {})
 TRAIN = Stage("train", JobState.TRAINING, _train, lambda t: t.record, _restore_train, files=_train_files)
+CHOOSE = Stage("choose", JobState.TRAINING, _choose, lambda c: c.record, _restore_choose, files=_chosen_files)
 GENERATE = Stage("generate", JobState.GENERATING, _generate, lambda s: {"selection": s.to_dict()},
                  _restore_generate)
+DETAIL = Stage("detail", JobState.GENERATING, _detail, lambda s: {"selection": s.to_dict()}, _restore_detail)
 DELIVER = Stage("deliver", JobState.DELIVERING, _deliver, lambda meta: meta, _restore_deliver)
 
 

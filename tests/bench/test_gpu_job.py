@@ -16,9 +16,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.gpu_job import ABLATIONS, expected_images, project, proposed_steps  # noqa: E402
+from bench.gpu_job import (  # noqa: E402
+    ABLATIONS,
+    TRAIN_PHOTOS,
+    expected_images,
+    h100_projection,
+    project,
+    proposed_steps,
+)
+from handlers.generate.config import pool_for  # noqa: E402
+from handlers.train.config import TrainConfig  # noqa: E402
+from handlers.train.dreambooth import steps_for  # noqa: E402
 
-PHASES = {"load", "prepare", "class_prior_miss", "class_prior_hit", "train", "load_trained", "generate"}
+PHASES = {"load", "prepare", "class_prior_miss", "class_prior_hit", "train", "load_trained", "generate",
+          "choose", "detail"}
+POOL_IMAGES = expected_images(pool_for(50), 0.3)  # the pool of 65 for 50, plus 30% regenerations
 
 
 def _run(*args: str) -> dict:
@@ -40,12 +52,12 @@ def test_optimized_profile_times_every_phase_and_projects_the_full_job(optimized
     d = optimized
     assert d["bench"] == "gpu_job" and d["profile"] == "optimized" and d["device"] == "cpu"
     assert PHASES <= set(d["phases"])
-    assert all(d["phases"][p]["measured_s"] >= 0 for p in PHASES)
+    assert all(d["phases"][p]["measured_s"] >= 0 for p in PHASES - {"choose"})  # choose: at generate's rate
     train = d["phases"]["train"]
-    assert train["steps"] == 4 and train["job_steps"] == 1200  # default rule, 15 photos
+    assert train["steps"] == 4 and train["job_steps"] == steps_for(TRAIN_PHOTOS, TrainConfig())  # 13 train
     assert train["projected_s"] > train["measured_s"]  # 1200 steps projected from 4 measured
     gen = d["phases"]["generate"]
-    assert gen["images"] == 8 and gen["job_images"] == 65  # 50 + 30% regenerations
+    assert gen["images"] == 8 and gen["job_images"] == POOL_IMAGES
     assert gen["sampler"] == "dpmpp_2m_karras" and gen["steps"] == 25 and gen["overlap_scoring"]
     assert d["phases"]["class_prior_miss"]["job_images"] == 20
     assert "class_prior_hit" in d["total_in"] and "class_prior_miss" not in d["total_in"]
@@ -63,7 +75,7 @@ def test_face_scoring_is_measured_when_the_face_model_is_installed(optimized: di
     # the test environment has deepface and the dlib weights (tests/fixtures/faces.py)
     assert optimized["face_scoring"] == "measured"
     sel = optimized["phases"]["selection"]
-    assert sel["overlapped"] and sel["measured_s_per_image"] > 0 and sel["job_images"] == 65
+    assert sel["overlapped"] and sel["measured_s_per_image"] > 0 and sel["job_images"] == POOL_IMAGES
 
 
 def test_baseline_profile_runs_the_naive_settings_and_counts_the_class_images_per_job() -> None:
@@ -98,3 +110,22 @@ def test_projection_arithmetic() -> None:
     assert project(12.0, 2, 20, fixed_s=2.0) == 102.0
     assert proposed_steps("lora", 15) == 375 and proposed_steps("lora", 5) == 250
     assert proposed_steps("full", 15) == 900 and proposed_steps("full", 10) == 600
+
+
+def test_the_projection_adds_the_judges_steps_and_follows_the_step_rule_in_the_code(optimized: dict) -> None:
+    p = optimized["phases"]
+    assert p["detail"]["job_images"] == 50 and p["detail"]["images"] >= 1 and p["detail"]["strength"] == 0.4
+    assert p["choose"]["images"] == 18  # 3 checkpoints x 2 scales x 3 prompts
+    h = h100_projection("lora", 0.3, None)
+    config = TrainConfig()
+    assert h["train_steps"] == steps_for(TRAIN_PHOTOS, config) and h["batch_size"] == config.batch_size
+    assert h["instance_samples"] == h["train_steps"] * config.batch_size
+    # measured at 1 + 1 images a step (1.69 steps/s), held flat per image: 4 + 1 images a step
+    assert h["images_per_step"] == config.batch_size + config.class_batch_size
+    assert h["costs_s"]["train"] == pytest.approx(h["train_steps"] * h["images_per_step"] / (2 * 1.69), abs=0.1)
+    assert h["instance_samples_per_train_s"] >= 1.69  # at least today's rate per instance sample
+    assert h["under_20_min"]
+    assert h["total_s"] == pytest.approx(sum(h["costs_s"][k] for k in h["total_in"]), abs=0.2)
+    assert "pool_extra_images" not in h["total_in"] and h["costs_s"]["pool_extra_images"] > 0
+    assert h["choice_share_of_training"] <= 0.10  # the choice costs at most a tenth of training
+    assert h["instance_samples_per_gpu_s"] == pytest.approx(h["instance_samples"] / h["total_s"], abs=1e-3)

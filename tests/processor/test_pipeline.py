@@ -146,14 +146,29 @@ async def test_crash_mid_generation_resumes_without_redoing_finished_stages_or_i
     records = [k for k in keys(local_stack, settings.output_bucket, f"jobs/{job_id}/work/generate/image-", settings)
                if k.endswith("/_complete.json")]
     assert len(records) == 2  # each accepted image was checkpointed the moment it existed
+    # 12 usable photos: 2 held out, and the prepared training set has no crop of them
+    [dataset_key] = [k for k in keys(local_stack, settings.output_bucket, f"jobs/{job_id}/work/prepare/done/", settings)
+                     if k.endswith("/dataset.json")]
+    body = local_stack.client("s3", settings).get_object(Bucket=settings.output_bucket, Key=dataset_key)["Body"]
+    sources = {img["source"] for img in json.loads(body.read())["images"]}
+    photos = {p.name for p in job_photos.glob("*.jpg")}
+    assert len(photos) == 12 and len(sources) == 10 and sources < photos
 
     assert await _attempt(settings, job_id, "w2") is JobResult.TERMINAL
     status = job_status(local_stack, settings, job_id)
     assert status is not None and status["state"] == "delivered"
-    assert stage_runs(status) == {"validate": 1, "prepare": 1, "train": 1, "generate": 2,
+    assert stage_runs(status) == {"validate": 1, "prepare": 1, "train": 1, "choose": 1, "generate": 2, "detail": 1,
                                   "deliver": 1, "notify": 1}
     summary = status["result"]["summary"]
-    assert summary["delivered"] == 4 and summary["generated"] == 2  # only the missing two were made
+    # the pool is 6 for 4 delivered; the crash left 2, so only the missing 4 were made
+    assert summary["delivered"] == 4 and summary["generated"] == 4 and summary["pool"]["made"] == 6
+    assert set(summary["held_out"]["files"]) == photos - sources and summary["held_out"]["count"] == 2
+    choice = summary["checkpoint_choice"]  # 8 steps: candidates at 4, 6 and 8, each at 0.8 and 1.0
+    assert sorted((c["step"], c["scale"]) for c in choice["candidates"]) == [
+        (4, 0.8), (4, 1.0), (6, 0.8), (6, 1.0), (8, 0.8), (8, 1.0)]
+    assert choice["references"] == "held_out" and choice["images"] == 6
+    assert (choice["step"], choice["scale"], choice["judged"]) == (8, 1.0, False)  # the tiny model draws no face
+    assert summary["detail"]["enabled"] and summary["detail"]["no_face"] == 4
     assert len(emails_for(local_stack.outbox, job_id)) == 1
 
 

@@ -44,7 +44,7 @@ def fifty(tiny_pipeline, tmp_path_factory: pytest.TempPathFactory):
     seen: list = []
     progress: list[Progress] = []
     result = generate_and_select(
-        tiny_pipeline, load_prompt_set(), "sks", None, out, GenerateConfig(num_images=50, **TINY),
+        tiny_pipeline, load_prompt_set(), "sks", None, out, GenerateConfig(num_images=50, pool_size=50, **TINY),
         SelectConfig(mode="report"), analyzer=None, progress=progress.append, on_image=seen.append,
     )
     return result, seen, progress
@@ -116,7 +116,7 @@ def test_stop_request_interrupts_after_a_batch_with_its_images_kept(tiny_pipelin
     batches: list = []
     with pytest.raises(Interrupted):
         generate_and_select(tiny_pipeline, load_prompt_set(), "sks", None, tmp_path,
-                            GenerateConfig(num_images=6, **{**TINY, "batch_size": 2}),
+                            GenerateConfig(num_images=6, pool_size=6, **{**TINY, "batch_size": 2}),
                             SelectConfig(mode="report"), None, progress=batches.append,
                             should_stop=lambda: len(batches) >= 1, on_image=seen.append)
     # the first batch's writes (on the writer thread) have all landed before the stop is raised
@@ -124,7 +124,7 @@ def test_stop_request_interrupts_after_a_batch_with_its_images_kept(tiny_pipelin
     assert all((tmp_path / r.file).is_file() for r in seen)
     # the retried job passes the finished records back in and makes only the rest
     result = generate_and_select(tiny_pipeline, load_prompt_set(), "sks", None, tmp_path,
-                                 GenerateConfig(num_images=6, **{**TINY, "batch_size": 2}),
+                                 GenerateConfig(num_images=6, pool_size=6, **{**TINY, "batch_size": 2}),
                                  SelectConfig(mode="report"), None, done=seen)
     assert [r.prompt_index for r in result.records] == list(range(6))
     assert result.generated == 4

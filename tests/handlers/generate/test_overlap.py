@@ -33,7 +33,7 @@ def _script(p) -> dict[tuple[int, int], np.ndarray]:
 
 
 def _run(tmp: Path, source: ScriptedPhotos, overlap: bool, analyzer, refs, **kw):
-    cfg = GenerateConfig(num_images=3, batch_size=2, max_regenerations=2, resolution=128, seed=5,
+    cfg = GenerateConfig(num_images=3, pool_size=3, batch_size=2, max_regenerations=2, resolution=128, seed=5,
                          overlap_scoring=overlap)
     return generate_and_select(source, load_prompt_set(), "sks", refs, tmp, cfg, SelectConfig(), analyzer, **kw)
 

@@ -123,7 +123,7 @@ def test_loop_regenerates_rejects_within_k_drops_duplicates_and_delivers_exactly
     accepted_now: list[int] = []
     result = generate_and_select(
         source, load_prompt_set(), "sks", reference_embeddings, tmp_path,
-        GenerateConfig(num_images=3, batch_size=2, max_regenerations=2, resolution=128, seed=5),
+        GenerateConfig(num_images=3, pool_size=3, batch_size=2, max_regenerations=2, resolution=128, seed=5),
         SelectConfig(), face_analyzer,
         on_image=lambda r: accepted_now.append(r.prompt_index),
     )
@@ -161,7 +161,7 @@ def test_when_prompts_run_out_the_loop_delivers_what_passed_and_reports_the_shor
         (2, 0): p.no_face, (2, 1): p.no_face,
     })
     result = generate_and_select(source, three, "sks", reference_embeddings, tmp_path,
-                                 GenerateConfig(num_images=3, batch_size=4, max_regenerations=1, resolution=128),
+                                 GenerateConfig(num_images=3, pool_size=3, batch_size=4, max_regenerations=1, resolution=128),
                                  SelectConfig(), face_analyzer)
     assert [r.prompt_index for r in result.records] == [0]
     assert result.shortfall == 2 and result.summary()["shortfall"] == 2
@@ -173,7 +173,7 @@ def test_report_mode_keeps_every_image_with_its_score_and_never_regenerates(
     p = selection_photos
     source = ScriptedPhotos({(0, 0): p.shots[0], (1, 0): p.strangers["biden"], (2, 0): p.no_face})
     result = generate_and_select(source, load_prompt_set(), "sks", reference_embeddings, tmp_path,
-                                 GenerateConfig(num_images=3, batch_size=3, resolution=128),
+                                 GenerateConfig(num_images=3, pool_size=3, batch_size=3, resolution=128),
                                  SelectConfig(mode="report"), face_analyzer)
     assert [(r.prompt_index, r.accepted) for r in result.records] == [(0, True), (1, False), (2, False)]
     assert result.records[0].distance < 0.05 and result.records[1].distance > face_analyzer.threshold
@@ -188,7 +188,7 @@ def test_each_kept_image_records_where_its_face_is_and_its_file_carries_the_box_
     p = selection_photos
     source = ScriptedPhotos({(0, 0): p.shots[0], (1, 0): p.no_face})
     result = generate_and_select(source, load_prompt_set(), "sks", reference_embeddings, tmp_path,
-                                 GenerateConfig(num_images=2, batch_size=2, resolution=128),
+                                 GenerateConfig(num_images=2, pool_size=2, batch_size=2, resolution=128),
                                  SelectConfig(mode="report"), face_analyzer)
     found = face_analyzer.faces(p.shots[0])
     assert result.records[0].face_box == tuple(found[0].box) and result.records[1].face_box is None
@@ -201,9 +201,9 @@ def test_each_kept_image_records_where_its_face_is_and_its_file_carries_the_box_
 def test_a_retried_job_skips_done_prompts_and_still_drops_copies_of_their_images(
         tmp_path: Path, face_analyzer, selection_photos, reference_embeddings) -> None:
     p = selection_photos
-    cfg = GenerateConfig(num_images=2, batch_size=1, max_regenerations=1, resolution=128)
+    cfg = GenerateConfig(num_images=2, pool_size=2, batch_size=1, max_regenerations=1, resolution=128)
     first = generate_and_select(ScriptedPhotos({(0, 0): p.shots[1]}), load_prompt_set(), "sks",
-                                reference_embeddings, tmp_path, GenerateConfig(num_images=1, resolution=128),
+                                reference_embeddings, tmp_path, GenerateConfig(num_images=1, pool_size=1, resolution=128),
                                 SelectConfig(), face_analyzer)
     source = ScriptedPhotos({(1, 0): _reencoded(p.shots[1]), (1, 1): p.shots[2]})
     result = generate_and_select(source, load_prompt_set(), "sks", reference_embeddings, tmp_path, cfg,

@@ -37,7 +37,7 @@ def job_dirs(tmp_path_factory: pytest.TempPathFactory, selection_photos, face_an
     # scored in report mode, as the service does: each record keeps its face box, and delivery
     # cuts the square around it
     selection = generate_and_select(Photos(images), load_prompt_set(), "sks", reference_embeddings, root / "gen",
-                                    GenerateConfig(num_images=3, resolution=128), SelectConfig(mode="report"),
+                                    GenerateConfig(num_images=3, pool_size=3, resolution=128), SelectConfig(mode="report"),
                                     analyzer=face_analyzer)
     results = build_deliverables(selection, root / "results").out_dir
     photos = root / "photos"
@@ -112,3 +112,39 @@ def test_eval_names_the_file_whose_metadata_was_stripped_and_the_one_never_marke
     assert "headshot-001.jpg: XMP missing; watermark found" in out
     assert "headshot-002.jpg: XMP missing; watermark NOT found" in out
     assert "headshot-003.jpg: XMP AI-made by headshots" in out
+
+
+def _with_held_out(results: Path, dest: Path, record: dict) -> Path:
+    import shutil
+
+    copy = Path(shutil.copytree(results, dest))
+    doc = json.loads((copy / "results.json").read_text())
+    doc["summary"]["held_out"] = record
+    (copy / "results.json").write_text(json.dumps(doc))
+    return copy
+
+
+def test_eval_reports_identity_against_the_held_out_photos_apart_from_the_selections(
+        job_dirs, tmp_path: Path, capsys) -> None:
+    results, photos = job_dirs
+    held = _with_held_out(results, tmp_path / "held", {"count": 2, "files": ["me-4.jpg", "me-5.jpg"],
+                                                       "training_photos": 4, "reason": None})
+    assert main(["eval", str(held), "--photos", str(photos), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["photos"] == 4  # the selection's references: the held-out two are not among them
+    judge = report["held_out"]
+    assert judge["photos"] == ["me-4.jpg", "me-5.jpg"] and judge["count"] == 3  # 3 headshots scored, 2 pass
+    assert judge["pass_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    assert main(["eval", str(held), "--photos", str(photos)]) == 0
+    assert "identity vs held-out photos (me-4.jpg, me-5.jpg)" in capsys.readouterr().out
+
+
+def test_eval_says_plainly_when_nothing_was_held_out(job_dirs, tmp_path: Path, capsys) -> None:
+    results, photos = job_dirs
+    none = _with_held_out(results, tmp_path / "none", {"count": 0, "files": [], "training_photos": 10,
+                                                       "reason": "only 10 usable photos: all of them train"})
+    assert main(["eval", str(none), "--photos", str(photos)]) == 0
+    out = capsys.readouterr().out
+    assert "held-out judge: nothing was held out: only 10 usable photos" in out
+    assert main(["eval", str(results), "--photos", str(photos), "--json"]) == 0  # a job from before
+    assert "records no held-out photos" in json.loads(capsys.readouterr().out)["held_out"]["note"]
