@@ -175,6 +175,7 @@ def test_results_record_the_recipe() -> None:
 
     recipe = run_settings(Settings())["recipe"]
     assert (recipe["noise_offset"], recipe["snr_gamma"], recipe["batch_size"]) == (0.0357, 5.0, 4)
-    assert recipe["instance_samples"] == {"per_photo": 200, "min": 2000, "max": 4000}
+    assert recipe["instance_samples"] == {"per_photo": 200, "min": 2000, "max": 2000}
+    assert recipe["class_batch_size"] == 1
     assert recipe["text_encoder_lr"] is None and recipe["mirror_photos"] is False
     assert run_settings(Settings(train_text_encoder=True))["recipe"]["text_encoder_lr"] == 5e-6
