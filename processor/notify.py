@@ -237,11 +237,14 @@ class EmailMarker:
 
     async def set(self, record: MarkerRecord, state: MarkerState, message_id: str | None = None, *,
                   etag: str, guard: Fence | None = None) -> str:
-        """Record the outcome over the marker as it was read or claimed (``etag``), never another's."""
+        """Record the outcome over the marker as it was read or claimed (``etag``), never another's.
+
+        The write carries its writer's lease epoch (the ``guard``'s), not the claim's: a later
+        attempt recording ``unknown`` over a dead attempt's ``sending`` writes under its own lease."""
         return await self.store.put_bytes(self.bucket, self.key,
                                           replace(record, state=state, message_id=message_id).to_json(),
                                           content_type="application/json", if_match=etag, guard=guard,
-                                          epoch=record.epoch)
+                                          epoch=guard.epoch if guard is not None else record.epoch)
 
     async def exists(self) -> bool:
         return await self.store.exists(self.bucket, self.key)

@@ -140,8 +140,13 @@ async def test_a_marker_left_sending_by_a_dead_attempt_is_unknown_and_nothing_is
         with structlog.testing.capture_logs() as logs:
             outcome = await send_once(marker, live, _msg(aws_settings, job_id), "failed", Fence(job_id, 2))
         assert (await marker.read())[0].state is MarkerState.UNKNOWN  # type: ignore[index]
+        key = marker.key
     assert outcome == "unknown" and _sent_to_sink(local_stack, before, job_id) == 0
     assert any(e["event"] == "email_unknown" for e in logs)
+    # written under the judging attempt's lease (2), not the dead claim's (1): the fault bench's
+    # write audit counted it as a stale write
+    head = local_stack.client("s3", aws_settings).head_object(Bucket=aws_settings.output_bucket, Key=key)
+    assert head["Metadata"]["headshots-epoch"] == "2"
 
 
 async def test_a_worker_that_lost_its_lease_sends_nothing_and_claims_nothing(
