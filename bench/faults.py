@@ -205,7 +205,7 @@ def run_cases(scenarios: RudeScenarios, tally: Tally, quick: bool, only: set[str
                                                       unknown_allowed=True, crashes=1))
         case("dead_lettered", lambda: tally.count(scenarios.dead_lettered("dlq-job"), {"dlq-job": "failed"},
                                                   reruns={"validate": 3, "prepare": 3, "train": 3}, crashes=3))
-        case("visibility_2s", lambda: tally.count(scenarios.long_job_short_visibility("long-job"),
+        case("visibility_4s", lambda: tally.count(scenarios.long_job_short_visibility("long-job"),
                                                   {"long-job": "delivered"}, crashes=0))
         case("smtp_reset_after_data", lambda: tally.count(scenarios.smtp_rude("smtp-reset", "reset_after_data"),
                                                           {"smtp-reset": "delivered"}, unknown_allowed=True,

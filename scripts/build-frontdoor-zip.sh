@@ -20,7 +20,7 @@ trap 'rm -rf "$stage"' EXIT
 # boto3 is bundled (not the runtime's): the code is tested against the version it ships with.
 "$PY" -m pip install --quiet --disable-pip-version-check --no-compile --target "$stage" \
   --no-warn-conflicts --platform "$platform" --implementation cp --python-version "$py_version" --only-binary=:all: \
-  "boto3>=1.35.6" "pydantic>=2.7" "pydantic-settings>=2.4" "email-validator>=2.1" "jinja2>=3.1" "structlog>=24.1" \
+  "boto3>=1.35.6" "pydantic>=2.7" "pydantic-settings>=2.4" "email-validator>=2.1" "jinja2>=3.1" "structlog>=24.1" "tenacity>=8.2" \
   2>&1 | { grep -v "is ignored" || true; }
 
 "$PY" - "$stage" "$out" <<'PY'

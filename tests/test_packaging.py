@@ -56,4 +56,6 @@ def test_the_wheel_carries_templates_and_prompts_and_they_load_from_an_installed
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
-    assert int(lines[0]) == 70 and lines[-1] == "templates ok"
+    from handlers.generate.prompts import load_prompt_set
+
+    assert int(lines[0]) == len(load_prompt_set().prompts) >= 60 and lines[-1] == "templates ok"

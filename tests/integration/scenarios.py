@@ -227,8 +227,12 @@ class Scenarios:
             return self.outcome(settings, fleet, job_ids, claims_by_worker=claims)
 
     def long_job_short_visibility(self, job_id: str) -> Outcome:
-        """A job far longer than the visibility timeout, two workers polling."""
-        settings = self.job_settings(num_images=3, visibility_timeout_s=2, heartbeat_interval_s=0.5)
+        """A job far longer than the visibility timeout, two workers polling.
+
+        Visibility 4 s and heartbeat 1 s: 30 times production's 120 s and 30 s. At 2 s and 0.5 s
+        the lease's staleness came within a pipeline load's GIL-bound second (the choice
+        stage's adapters), a compression artefact no production timing has."""
+        settings = self.job_settings(num_images=3, visibility_timeout_s=4, heartbeat_interval_s=1.0)
         with self.fleet(settings) as fleet:
             fleet.start("a")
             fleet.start("b")

@@ -59,7 +59,8 @@ async def test_uploaded_folder_is_delivered_with_50_headshots_and_one_email_whos
 
     status = job_status(local_stack, settings, job_id)
     assert status is not None and status["state"] == "delivered", status
-    assert set(stage_runs(status)) == {"validate", "prepare", "train", "generate", "deliver", "notify"}
+    assert set(stage_runs(status)) == {"validate", "prepare", "train", "choose", "generate", "detail", "deliver",
+                                       "notify"}
     assert all(runs == 1 for runs in stage_runs(status).values())
     results = keys(local_stack, settings.output_bucket, f"results/{job_id}/", settings)
     names = sorted(k.rsplit("/", 1)[-1] for k in results)
