@@ -119,8 +119,11 @@ class Tally:
                 self.duplicate_run_details.append(f"{job_id}: {sum(extra.values())} extra runs of "
                                                   f"{', '.join(sorted(extra))}")
         dead = [e.get("job_id") for e in outcome.events if e.get("event") == "job_dead_lettered"]
-        self.dlq_without_email += sum(1 for j in dead if outcome.emails.get(j, 0) == 0)
-        self.dlq_without_email += outcome.dlq  # still in the DLQ at the end: nobody told
+        unmailed = [j for j in dead if outcome.emails.get(j, 0) == 0]
+        self.dlq_without_email += len(unmailed) + outcome.dlq  # outcome.dlq: still in the DLQ at the end
+        if unmailed or outcome.dlq:
+            self.details.append(f"{', '.join(sorted(expected))}: {len(unmailed)} dead-lettered without an email, "
+                                f"{outcome.dlq} message(s) left in the DLQ")
         self.orphaned_local_dirs += len(outcome.leftover_dirs)
         self.unexpected_queue_messages += sum(outcome.queue)
         self.leftover_objects += sum(len(keys) for keys in outcome.leftover_objects.values())

@@ -132,6 +132,12 @@ class Scenarios:
     def drained(self, settings: Settings, fleet: Fleet) -> None:
         wait_for(lambda: queue_counts(self.stack, settings) == (0, 0), 60, what="an empty queue",
                  on_timeout=lambda: "\n".join(w.logs()[-2000:] for w in fleet.workers))
+        # A copy dead-lettered by SQS's own faults (a delete that failed every try) is the
+        # sweeper's to drop once its job has ended: give its next sweeps the time (a few of
+        # dlq_sweep_interval_s) before the outcome counts what is left in the DLQ.
+        deadline = time.monotonic() + min(30.0, 10 * max(settings.dlq_sweep_interval_s, 1.0))
+        while dlq_count(self.stack, settings) and time.monotonic() < deadline:
+            time.sleep(0.5)
 
     # --- kill -9 and SIGTERM --------------------------------------------------------------
     def kill9(self, stage: str, job_id: str) -> Outcome:
